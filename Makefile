@@ -1,0 +1,33 @@
+# Every target that needs Python depends on the venv, so on a fresh clone
+# `make test` or `make demo` alone does all the set-up.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DATA_DIR ?= $(abspath ../shared/data)
+
+.PHONY: install test demo fuzz bench pictures clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	CNNKIT_DATA_DIR=$${CNNKIT_DATA_DIR:-$(DATA_DIR)} $(BIN)/pytest -q
+
+demo: $(STAMP)
+	$(BIN)/cnnkit train configs/digits.yaml --out runs/demo
+	$(BIN)/cnnkit evaluate runs/demo/latest
+
+fuzz: $(STAMP)
+	CNNKIT_FUZZ_EXAMPLES=20000 $(BIN)/pytest -q tests/test_fuzz.py -p no:cacheprovider -s
+
+bench: $(STAMP)
+	CNNKIT_DATA_DIR=$${CNNKIT_DATA_DIR:-$(DATA_DIR)} $(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

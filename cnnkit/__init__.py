@@ -1,0 +1,3 @@
+"""cnnkit: a command-line workbench for convolutional networks on Keras."""
+
+__version__ = "0.1.0"
