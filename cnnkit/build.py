@@ -1,0 +1,38 @@
+"""Spec -> tf.keras Sequential model. The only module that constructs keras.layers objects."""
+
+from __future__ import annotations
+
+import re
+
+from cnnkit.argtypes import CONSTRAINTS
+from cnnkit.backend import keras as _keras
+
+
+def build_model(spec):
+    keras = _keras()
+    layers = [keras.Input(shape=tuple(spec.input_shape))]
+    layers += [build_layer(keras, layer) for layer in spec.layers]
+    return keras.Sequential(layers, name=_model_name(spec.name))
+
+
+def build_layer(keras, layer):
+    cls = getattr(keras.layers, layer.type)
+    kwargs = {key: _keras_value(keras, key, value) for key, value in layer.args.items()}
+    return cls(**{k: v for k, v in kwargs.items() if v is not None or k in ("activation", "max_value")})
+
+
+def _keras_value(keras, key: str, value):
+    if key.endswith("_regularizer") and isinstance(value, dict):
+        return keras.regularizers.L1L2(l1=value["l1"], l2=value["l2"])
+    if key.endswith("_constraint") and isinstance(value, dict):
+        return getattr(keras.constraints, CONSTRAINTS[value["name"]][0])(**value["args"])
+    if key in ("padding", "cropping") and isinstance(value, tuple) and value and isinstance(value[0], tuple):
+        return value[0] if len(value) == 1 else value  # 1-D layers take a single (before, after) pair
+    if key == "size" and isinstance(value, tuple) and len(value) == 1:
+        return value[0]
+    return value
+
+
+def _model_name(name: str) -> str:
+    # Keras names must be simple identifiers; a spec's name is free text.
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "model"

@@ -1,0 +1,79 @@
+"""Reader for LeCun's IDX format (the original MNIST / Fashion-MNIST files), gzipped or not.
+
+Layout: 2 zero bytes, a type byte (0x08 = unsigned byte), a rank byte, then `rank` big-endian
+uint32 dimensions, then the data. Images are rank 3 (magic 0x00000803), labels rank 1
+(0x00000801).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+
+import numpy as np
+
+from cnnkit.errors import DataError
+
+# The four files of a dataset, as (split, array) -> base name; a ".gz" suffix is optional.
+IDX_FILES = {
+    ("train", "x"): "train-images-idx3-ubyte",
+    ("train", "y"): "train-labels-idx1-ubyte",
+    ("test", "x"): "t10k-images-idx3-ubyte",
+    ("test", "y"): "t10k-labels-idx1-ubyte",
+}
+
+
+def find_idx_file(folder: str, base: str) -> str | None:
+    for name in (base + ".gz", base):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def has_idx_files(folder: str) -> bool:
+    return any(find_idx_file(folder, base) for base in IDX_FILES.values())
+
+
+def read_idx(path: str, rank: int) -> np.ndarray:
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"{path}: cannot read ({err})",
+                        hint="download the file again; it may be truncated") from None
+    expected_magic = 0x0800 | rank
+    magic = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
+    if magic != expected_magic:
+        got = f"0x{magic:08x}" if magic is not None else f"{len(raw)} bytes"
+        kind = "image" if rank == 3 else "label"
+        raise DataError(f"{path}: not an IDX {kind} file (magic number {got}, expected "
+                        f"0x{expected_magic:08x})",
+                        hint="use the original *-ubyte(.gz) files")
+    header = 4 + 4 * rank
+    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(rank)]
+    size = int(np.prod(dims))
+    if len(raw) != header + size:
+        raise DataError(f"{path}: IDX header says {dims} = {size} bytes of data, file holds "
+                        f"{len(raw) - header}", hint="download the file again; it is truncated")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def load_idx_folder(folder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x_train, y_train, x_test, y_test) from the four IDX files in `folder`."""
+    paths = {key: find_idx_file(folder, base) for key, base in IDX_FILES.items()}
+    missing = [IDX_FILES[key] + ".gz" for key, path in paths.items() if path is None]
+    if missing:
+        raise DataError(f"{folder}: incomplete IDX set, missing {', '.join(missing)}",
+                        hint="put all four *-ubyte.gz files in the same folder")
+    arrays = {key: read_idx(path, 3 if key[1] == "x" else 1) for key, path in paths.items()}
+    for split in ("train", "test"):
+        x, y = arrays[(split, "x")], arrays[(split, "y")]
+        if len(x) != len(y):
+            raise DataError(f"{paths[(split, 'x')]}: {len(x)} images but "
+                            f"{paths[(split, 'y')]} has {len(y)} labels",
+                            hint="the image and label files come from different downloads")
+    return (arrays[("train", "x")], arrays[("train", "y")],
+            arrays[("test", "x")], arrays[("test", "y")])

@@ -1,0 +1,110 @@
+"""The `npz` dataset: a user's .npz with x_train/y_train and optional val/test arrays.
+
+Also the one safe .npz reader that keras_datasets.py uses for mnist.npz and friends.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+
+import numpy as np
+
+from cnnkit.data.arrays import (as_samples, check_pairs, digit_names, labels_to_int64,
+                                pixels_to_uint8)
+from cnnkit.data.splits import Splits
+from cnnkit.errors import DataError
+
+_SAVE_HINT = "save it with np.savez(path, x_train=x, y_train=y[, x_val=..., y_val=..., x_test=..., y_test=...])"
+SPLITS = ("train", "val", "test")
+
+
+def read_npz(path: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The named arrays of an .npz, never unpickling anything. Missing optional keys are left out."""
+    if not os.path.exists(path):
+        raise DataError(f"{path}: file not found", hint="check data.path")
+    if os.path.isdir(path):
+        raise DataError(f"{path}: is a folder, expected an .npz file", hint=_SAVE_HINT)
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic == b"\x93NUMPY":
+        raise DataError(f"{path}: is a single-array .npy file, expected an .npz archive with "
+                        f"x_train and y_train", hint=_SAVE_HINT)
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: not an .npz file (not a zip archive)", hint=_SAVE_HINT)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            found = list(npz.files)
+            missing = [k for k in required if k not in found]
+            if missing:
+                raise DataError(
+                    f"{path}: missing array {', '.join(map(repr, missing))}; found: "
+                    f"{', '.join(found) or 'no arrays'}", hint=_SAVE_HINT)
+            arrays = {}
+            for key in required + tuple(k for k in optional if k in found):
+                try:
+                    arrays[key] = npz[key]
+                except ValueError as err:
+                    if "allow_pickle" not in str(err):
+                        raise
+                    # allow_pickle=False refuses object arrays: loading one would run pickle
+                    # code from the file.
+                    raise DataError(
+                        f"{path}: array '{key}' has dtype=object, which cannot be loaded "
+                        f"safely (it would need pickle)",
+                        hint="save plain numeric arrays, e.g. np.asarray(x, dtype=np.uint8)"
+                    ) from None
+            return arrays
+    except (zipfile.BadZipFile, EOFError, OSError) as err:
+        raise DataError(f"{path}: corrupt .npz archive ({err})",
+                        hint="write the file again") from None
+
+
+def npz_splits(path: str, arrays: dict[str, np.ndarray], input_shape, class_names=None) -> Splits:
+    """Validate and normalize x_*/y_* arrays (already read from `path`) into Splits."""
+    for split in ("val", "test"):
+        if (f"x_{split}" in arrays) != (f"y_{split}" in arrays):
+            have, lack = (f"x_{split}", f"y_{split}") if f"x_{split}" in arrays else (
+                f"y_{split}", f"x_{split}")
+            raise DataError(f"{path}: has '{have}' but no '{lack}'",
+                            hint=f"save both arrays of the {split} split, or neither")
+    pairs, width = {}, None
+    for split in SPLITS:
+        if f"x_{split}" not in arrays:
+            continue
+        x = as_samples(arrays[f"x_{split}"], f"{path}: x_{split}", input_shape)
+        y, w = labels_to_int64(arrays[f"y_{split}"], f"{path}: y_{split}")
+        width = width or w
+        pairs[split] = (x, y)
+    check_pairs(pairs, path)
+    pairs = {s: (pixels_to_uint8(x, f"{path}: x_{s}"), y) for s, (x, y) in pairs.items()}
+
+    if len(pairs["train"][0]) == 0:
+        raise DataError(f"{path}: x_train has 0 samples", hint="save at least one training sample")
+    top = max(int(y.max()) for _, y in pairs.values() if y.size)
+    if class_names is None:
+        class_names = digit_names(max(top + 1, width or 0))
+    for split, (_, y) in pairs.items():
+        if y.size and y.max() >= len(class_names):
+            raise DataError(f"{path}: y_{split} has label {int(y.max())} but there are only "
+                            f"{len(class_names)} class names",
+                            hint="labels must be 0..len(class_names)-1")
+    get = lambda s, i: pairs[s][i] if s in pairs else None  # noqa: E731
+    return Splits(get("train", 0), get("train", 1), get("val", 0), get("val", 1),
+                  get("test", 0), get("test", 1), class_names=list(class_names), source=path)
+
+
+def load(cfg: dict, ctx) -> Splits:
+    path = cfg.get("path")
+    if not path:
+        raise DataError("data.path: the npz dataset needs a path to an .npz file", hint=_SAVE_HINT)
+    optional = tuple(f"{a}_{s}" for s in ("val", "test") for a in "xy") + ("class_names",)
+    arrays = read_npz(path, ("x_train", "y_train"), optional)
+    names = arrays.pop("class_names", None)
+    if names is not None:
+        if names.ndim != 1 or names.dtype.kind not in "US":
+            raise DataError(f"{path}: class_names must be a 1-D string array, got dtype "
+                            f"{names.dtype} shape {tuple(names.shape)}",
+                            hint="save np.array(['cat', 'dog'])")
+        names = [str(n) for n in names.astype(str)]
+    return npz_splits(path, arrays, ctx.input_shape, names)

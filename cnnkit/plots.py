@@ -1,0 +1,632 @@
+"""Every picture cnnkit draws, as matplotlib PNGs (no TensorFlow, no graphviz).
+
+Figures are built with `matplotlib.figure.Figure` rather than pyplot: no global figure state, no GUI backend to
+pick, nothing left open between calls. Each function writes its PNG through a temporary file in the target folder
+and `os.replace`, so a crash never leaves half a picture behind, and returns the final path.
+
+Figure sizes are fixed by the content (panels × a per-panel size, in inches) and saved at `DPI` without
+`bbox_inches="tight"`, so a picture's pixel size is predictable: figsize × DPI.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from cnnkit.errors import CnnkitError, DataError
+
+DPI = 120  # sharp enough for 7-pt labels, small enough that a 40-layer architecture stays a few hundred KB
+
+# Layer-type families for plot_architecture: first matching substring wins, so "Conv" sits after the more
+# specific "Transpose" and pooling is matched before anything that might contain "Pool" by accident.
+_FAMILIES: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("input", ("Input",), "#d9d9d9"),
+    ("transposed conv", ("Transpose",), "#9ecae1"),
+    ("convolution", ("Conv",), "#6baed6"),
+    ("pooling", ("Pooling",), "#fd8d3c"),
+    ("dense", ("Dense",), "#74c476"),
+    ("normalisation", ("Normalization",), "#fed976"),
+    ("dropout / noise", ("Dropout", "Noise"), "#c6b3e0"),
+    ("reshape", ("Flatten", "Reshape", "Permute", "Padding", "Cropping", "UpSampling", "Resizing"), "#bdbdbd"),
+    ("activation", ("Activation", "ReLU", "Softmax"), "#fbb4b9"),
+)
+_OTHER_COLOUR = "#e0e0e0"
+
+
+# --------------------------------------------------------------------------------------------- shared helpers
+def _new_figure(width_in: float, height_in: float, layout: str | None = "constrained"):
+    """A figure of exactly width×height inches; "constrained" layout keeps titles, labels and colorbars inside."""
+    from matplotlib.figure import Figure  # deferred: importing cnnkit.plots should cost nothing until it draws
+
+    return Figure(figsize=(width_in, height_in), dpi=DPI, layout=layout)
+
+
+def _save(fig, out_path) -> Path:
+    """Write `fig` as PNG to `out_path` atomically (temp file in the same folder, then os.replace)."""
+    out = Path(out_path)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise CnnkitError(f"cannot write picture {out}: {exc.strerror or exc}") from exc
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=DPI)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def _shape_text(shape: Sequence) -> str:
+    return "×".join("?" if d is None else str(d) for d in shape)
+
+
+def _compact(n: float | int | None) -> str:
+    """121930 -> '121.9k', 3.2e9 -> '3.2G': params and MACs are read for magnitude, not digits."""
+    if n is None:
+        return "?"
+    n = float(n)
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.3g}{unit}" if abs(n) < 100 * size else f"{n / size:.0f}{unit}"
+    return f"{n:.0f}"
+
+
+def _as_display_image(image: np.ndarray, what: str) -> np.ndarray:
+    """uint8 or float image (H,W), (H,W,1) or (H,W,3) -> float (H,W) or (H,W,3) in [0, 1] for imshow."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (3, 4)):
+        raise DataError(f"{what} must be (H, W), (H, W, 1) or (H, W, 3), got shape {image.shape}")
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / 255.0
+    image = np.nan_to_num(image.astype(np.float32))
+    # Float images are meant to be in [0, 1]; a 0..255 float image is common enough to rescale rather than clip white.
+    if image.size and image.max() > 1.0 + 1e-6:
+        image = image / 255.0 if image.max() <= 255.0 else (image - image.min()) / np.ptp(image)
+    return np.clip(image, 0.0, 1.0)
+
+
+def _show(ax, image: np.ndarray, **kwargs) -> None:
+    """imshow with pixels as squares and no ticks: feature maps are read as pictures, not as plots."""
+    if image.ndim == 2:
+        kwargs.setdefault("cmap", "gray")
+    ax.imshow(image, interpolation="nearest", **kwargs)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _normalise(array: np.ndarray) -> np.ndarray:
+    """Scale to [0, 1] by the array's own range (a constant array becomes mid-grey rather than dividing by 0)."""
+    array = np.nan_to_num(np.asarray(array, dtype=np.float64))
+    lo, hi = float(array.min()), float(array.max())
+    if hi - lo < 1e-12:
+        return np.full_like(array, 0.5)
+    return (array - lo) / (hi - lo)
+
+
+def _grid(n: int, max_cols: int) -> tuple[int, int]:
+    cols = max(1, min(n, max_cols))
+    return math.ceil(n / cols), cols
+
+
+# ------------------------------------------------------------------------------------------------- curves
+def _best_epoch(values: list[float], monitor: str) -> int | None:
+    arr = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(arr).any():
+        return None
+    arr = np.where(np.isfinite(arr), arr, np.inf if "loss" in monitor else -np.inf)
+    return int(np.argmin(arr) if "loss" in monitor else np.argmax(arr))
+
+
+def plot_curves(history: dict[str, list[float]], out_path, *, monitor: str = "val_loss") -> Path:
+    """One panel per quantity (loss, then each metric): train and val_ per epoch, best `monitor` epoch marked.
+
+    The best epoch is the minimum of `monitor` when its name contains "loss", else the maximum. When the run has
+    no validation data, `val_loss` falls back to `loss` (the annotation names the quantity actually used).
+    """
+    if not isinstance(history, dict) or not history:
+        raise DataError(f"history must be a non-empty dict of name -> per-epoch values, got {history!r:.60}")
+    series: dict[str, list[float]] = {}
+    for key, values in history.items():
+        try:
+            series[str(key)] = [float(v) for v in values]
+        except (TypeError, ValueError):
+            raise DataError(f"history['{key}'] must be a list of numbers, got {values!r:.60}") from None
+    if not any(series.values()):
+        raise DataError("history has no epochs: every quantity is an empty list")
+
+    # A quantity is the train name; its val_ twin is drawn on the same panel. A lone val_x still gets a panel.
+    quantities = [k for k in series if not k.startswith("val_")]
+    quantities += [k for k in series if k.startswith("val_") and k[4:] not in series]
+    quantities.sort(key=lambda k: k.removeprefix("val_") != "loss")  # loss first, the rest as recorded
+
+    used = monitor if monitor in series else monitor.removeprefix("val_")
+    best = _best_epoch(series[used], used) if series.get(used) else None
+
+    rows, cols = _grid(len(quantities), 3)
+    fig = _new_figure(4.5 * cols, 3.4 * rows + 0.6)
+    n_epochs = max(len(v) for v in series.values())
+    fig.suptitle(f"Training curves: {n_epochs} epoch{'s' * (n_epochs != 1)}", fontsize=13, fontweight="bold")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat[len(quantities):]:
+        ax.set_visible(False)
+
+    for ax, name in zip(axes.flat, quantities):
+        base = name.removeprefix("val_")
+        styles = [(base, "train", "#1f77b4"), ("val_" + base, "validation", "#ff7f0e")]
+        for key, label, colour in styles:
+            values = series.get(key)
+            if not values:
+                continue
+            epochs = np.arange(1, len(values) + 1)
+            ax.plot(epochs, values, color=colour, label=label, marker="o" if len(values) <= 30 else None,
+                    markersize=3.5, linewidth=1.6)
+        ax.set_title(base, fontsize=11)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(base)
+        ax.grid(alpha=0.3)
+        # Epochs are whole numbers; matplotlib would otherwise label 1.5, 2.5, ... on short runs.
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if best is not None:
+            ax.axvline(best + 1, color="#2ca02c", linestyle="--", linewidth=1.2, label=f"best epoch ({best + 1})")
+        if best is not None and name in (used, used.removeprefix("val_")):
+            value = series[used][best]
+            ax.annotate(f"best {used}\nepoch {best + 1}: {value:.4g}", xy=(best + 1, value),
+                        xytext=(0.5, 0.55), textcoords="axes fraction", ha="center", fontsize=8.5,
+                        bbox=dict(boxstyle="round,pad=0.3", fc="white", ec="#2ca02c", alpha=0.9),
+                        arrowprops=dict(arrowstyle="->", color="#2ca02c"))
+        ax.legend(fontsize=8, loc="best")
+    return _save(fig, out_path)
+
+
+# ---------------------------------------------------------------------------------------------- confusion
+def plot_confusion(cm: np.ndarray, class_names: list[str] | None, out_path) -> Path:
+    """Counts and row-normalised (recall) confusion matrices side by side; rows are true, columns predicted."""
+    cm = np.asarray(cm)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] == 0:
+        raise DataError(f"confusion matrix must be square (K, K), got shape {cm.shape}")
+    k = cm.shape[0]
+    names = [str(i) for i in range(k)] if class_names is None else [str(c) for c in class_names]
+    if len(names) != k:
+        raise DataError(f"confusion matrix is {k}×{k} but {len(names)} class names were given")
+    short = [n if len(n) <= 14 else n[:13] + "…" for n in names]
+    counts = cm.astype(np.float64)
+    totals = counts.sum(axis=1, keepdims=True)
+    recall = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    n = counts.sum()
+    accuracy = np.trace(counts) / n if n else 0.0
+
+    side = float(np.clip(0.42 * k + 2.0, 4.5, 12.0))  # inches per panel: cells stay readable up to ~25 classes
+    fig = _new_figure(2 * side + 1.5, side + 1.6)  # + colorbars; + title and slanted class names
+    fig.suptitle(f"Confusion matrix: {int(n)} samples, {k} classes, accuracy {accuracy:.1%}",
+                 fontsize=13, fontweight="bold")
+    axes = fig.subplots(1, 2)
+    annotate = k <= 20
+    tick_step = max(1, math.ceil(k / 40))  # 100 classes: label every 3rd so the names do not overprint
+    label_size = float(np.clip(11 - 0.25 * k, 6, 10))
+    panels = ((counts, "counts", "Blues", lambda v: f"{int(v)}"),
+              (recall, "row-normalised (recall per true class)", "Greens", lambda v: f"{v:.0%}"))
+    for ax, (matrix, title, cmap, fmt) in zip(axes, panels):
+        vmax = 1.0 if matrix is recall else max(matrix.max(), 1.0)  # recall on a fixed 0..100% scale
+        image = ax.imshow(matrix, cmap=cmap, vmin=0, vmax=vmax, interpolation="nearest")
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        ax.set_title(title, fontsize=11)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ticks = np.arange(0, k, tick_step)
+        ax.set_xticks(ticks, [short[i] for i in ticks], rotation=45, ha="right", rotation_mode="anchor",
+                      fontsize=label_size)
+        ax.set_yticks(ticks, [short[i] for i in ticks], fontsize=label_size)
+        if annotate:
+            size = float(np.clip(12 - 0.35 * k, 6, 10))
+            for (r, c), v in np.ndenumerate(matrix):
+                if counts[r, c] == 0 and r != c:
+                    continue  # empty off-diagonal cells stay quiet so the mistakes stand out
+                ax.text(c, r, fmt(v), ha="center", va="center", fontsize=size,
+                        color="white" if v > 0.6 * vmax else "black")
+    return _save(fig, out_path)
+
+
+# ----------------------------------------------------------------------------------------- misclassified
+def _label(names: Sequence[str] | None, index: int) -> str:
+    if names is not None and 0 <= index < len(names):
+        return str(names[index])
+    return str(index)
+
+
+def plot_misclassified(images: np.ndarray, y_true, y_pred, confidence, class_names: list[str] | None,
+                       out_path, *, n: int = 16) -> Path:
+    """A grid of the `n` most confidently wrong predictions, each titled "true: X / pred: Y (97%)".
+
+    `images` is (N, H, W, C) uint8 or float in [0, 1]; `confidence` is the probability given to the predicted
+    class. With no mistakes the picture is a placeholder panel that says so.
+    """
+    images = np.asarray(images)
+    y_true, y_pred = np.asarray(y_true).reshape(-1), np.asarray(y_pred).reshape(-1)
+    confidence = np.asarray(confidence, dtype=np.float64).reshape(-1)
+    if images.ndim == 3:
+        images = images[..., None]  # (N, H, W) greyscale
+    if images.ndim != 4:
+        raise DataError(f"images must be (N, H, W, C), got shape {images.shape}")
+    count = images.shape[0]
+    for name, arr in (("y_true", y_true), ("y_pred", y_pred), ("confidence", confidence)):
+        if arr.shape[0] != count:
+            raise DataError(f"{name} has {arr.shape[0]} entries but there are {count} images")
+    if n < 1:
+        raise CnnkitError(f"n must be a positive number of images, got {n}")
+
+    wrong = np.flatnonzero(y_true != y_pred)
+    if wrong.size == 0:
+        fig = _new_figure(6.0, 3.0, layout=None)
+        ax = fig.add_axes((0.05, 0.08, 0.9, 0.84))
+        ax.set_facecolor("#e5f5e0")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.text(0.5, 0.6, "No misclassified images", ha="center", va="center", fontsize=18,
+                fontweight="bold", color="#1b7837", transform=ax.transAxes)
+        ax.text(0.5, 0.35, f"all {count} predictions are correct", ha="center", va="center", fontsize=12,
+                color="#333333", transform=ax.transAxes)
+        return _save(fig, out_path)
+
+    order = wrong[np.argsort(-np.nan_to_num(confidence[wrong], nan=-1.0), kind="stable")][:n]
+    rows, cols = _grid(len(order), math.ceil(math.sqrt(len(order))))
+    fig = _new_figure(max(1.9 * cols, 5.0), 2.15 * rows + 0.7)
+    fig.suptitle(f"Most confident mistakes: showing {len(order)} of {wrong.size} wrong "
+                 f"({wrong.size / count:.1%} of {count})", fontsize=12, fontweight="bold")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, i in zip(axes.flat, order):
+        _show(ax, _as_display_image(images[i], "each image"), vmin=0.0, vmax=1.0)
+        ax.set_axis_on()
+        ax.set_title(f"true: {_label(class_names, int(y_true[i]))}\n"
+                     f"pred: {_label(class_names, int(y_pred[i]))} ({confidence[i]:.0%})",
+                     fontsize=8.5, color="#b2182b")
+    return _save(fig, out_path)
+
+
+# ----------------------------------------------------------------------------------------------- filters
+def plot_filters(kernel: np.ndarray, out_path, *, title: str, max_filters: int = 64) -> Path:
+    """The learned kernels of one conv layer as a grid, one tile per filter.
+
+    2-D kernels (kh, kw, in, out): a colour patch per filter when in == 3, otherwise a grey image of channel 0
+    (in == 1) or of the mean over input channels. 1-D kernels (k, in, out) are drawn as bars; 3-D kernels
+    (kd, kh, kw, in, out) show their middle depth slice. Each tile is scaled to its own min..max.
+    """
+    kernel = np.nan_to_num(np.asarray(kernel, dtype=np.float64))
+    if kernel.ndim not in (3, 4, 5) or kernel.size == 0:
+        raise DataError(f"kernel must be (k, in, out), (kh, kw, in, out) or (kd, kh, kw, in, out), "
+                        f"got shape {kernel.shape}")
+    notes = []
+    if kernel.ndim == 5:
+        depth = kernel.shape[0]
+        kernel = kernel[depth // 2]
+        notes.append(f"middle depth slice {depth // 2} of {depth}")
+    spatial, in_ch, out_ch = kernel.shape[:-2], kernel.shape[-2], kernel.shape[-1]
+    shown = min(out_ch, max_filters)
+    colour = len(spatial) == 2 and in_ch == 3
+    if colour:
+        notes.append("RGB per filter")
+    elif in_ch == 1:
+        notes.append("input channel 0")
+    else:
+        notes.append(f"mean over {in_ch} input channels")
+    notes.append(f"{shown} of {out_ch} filters" if shown < out_ch else f"{out_ch} filters")
+    notes.append("each scaled to its own range")
+
+    rows, cols = _grid(shown, 8 if shown > 16 else max(4, math.ceil(math.sqrt(shown))))
+    tile = 1.15 if len(spatial) == 2 else 1.5
+    fig = _new_figure(max(tile * cols, 5.5), tile * rows + 0.9)
+    fig.suptitle(f"{title}\nkernel size {_shape_text(spatial)} · " + " · ".join(notes), fontsize=10.5)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for f, ax in zip(range(shown), axes.flat):
+        ax.set_axis_on()
+        weights = kernel[..., f]
+        if len(spatial) == 2:
+            patch = _normalise(weights) if colour else _normalise(weights[..., 0] if in_ch == 1
+                                                                  else weights.mean(axis=-1))
+            _show(ax, patch, vmin=0.0, vmax=1.0)
+        else:
+            taps = weights[:, 0] if in_ch == 1 else weights.mean(axis=-1)
+            ax.bar(np.arange(len(taps)), taps, color=np.where(taps >= 0, "#2166ac", "#b2182b"), width=0.8)
+            ax.axhline(0, color="black", linewidth=0.6)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        ax.set_title(f"#{f}", fontsize=7, pad=2)
+    return _save(fig, out_path)
+
+
+# ------------------------------------------------------------------------------------------ feature maps
+def _squeeze_batch(array: np.ndarray) -> np.ndarray:
+    array = np.asarray(array)
+    return array[0] if array.ndim >= 2 and array.shape[0] == 1 and array.ndim in (3, 4, 5) else array
+
+
+def plot_feature_maps(image: np.ndarray, maps: list[tuple[str, np.ndarray]], out_path, *,
+                      max_channels: int = 16) -> Path:
+    """The input, then one labelled block per layer with up to `max_channels` of its activation maps.
+
+    Maps are (H, W, C) (a leading batch axis of 1 is dropped); (steps, C) maps are drawn as line plots and
+    (D, H, W, C) maps show their middle depth slice. Each block shows the most active channels (largest
+    spread), because ReLU layers often have dead channels that would show as flat tiles and teach nothing.
+    """
+    if max_channels < 1:
+        raise CnnkitError(f"max_channels must be a positive int, got {max_channels}")
+    display = _as_display_image(image, "image")
+    layers = []
+    for name, fmap in maps:
+        fmap = _squeeze_batch(fmap).astype(np.float64)
+        if fmap.ndim == 1:
+            fmap = fmap[:, None]  # a vector: one "channel" drawn as a line
+        if fmap.ndim not in (2, 3, 4):
+            raise DataError(f"feature map '{name}' must be (H, W, C), (steps, C) or (D, H, W, C), "
+                            f"got shape {fmap.shape}")
+        shape = fmap.shape
+        if fmap.ndim == 4:
+            fmap = fmap[shape[0] // 2]
+        channels = fmap.shape[-1]
+        spread = np.nan_to_num(fmap.reshape(-1, channels).std(axis=0))
+        pick = np.sort(np.argsort(-spread, kind="stable")[:max_channels])
+        layers.append((str(name), shape, fmap, pick))
+
+    cols = max([min(8, len(p)) for *_, p in layers] + [1])
+    tile = 1.25
+    # Rows of the page, in inches: title, input image, then one block per layer (a label line + its tiles).
+    heights = [0.5, 2.3] + [0.45 + tile * math.ceil(len(p) / cols) for *_, p in layers]
+    fig_w = max(tile * cols + 0.4, 6.0)
+    fig = _new_figure(fig_w, sum(heights), layout=None)  # the subfigures below are laid out by hand
+    subfigs = fig.subfigures(len(heights), 1, height_ratios=heights, squeeze=False)[:, 0]
+    subfigs[0].suptitle(f"Feature maps: what each layer sees ({len(layers)} layers)", fontsize=13,
+                        fontweight="bold", y=0.6, va="center")
+
+    ax = subfigs[1].add_axes((0.5 - 0.95 / fig_w, 0.04, 1.9 / fig_w, 1.9 / 2.3))  # a 1.9-inch input, centred
+    _show(ax, display, vmin=0.0, vmax=1.0)
+    ax.set_title(f"input · {_shape_text(np.asarray(image).shape)}", fontsize=10)
+
+    for i, (sub, (name, shape, fmap, pick)) in enumerate(zip(subfigs[2:], layers)):
+        sub.set_facecolor("#f2f2f2" if i % 2 == 0 else "white")
+        chosen = (f"{len(pick)} most active of {fmap.shape[-1]} channels" if len(pick) < fmap.shape[-1]
+                  else f"all {fmap.shape[-1]} channels")
+        sub.suptitle(f"{name} · {_shape_text(shape)}   ({chosen})", fontsize=10, fontweight="bold", y=0.98,
+                     va="top")
+        rows = math.ceil(len(pick) / cols)
+        axes = sub.subplots(rows, cols, squeeze=False,
+                            gridspec_kw=dict(top=1 - 0.45 / heights[i + 2], bottom=0.03, left=0.02, right=0.98,
+                                             wspace=0.08, hspace=0.25))
+        for ax in axes.flat:
+            ax.set_axis_off()
+        for ax, ch in zip(axes.flat, pick):
+            ax.set_axis_on()
+            if fmap.ndim == 3:
+                _show(ax, fmap[..., ch], cmap="viridis")
+            else:
+                ax.plot(fmap[:, ch], color="#1f77b4", linewidth=1.0)
+                ax.set_xticks([])
+                ax.set_yticks([])
+            ax.text(0.03, 0.97, f"{ch}", transform=ax.transAxes, fontsize=6.5, va="top", color="white",
+                    bbox=dict(boxstyle="square,pad=0.1", fc="black", alpha=0.5, lw=0))
+    return _save(fig, out_path)
+
+
+# ------------------------------------------------------------------------------------------ architecture
+def _family(layer_type: str) -> tuple[str, str]:
+    for family, needles, colour in _FAMILIES:
+        if any(needle in layer_type for needle in needles):
+            return family, colour
+    return "other", _OTHER_COLOUR
+
+
+def _shade(colour: str, factor: float) -> tuple[float, float, float]:
+    from matplotlib.colors import to_rgb
+
+    r, g, b = to_rgb(colour)
+    if factor >= 1:
+        return tuple(c + (1 - c) * (factor - 1) for c in (r, g, b))
+    return r * factor, g * factor, b * factor
+
+
+def _dims(shape) -> list[int | None]:
+    if shape is None:
+        return []
+    if isinstance(shape, (int, np.integer)):
+        return [int(shape)]
+    return [None if d is None else int(d) for d in shape]
+
+
+def plot_architecture(summary: dict, out_path) -> Path:
+    """The notes' picture of a network, from a summary dict alone: one block per layer, left to right.
+
+    Volumes (H, W, C) are pseudo-3D boxes: height and slant depth grow with H and W, thickness with C (both on a
+    log scale, so a 224×224 input and a 1024-channel layer fit on one page). Sequences (steps, C) are flat slabs,
+    (D, H, W, C) volumes a short stack of boxes, vectors thin tall bars. Rows wrap after ~17 inches.
+    """
+    from matplotlib.patches import Polygon, Rectangle
+
+    if not isinstance(summary, dict) or not isinstance(summary.get("layers"), list):
+        raise CnnkitError("summary must be a dict with a 'layers' list (as produced by the model summary)")
+    nodes = [{"type": "Input", "output_shape": summary.get("input_shape"), "params": 0}]
+    for i, layer in enumerate(summary["layers"]):
+        if not isinstance(layer, dict) or "type" not in layer or "output_shape" not in layer:
+            raise CnnkitError(f"summary layer {i} must be a dict with 'type' and 'output_shape', got {layer!r:.80}")
+        nodes.append(layer)
+
+    spatial_sizes = [d for node in nodes for d in _dims(node["output_shape"])[:-1]
+                     if d is not None and len(_dims(node["output_shape"])) >= 2]
+    biggest = max(spatial_sizes + [2])
+
+    def spatial_height(d: int | None) -> float:
+        # log scale relative to the network's largest map: shrinking by pooling stays visible at every size
+        d = d if d is not None else biggest
+        return 0.3 + 1.7 * math.log1p(d) / math.log1p(biggest)
+
+    def thickness(c: int | None) -> float:
+        return 0.07 + 0.065 * math.log2(max(c or 1, 1))
+
+    font = 7.0
+    char_w = font * 0.62 / 72  # inches per character of DejaVu Sans at this size, roughly
+    line_h = font * 1.3 / 72
+    geo = []
+    for node in nodes:
+        dims = _dims(node["output_shape"])
+        kind = {1: "vector", 2: "sequence", 3: "volume", 4: "volume3d"}.get(len(dims), "vector")
+        if kind == "vector":
+            units = dims[0] if dims and dims[0] is not None else 1
+            w, h, ox, oy = 0.12, 0.35 + 0.42 * math.log10(max(units, 1)), 0.06, 0.06
+        elif kind == "sequence":
+            w, h, ox, oy = thickness(dims[-1]), spatial_height(dims[0]), 0.0, 0.0
+        else:
+            w, h = thickness(dims[-1]), spatial_height(dims[-3])
+            slant = 0.45 * spatial_height(dims[-2])
+            ox, oy = slant * 0.7, slant * 0.55
+        lines = [str(node["type"]), _shape_text(dims) if dims else "?"]
+        if node.get("params") is not None:
+            lines.append(f"{_compact(node['params'])} params" if node["params"] else "0 params")
+        rf = node.get("receptive_field")
+        if rf is not None and kind != "vector":
+            lines.append("RF " + (_shape_text(rf) if isinstance(rf, (list, tuple)) else str(rf)))
+        stack = min(dims[0], 3) if kind == "volume3d" and dims[0] else 1
+        extra = 0.12 * (stack - 1)
+        body_w = w + ox + extra
+        slot = max(body_w, max(len(s) for s in lines) * char_w) + 0.32
+        geo.append(dict(kind=kind, w=w, h=h, ox=ox, oy=oy, stack=stack, lines=lines, slot=slot,
+                        body_w=body_w, colour=_family(str(node["type"]))[1], family=_family(str(node["type"]))[0]))
+
+    max_row = 17.0
+    rows: list[list[int]] = [[]]
+    width = 0.0
+    for i, g in enumerate(geo):
+        if rows[-1] and width + g["slot"] > max_row:
+            rows.append([])
+            width = 0.0
+        rows[-1].append(i)
+        width += g["slot"]
+    row_w = [sum(geo[i]["slot"] for i in row) for row in rows]
+    label_h = max(len(g["lines"]) for g in geo) * line_h + 0.1
+    row_h = [max(geo[i]["h"] + geo[i]["oy"] + 0.12 * (geo[i]["stack"] - 1) for i in row) + label_h + 0.45
+             for row in rows]
+    margin, title_h, legend_h = 0.35, 0.75, 0.55
+    fig_w = max(max(row_w) + 2 * margin, 7.0)
+    fig_h = sum(row_h) + title_h + legend_h
+    fig = _new_figure(fig_w, fig_h, layout=None)  # drawn in inch coordinates, no automatic layout
+    # Axes coordinates are inches, so block sizes above are real sizes on the page.
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, fig_w)
+    ax.set_ylim(0, fig_h)
+    ax.set_axis_off()
+
+    name = summary.get("name") or "model"
+    total_params = summary.get("total_params")
+    head = f"{name}: {total_params:,} params" if isinstance(total_params, (int, np.integer)) else str(name)
+    if summary.get("total_macs") is not None:
+        head += f" · {_compact(summary['total_macs'])} MACs"
+    ax.text(fig_w / 2, fig_h - 0.3, head, ha="center", va="center", fontsize=13, fontweight="bold")
+    ax.text(fig_w / 2, fig_h - 0.58, f"{len(nodes) - 1} layers · box height ∝ spatial size, thickness ∝ "
+            "channels (both log scale) · bars are vectors", ha="center", va="center", fontsize=8, color="#555555")
+
+    y_top = fig_h - title_h
+    prev_anchor = None
+    for r, row in enumerate(rows):
+        label_top = y_top - row_h[r] + label_h + 0.15
+        centre = label_top + (row_h[r] - label_h - 0.45) / 2 + 0.1
+        x = margin + (fig_w - 2 * margin - row_w[r]) / 2
+        for j, i in enumerate(row):
+            g = geo[i]
+            x0 = x + (g["slot"] - g["body_w"]) / 2
+            front = g["colour"]
+            for s in reversed(range(g["stack"])):  # back copies first, so the front box is drawn on top
+                bx, by = x0 + 0.12 * s, centre - g["h"] / 2 + 0.12 * s
+                bottom, top, right = by, by + g["h"], bx + g["w"]
+                alpha = 1.0 if s == 0 else 0.55
+                ax.add_patch(Rectangle((bx, bottom), g["w"], g["h"], fc=front, ec="#333333", lw=0.6, alpha=alpha))
+                if g["ox"] or g["oy"]:
+                    ox, oy = g["ox"], g["oy"]
+                    ax.add_patch(Polygon([(bx, top), (right, top), (right + ox, top + oy), (bx + ox, top + oy)],
+                                         fc=_shade(front, 1.35), ec="#333333", lw=0.6, alpha=alpha))
+                    ax.add_patch(Polygon([(right, bottom), (right + ox, bottom + oy), (right + ox, top + oy),
+                                          (right, top)], fc=_shade(front, 0.78), ec="#333333", lw=0.6,
+                                         alpha=alpha))
+            ax.text(x + g["slot"] / 2, label_top - 0.05, "\n".join(g["lines"]), ha="center", va="top",
+                    fontsize=font, linespacing=1.15)
+            left_anchor = (x0 - 0.04, centre)
+            if prev_anchor is not None and j > 0:
+                ax.annotate("", xy=left_anchor, xytext=prev_anchor,
+                            arrowprops=dict(arrowstyle="-|>", color="#666666", lw=0.8, shrinkA=0, shrinkB=0))
+            elif j == 0 and r > 0:
+                ax.text(x0 - 0.1, centre, "…", ha="right", va="center", fontsize=12, color="#666666")
+            prev_anchor = (x0 + g["body_w"] + 0.04, centre)  # leave from behind the side face
+            x += g["slot"]
+        if r < len(rows) - 1:
+            ax.text(prev_anchor[0] + 0.08, centre, "…", ha="left", va="center", fontsize=12, color="#666666")
+        y_top -= row_h[r]
+
+    # Legend: only the families that appear, in the registry's order.
+    present = []
+    for family, _, colour in _FAMILIES + (("other", (), _OTHER_COLOUR),):
+        if any(g["family"] == family for g in geo):
+            present.append((family, colour))
+    lx = fig_w / 2 - sum(0.3 + len(f) * 0.075 for f, _ in present) / 2
+    for family, colour in present:
+        ax.add_patch(Rectangle((lx, 0.2), 0.18, 0.18, fc=colour, ec="#333333", lw=0.6))
+        ax.text(lx + 0.24, 0.29, family, va="center", fontsize=8)
+        lx += 0.3 + len(family) * 0.075
+    return _save(fig, out_path)
+
+
+# ------------------------------------------------------------------------------------- kernel playground
+def _matrix_text(kernel: np.ndarray) -> str:
+    kernel = np.atleast_2d(np.asarray(kernel, dtype=np.float64))
+    cells = [[f"{v:.3g}" if v != int(v) else f"{int(v)}" for v in row] for row in kernel]
+    width = max(len(c) for row in cells for c in row)
+    return "\n".join(" ".join(c.rjust(width) for c in row) for row in cells)
+
+
+def plot_kernel_playground(image: np.ndarray, results: list[tuple[str, np.ndarray]], out_path, *,
+                           kernels: dict[str, np.ndarray]) -> Path:
+    """The input image and each kernel's output side by side, the kernel's numbers printed under its name.
+
+    Outputs are signed (an edge filter gives negative values on one side of an edge), so each is shown on its
+    own min..max scale: mid-grey is "nothing here", white and black are the two directions of response.
+    """
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise DataError(f"image must be a 2-D (H, W) greyscale array, got shape {image.shape}")
+    panels = [("input", image, None)] + [(str(name), np.asarray(out), kernels.get(name)) for name, out in results]
+    for name, out, _ in panels:
+        if out.ndim != 2:
+            raise DataError(f"output '{name}' must be a 2-D (H, W) array, got shape {out.shape}")
+    max_lines = max([np.atleast_2d(k).shape[0] for *_, k in panels if k is not None] + [0])
+    rows, cols = _grid(len(panels), 5)
+    head = 0.35 + 0.12 * max_lines  # room above each image for the name and the kernel's rows
+    tile = 2.6
+    fig = _new_figure(max(tile * cols, 6.0), (tile + head) * rows + 0.6)
+    fig.suptitle("Kernel playground: one hand-made filter per panel", fontsize=13, fontweight="bold")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, (name, out, kernel) in zip(axes.flat, panels):
+        ax.set_axis_on()
+        out = np.nan_to_num(out.astype(np.float64))
+        _show(ax, out if name == "input" and out.min() >= 0 and out.max() <= 1 else _normalise(out),
+              vmin=0.0, vmax=1.0)
+        ax.set_xlabel(f"{_shape_text(out.shape)} · min {out.min():.3g} · max {out.max():.3g}", fontsize=7)
+        if kernel is None:
+            ax.set_title(name, fontsize=10, fontweight="bold")
+            continue
+        lines = np.atleast_2d(kernel).shape[0]
+        ax.set_title(name, fontsize=10, fontweight="bold", pad=6 + 8.6 * lines)
+        ax.text(0.5, 1.02, _matrix_text(kernel), transform=ax.transAxes, ha="center", va="bottom",
+                fontsize=7, family="monospace", color="#333333", linespacing=1.1)
+    return _save(fig, out_path)

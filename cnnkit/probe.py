@@ -1,0 +1,103 @@
+"""Look inside a built Keras model: its conv kernels and the feature maps an image produces.
+
+The only picture-side module that touches Keras, and only inside functions, so `import cnnkit.probe` stays free.
+Layer indices are positions in `model.layers` (an input layer is not counted), the same numbering the summary uses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnnkit.errors import CnnkitError, DataError
+
+
+def _conv_types():
+    import keras
+
+    L = keras.layers
+    return (L.Conv1D, L.Conv2D, L.Conv3D, L.SeparableConv1D, L.SeparableConv2D, L.DepthwiseConv1D,
+            L.DepthwiseConv2D, L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)
+
+
+def _pool_types():
+    import keras
+
+    L = keras.layers
+    # Global pooling is left out on purpose: its output is a vector, not a map anyone can look at.
+    return (L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.AveragePooling1D, L.AveragePooling2D,
+            L.AveragePooling3D)
+
+
+def _shape_text(shape) -> str:
+    return "×".join("?" if d is None else str(d) for d in shape)
+
+
+def conv_layer_indices(model) -> list[int]:
+    """Positions in `model.layers` of every convolution layer (plain, separable, depthwise, transposed)."""
+    types = _conv_types()
+    return [i for i, layer in enumerate(model.layers) if isinstance(layer, types)]
+
+
+def conv_kernel(model, layer_index: int) -> tuple[str, np.ndarray]:
+    """(layer name, kernel) of conv layer `layer_index`, laid out as (..spatial.., in, out) for plot_filters.
+
+    Transposed convs store (..spatial.., out, in) and are swapped back; separable and depthwise convs give their
+    depthwise kernel (..spatial.., in, depth_multiplier), the part that looks at the image.
+    """
+    import keras
+
+    layers = model.layers
+    count = len(layers)
+    if isinstance(layer_index, bool) or not isinstance(layer_index, (int, np.integer)) \
+            or not 0 <= layer_index < count:
+        raise CnnkitError(f"layer index {layer_index} is out of range: the model has {count} layers (0..{count - 1})")
+    layer = layers[layer_index]
+    convs = conv_layer_indices(model)
+    if layer_index not in convs:
+        listed = ", ".join(map(str, convs)) or "none"
+        raise CnnkitError(f"layer {layer_index} ({layer.name}) has no convolution kernel; conv layers: {listed}")
+    if not layer.built:
+        raise CnnkitError(f"layer {layer_index} ({layer.name}) is not built yet: expected a model that has been "
+                          "built or called on data")
+    L = keras.layers
+    if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D, L.DepthwiseConv1D, L.DepthwiseConv2D)):
+        kernel = layer.depthwise_kernel
+    else:
+        kernel = layer.kernel
+    kernel = np.asarray(keras.ops.convert_to_numpy(kernel))
+    if isinstance(layer, (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)):
+        kernel = np.swapaxes(kernel, -1, -2)
+    return layer.name, kernel
+
+
+def feature_maps(model, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """(layer name, activation without the batch axis) for every conv and pooling layer, for one image.
+
+    `image` is (H, W, C) float32 as the model takes it; a (H, W) image is accepted for a 1-channel model.
+    """
+    import keras
+
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        inputs = None
+    if not inputs:
+        raise CnnkitError(f"model '{model.name}' has no defined input: expected a model built with an input shape "
+                          "(keras.Input or input_shape=...) or called once on data")
+    expected = tuple(inputs[0].shape[1:])
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == len(expected) - 1 and expected[-1] == 1:
+        image = image[..., None]
+    if image.ndim != len(expected) or any(e is not None and e != d for e, d in zip(expected, image.shape)):
+        raise DataError(f"image is {_shape_text(image.shape)} but the model expects {_shape_text(expected)}")
+
+    wanted = _conv_types() + _pool_types()
+    probed = [layer for layer in model.layers if isinstance(layer, wanted)]
+    if not probed:
+        raise CnnkitError(f"model '{model.name}' has no convolution or pooling layers to show feature maps for")
+    # One forward pass that returns every intermediate output, instead of one truncated model per layer.
+    probe = keras.Model(inputs=inputs, outputs=[layer.output for layer in probed])
+    outputs = probe(image[None], training=False)
+    if not isinstance(outputs, (list, tuple)):
+        outputs = [outputs]
+    return [(layer.name, np.asarray(keras.ops.convert_to_numpy(out))[0]) for layer, out in zip(probed, outputs)]

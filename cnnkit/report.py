@@ -1,0 +1,66 @@
+"""Rich tables for people. Returns renderables; cli.py decides where they are printed."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+
+from cnnkit.shapes import fmt_shape
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.2f} {unit}"
+        n /= 1024
+    return f"{n:.2f} GB"
+
+
+def human_count(n: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(int(n))
+
+
+def summary_table(summary) -> Table:
+    table = Table(title=f"{summary.name}  ·  input {fmt_shape(summary.input_shape)}", title_justify="left")
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("Layer")
+    table.add_column("Output shape")
+    table.add_column("Params", justify="right")
+    table.add_column("MACs", justify="right")
+    table.add_column("RF", justify="right")
+    table.add_column("Size arithmetic", style="cyan")
+    for row in summary.layers:
+        label = row.type + (f" ({row.name})" if row.name else "")
+        rf = "" if row.receptive_field is None else _fmt_rf(row.receptive_field, row.jump)
+        params = f"{row.params:,}" + (f" ({row.non_trainable_params:,} fixed)" if row.non_trainable_params else "")
+        table.add_row(str(row.index), label, fmt_shape(row.output_shape), params,
+                      human_count(row.macs) if row.macs else "", rf, row.arithmetic)
+    return table
+
+
+def _fmt_rf(size, jump) -> str:
+    size_txt = fmt_shape(size) if isinstance(size, list) else str(size)
+    jump_txt = fmt_shape(jump) if isinstance(jump, list) else f"{jump:g}"
+    return f"{size_txt} (jump {jump_txt})"
+
+
+def summary_totals(summary) -> Text:
+    d = summary.to_dict()
+    return Text(
+        f"Total params: {d['total_params']:,} (trainable {d['trainable_params']:,}, "
+        f"non-trainable {d['non_trainable_params']:,}) · {human_bytes(d['param_bytes'])}\n"
+        f"MACs per sample: {d['total_macs']:,} ({human_count(d['total_macs'])}) · "
+        f"activations per sample: {human_bytes(d['activation_bytes_per_sample'])}")
+
+
+def keras_table(rows: list[dict]) -> Table:
+    table = Table(title="Keras' own view (tf.keras model built from the spec)", title_justify="left")
+    for col, justify in (("#", "right"), ("Layer (type)", "left"), ("Output shape", "left"), ("Params", "right")):
+        table.add_column(col, justify=justify)
+    for row in rows:
+        table.add_row(str(row["index"]), f"{row['name']} ({row['type']})", fmt_shape(row["output_shape"]),
+                      f"{row['params']:,}")
+    return table

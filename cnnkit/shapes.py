@@ -1,0 +1,246 @@
+"""Shape, parameter, MAC and receptive-field rules: pure Python, no TensorFlow.
+
+Each rule takes the input shape (no batch axis) and the layer's full argument dict
+(user values over Keras defaults) and returns a ``LayerOut``. The formulas follow
+Keras' own ``compute_output_shape`` so ``cnnkit summary`` equals ``model.summary()``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+
+class ShapeError(ValueError):
+    """The layer cannot take this input; the message explains the arithmetic."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+
+@dataclass
+class LayerOut:
+    shape: tuple
+    trainable: int = 0
+    non_trainable: int = 0
+    macs: int = 0
+    # Sliding windows per spatial axis, for the receptive field: (effective kernel, stride).
+    window: tuple | None = None
+    # Output spatial scale change that is not a window (UpSampling): factor per axis.
+    upsample: tuple | None = None
+    # False once the spatial axes are gone (Flatten, Dense on vectors, global pooling).
+    spatial: bool = True
+    arithmetic: list[str] = field(default_factory=list)
+
+
+def prod(values) -> int:
+    return math.prod(int(v) for v in values)
+
+
+def fmt_shape(shape) -> str:
+    return "×".join(str(v) for v in shape)
+
+
+def split_channels(shape: tuple, data_format: str) -> tuple[tuple, int]:
+    """(spatial dims, channels) for channels_last or channels_first shapes."""
+    if data_format == "channels_first":
+        return tuple(shape[1:]), shape[0]
+    return tuple(shape[:-1]), shape[-1]
+
+
+def join_channels(spatial: tuple, channels: int, data_format: str) -> tuple:
+    return (channels, *spatial) if data_format == "channels_first" else (*spatial, channels)
+
+
+def window_out(n: int, k: int, s: int, d: int, padding: str) -> tuple[int, str]:
+    """Output length of one axis and the formula that gives it (Keras' rules)."""
+    k_eff = d * (k - 1) + 1
+    if padding == "valid":
+        out = (n - k_eff) // s + 1
+        kernel = f"{k_eff}" if d == 1 else f"{k_eff} (={d}·({k}−1)+1)"
+        return out, f"⌊({n}−{kernel})/{s}⌋+1 = {out}"
+    # `same` pads so that out = ceil(n / s); `causal` pads d·(k−1) on the left only, which gives the same.
+    out = -(-n // s)
+    return out, f"⌈{n}/{s}⌉ = {out} ({padding})"
+
+
+def _windowed(in_shape, args, kernel, what: str):
+    """Shared arithmetic of conv and pool layers: output spatial dims or a clear collapse error."""
+    spatial, channels = split_channels(in_shape, args["data_format"])
+    strides, dilation, padding = args["strides"], args.get("dilation_rate") or (1,) * len(kernel), args["padding"]
+    outs, formulas = [], []
+    for n, k, s, d in zip(spatial, kernel, strides, dilation):
+        out, formula = window_out(n, k, s, d, padding)
+        outs.append(out)
+        formulas.append(formula)
+    if min(outs) < 1:
+        same = len(set(formulas)) == 1
+        shown = formulas[0] if same else ", ".join(formulas)
+        k_txt = kernel[0] if len(set(kernel)) == 1 else fmt_shape(kernel)
+        s_txt = strides[0] if len(set(strides)) == 1 else fmt_shape(strides)
+        raise ShapeError(f"input {fmt_shape(spatial)}, {what} {k_txt}, stride {s_txt}, {padding} → {shown}",
+                         hint="the output would have no pixels left; use padding: same, a smaller "
+                              f"{what}/stride, or fewer pooling layers")
+    k_eff = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    arithmetic = formulas[:1] if len(set(formulas)) == 1 else formulas
+    return tuple(outs), channels, (k_eff, tuple(strides)), arithmetic
+
+
+def conv(in_shape, args) -> LayerOut:
+    spatial_out, channels, window, arithmetic = _windowed(in_shape, args, args["kernel_size"], "kernel")
+    groups, filters = args.get("groups", 1), args["filters"]
+    if channels % groups or filters % groups:
+        raise ShapeError(f"groups={groups} must divide both the input channels ({channels}) and "
+                         f"filters ({filters})")
+    per_filter = prod(args["kernel_size"]) * (channels // groups)
+    params = per_filter * filters + (filters if args["use_bias"] else 0)
+    macs = prod(spatial_out) * filters * per_filter
+    return LayerOut(join_channels(spatial_out, filters, args["data_format"]), params, 0, macs, window,
+                    arithmetic=arithmetic)
+
+
+def separable_conv(in_shape, args) -> LayerOut:
+    spatial_out, channels, window, arithmetic = _windowed(in_shape, args, args["kernel_size"], "kernel")
+    depth = channels * args["depth_multiplier"]
+    filters = args["filters"]
+    params = prod(args["kernel_size"]) * depth + depth * filters + (filters if args["use_bias"] else 0)
+    macs = prod(spatial_out) * (prod(args["kernel_size"]) * depth + depth * filters)
+    return LayerOut(join_channels(spatial_out, filters, args["data_format"]), params, 0, macs, window,
+                    arithmetic=arithmetic)
+
+
+def depthwise_conv(in_shape, args) -> LayerOut:
+    spatial_out, channels, window, arithmetic = _windowed(in_shape, args, args["kernel_size"], "kernel")
+    depth = channels * args["depth_multiplier"]
+    params = prod(args["kernel_size"]) * depth + (depth if args["use_bias"] else 0)
+    macs = prod(spatial_out) * prod(args["kernel_size"]) * depth
+    return LayerOut(join_channels(spatial_out, depth, args["data_format"]), params, 0, macs, window,
+                    arithmetic=arithmetic)
+
+
+def pool(in_shape, args) -> LayerOut:
+    args = dict(args)
+    args["strides"] = args.get("strides") or args["pool_size"]  # Keras: strides default to pool_size
+    spatial_out, channels, window, arithmetic = _windowed(in_shape, args, args["pool_size"], "pool")
+    return LayerOut(join_channels(spatial_out, channels, args["data_format"]), window=window,
+                    arithmetic=arithmetic)
+
+
+def global_pool(in_shape, args) -> LayerOut:
+    spatial, channels = split_channels(in_shape, args["data_format"])
+    if args["keepdims"]:
+        return LayerOut(join_channels((1,) * len(spatial), channels, args["data_format"]), spatial=False)
+    return LayerOut((channels,), spatial=False)
+
+
+def flatten(in_shape, args) -> LayerOut:
+    return LayerOut((prod(in_shape),), spatial=False)
+
+
+def dense(in_shape, args) -> LayerOut:
+    units, fan_in = args["units"], in_shape[-1]
+    params = fan_in * units + (units if args["use_bias"] else 0)
+    return LayerOut((*in_shape[:-1], units), params, 0, prod(in_shape[:-1]) * fan_in * units,
+                    spatial=len(in_shape) > 1)
+
+
+def identity(in_shape, args) -> LayerOut:
+    return LayerOut(tuple(in_shape))
+
+
+def _norm_axis(in_shape, axis: int) -> int:
+    # the summary's shapes have no batch axis; Keras' axis counts it
+    rank = len(in_shape) + 1
+    if not -rank <= axis < rank or axis % rank == 0:
+        raise ShapeError(f"axis {axis} is out of range for input of shape {tuple(in_shape)}; "
+                         f"use -1 (channels_last) or 1 (channels_first)")
+    return axis % rank - 1
+
+
+def batch_norm(in_shape, args) -> LayerOut:
+    channels = in_shape[_norm_axis(in_shape, args["axis"])]
+    learned = channels * (int(args["center"]) + int(args["scale"]))
+    return LayerOut(tuple(in_shape), learned, 2 * channels)  # moving mean and variance are not trained
+
+
+def layer_norm(in_shape, args) -> LayerOut:
+    channels = in_shape[_norm_axis(in_shape, args["axis"])]
+    return LayerOut(tuple(in_shape), channels * (int(args["center"]) + int(args["scale"])))
+
+
+def zero_padding(in_shape, args) -> LayerOut:
+    spatial, channels = split_channels(in_shape, args["data_format"])
+    out = tuple(n + before + after for n, (before, after) in zip(spatial, args["padding"]))
+    return LayerOut(join_channels(out, channels, args["data_format"]))
+
+
+def cropping(in_shape, args) -> LayerOut:
+    spatial, channels = split_channels(in_shape, args["data_format"])
+    out = tuple(n - before - after for n, (before, after) in zip(spatial, args["cropping"]))
+    if min(out) < 1:
+        raise ShapeError(f"cropping {args['cropping']} removes all of input {fmt_shape(spatial)}")
+    return LayerOut(join_channels(out, channels, args["data_format"]))
+
+
+def upsampling(in_shape, args) -> LayerOut:
+    spatial, channels = split_channels(in_shape, args["data_format"])
+    size = args["size"]
+    out = tuple(n * f for n, f in zip(spatial, size))
+    return LayerOut(join_channels(out, channels, args["data_format"]), upsample=tuple(size))
+
+
+def reshape(in_shape, args) -> LayerOut:
+    target, total = list(args["target_shape"]), prod(in_shape)
+    known = prod(v for v in target if v != -1)
+    if -1 in target:
+        if total % known:
+            raise ShapeError(f"cannot reshape {total} values ({fmt_shape(in_shape)}) into "
+                             f"{tuple(args['target_shape'])}: {total} is not divisible by {known}")
+        target[target.index(-1)] = total // known
+    elif known != total:
+        raise ShapeError(f"cannot reshape {fmt_shape(in_shape)} ({total} values) into "
+                         f"{fmt_shape(target)} ({known} values)")
+    return LayerOut(tuple(target), spatial=len(target) > 1)
+
+
+def permute(in_shape, args) -> LayerOut:
+    dims = args["dims"]
+    if sorted(dims) != list(range(1, len(in_shape) + 1)):
+        raise ShapeError(f"dims must be a permutation of 1..{len(in_shape)} for input "
+                         f"{tuple(in_shape)}. Received: dims={list(dims)}")
+    return LayerOut(tuple(in_shape[d - 1] for d in dims))
+
+
+def resize(in_shape, args) -> LayerOut:
+    spatial, channels = split_channels(in_shape, args.get("data_format", "channels_last"))
+    return LayerOut(join_channels((args["height"], args["width"]), channels,
+                                  args.get("data_format", "channels_last")))
+
+
+# --- receptive field ---------------------------------------------------------------------------
+
+@dataclass
+class Field:
+    """Receptive field per spatial axis: size in input pixels, and jump (input pixels per output step)."""
+
+    size: tuple
+    jump: tuple
+
+    @classmethod
+    def start(cls, rank: int) -> "Field":
+        return cls((1,) * rank, (1,) * rank)
+
+    def after(self, out: LayerOut) -> "Field":
+        if out.window:
+            k_eff, strides = out.window
+            size = tuple(r + (k - 1) * j for r, k, j in zip(self.size, k_eff, self.jump))
+            jump = tuple(j * s for j, s in zip(self.jump, strides))
+            return Field(size, jump)
+        if out.upsample:
+            return Field(self.size, tuple(j / f for j, f in zip(self.jump, out.upsample)))
+        return self
+
+    def compact(self, values) -> int | float | list:
+        values = [int(v) if float(v).is_integer() else v for v in values]
+        return values[0] if len(set(values)) == 1 else values

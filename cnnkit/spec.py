@@ -1,0 +1,337 @@
+"""The spec: parse a YAML document into a typed, normalized, fully checked ``Spec``.
+
+No TensorFlow here. Every problem becomes a ``SpecError`` with the file, the line of the
+offending value, its field path (``layers[3].Conv2D.filtres``), what was expected, what came
+in, and a suggestion where one exists.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cnnkit import layers as layer_registry
+from cnnkit import options
+from cnnkit.argtypes import ArgError, Bool, Enum, Float, Int, OptionalInt, Shape, Str, suggest
+from cnnkit.defaults import DATA_DEFAULTS, TRAIN_DEFAULTS
+from cnnkit.errors import SpecError
+from cnnkit.yamlio import Document, dotted_path, load_file, load_text
+
+TOP_LEVEL_KEYS = ("name", "description", "input_shape", "layers", "data", "train")
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    index: int
+    type: str          # canonical Keras class name
+    args: dict         # what the user wrote, normalized (passed to Keras as-is)
+    full: dict         # args over Keras defaults (what the shape rules read)
+    line: int | None
+
+    @property
+    def label(self) -> str:
+        return f"layers[{self.index}] {self.type}"
+
+
+@dataclass
+class Spec:
+    name: str
+    input_shape: tuple
+    layers: list[LayerSpec]
+    data: dict
+    train: dict
+    file: str = "<string>"
+    description: str = ""
+    raw: dict = field(default_factory=dict)  # the document after --set overrides, for the run folder
+
+    def resolved_yaml(self) -> str:
+        return yaml.safe_dump(self.raw, sort_keys=False, default_flow_style=None)
+
+
+class _Checker:
+    """Walks the document, remembering where each value came from for error messages."""
+
+    def __init__(self, doc: Document):
+        self.doc = doc
+
+    def fail(self, path: tuple, message: str, hint: str | None = None):
+        raise SpecError(message, file=self.doc.file, line=self.doc.line(path), path=dotted_path(path) or None,
+                        hint=hint)
+
+    def arg(self, path: tuple, argtype, value):
+        try:
+            return argtype(str(path[-1]), value)
+        except ArgError as err:
+            self.fail(path, err.message, err.hint)
+
+    def mapping(self, path: tuple, value, allowed, what: str) -> dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.fail(path, f"must be a mapping of {what}. Received: {value!r}.")
+        for key in value:
+            if key not in allowed:
+                hint = suggest(str(key), allowed) or f"valid keys: {', '.join(allowed)}"
+                self.fail(path + (key,), f"unknown key '{key}' in {what}", hint)
+        return value
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
+    """Read, override, validate and shape-check a spec file."""
+    doc = load_file(path)
+    apply_overrides(doc, overrides or [])
+    return parse(doc)
+
+
+def load_spec_text(text: str, name: str = "<string>") -> Spec:
+    return parse(load_text(text, name))
+
+
+def apply_overrides(doc: Document, overrides: list[str]) -> None:
+    """``--set train.epochs=3``: the value is read as YAML (so 3 is an int, [1,2] a list)."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"--set expects KEY=VALUE (e.g. train.epochs=3). Received: {item!r}")
+        try:
+            value = load_text(f"v: {text}", "--set").data["v"]
+        except SpecError:
+            value = text
+        parts: list[Any] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
+        node = doc.data
+        for i, part in enumerate(parts[:-1]):
+            nxt = node.get(part) if isinstance(node, dict) else (
+                node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None)
+            if nxt is None:
+                if not isinstance(node, dict):
+                    raise SpecError(f"--set {key}: '{'.'.join(map(str, parts[:i + 1]))}' is not in the spec")
+                nxt = node[part] = {}
+            node = nxt
+        if isinstance(node, list) and isinstance(parts[-1], int) and parts[-1] < len(node):
+            node[parts[-1]] = value
+        elif isinstance(node, dict):
+            node[parts[-1]] = value
+        else:
+            raise SpecError(f"--set {key}: cannot set a value inside {type(node).__name__}")
+        doc.lines.pop(tuple(parts), None)
+
+
+def parse(doc: Document) -> Spec:
+    check = _Checker(doc)
+    data = doc.data
+    check.mapping((), data, TOP_LEVEL_KEYS, "the spec")
+    if "input_shape" not in data:
+        check.fail((), "missing `input_shape`; expected e.g. input_shape: [28, 28, 1] (height, width, channels)")
+    input_shape = check.arg(("input_shape",), Shape(), data["input_shape"])
+    if len(input_shape) > 4:
+        check.fail(("input_shape",), f"must have 1 to 4 dimensions (no batch axis). Received: "
+                                     f"input_shape={list(input_shape)}.")
+    if "layers" not in data:
+        check.fail((), "missing `layers`; expected a list such as - Conv2D: {filters: 32, kernel_size: 3}")
+    raw_layers = data["layers"]
+    if not isinstance(raw_layers, list) or not raw_layers:
+        check.fail(("layers",), f"must be a non-empty list of layers. Received: layers={raw_layers!r}.")
+    name = data.get("name", Path(doc.file).stem)
+    name = check.arg(("name",), Str(), name) if "name" in data else name
+    description = check.arg(("description",), Str(), data["description"]) if data.get("description") else ""
+    specs = [_parse_layer(check, i, item) for i, item in enumerate(raw_layers)]
+    _check_unique_names(check, specs)
+    spec = Spec(name=str(name), input_shape=input_shape, layers=specs,
+                data=_parse_data(check, data.get("data")), train=_parse_train(check, data.get("train")),
+                file=doc.file, description=description, raw=copy.deepcopy(data))
+    # Shapes are part of validity: a Conv2D after Flatten or a pool that eats the image is a spec error.
+    from cnnkit.summary import summarize
+    summarize(spec)
+    return spec
+
+
+def _parse_layer(check: _Checker, index: int, item) -> LayerSpec:
+    path = ("layers", index)
+    if isinstance(item, str):
+        name, args = item, {}
+    elif isinstance(item, dict) and len(item) == 1:
+        (name, args), = item.items()
+        if args is None:
+            args = {}
+    else:
+        check.fail(path, "a layer is a name (- Flatten) or a one-key mapping (- Conv2D: {filters: 32, "
+                         f"kernel_size: 3}}). Received: {item!r}")
+    keras_class = layer_registry.lookup(name)
+    if keras_class is None:
+        hint = suggest(str(name), layer_registry.all_names()) or "run `cnnkit layers` for the list"
+        check.fail(path, f"unknown layer type '{name}'", hint)
+    layer_type = layer_registry.LAYERS[keras_class]
+    path = path + (keras_class,)
+    if not isinstance(args, dict):
+        check.fail(path, f"arguments must be a mapping such as {{{', '.join(layer_type.required) or 'name'}: ...}}. "
+                         f"Received: {args!r}")
+    normalized = {}
+    for key, value in args.items():
+        if key not in layer_type.args:
+            hint = suggest(str(key), layer_type.args) or f"{keras_class} takes: {', '.join(layer_type.args)}"
+            check.fail(path + (key,), f"unknown argument '{key}' for {keras_class}", hint)
+        normalized[key] = check.arg(path + (key,), layer_type.args[key].type, value)
+    for key in layer_type.required:
+        if key not in normalized:
+            check.fail(path, f"{keras_class} needs `{key}`; required: {', '.join(layer_type.required)}")
+    full = {**layer_type.defaults, **normalized}
+    _cross_checks(check, path, keras_class, layer_type, full)
+    return LayerSpec(index, keras_class, normalized, full, check.doc.line(path))
+
+
+def _cross_checks(check: _Checker, path: tuple, keras_class: str, layer_type, full: dict) -> None:
+    if full.get("padding") == "causal" and not layer_type.causal_ok:
+        check.fail(path + ("padding",), f"padding 'causal' is only valid for Conv1D, not {keras_class}",
+                   "use padding: same or valid")
+    strides, dilation = full.get("strides"), full.get("dilation_rate")
+    if strides and dilation and max(strides) > 1 and max(dilation) > 1:
+        check.fail(path + ("strides",), f"strides > 1 cannot be combined with dilation_rate > 1 "
+                                        f"(Keras refuses it). Received: strides={list(strides)}, "
+                                        f"dilation_rate={list(dilation)}.", "set one of them to 1")
+
+
+def _check_unique_names(check: _Checker, specs: list[LayerSpec]) -> None:
+    seen: dict[str, int] = {}
+    for spec in specs:
+        name = spec.args.get("name")
+        if name in seen:
+            check.fail(("layers", spec.index, spec.type, "name"),
+                       f"layer name '{name}' is already used by layers[{seen[name]}]; names must be unique")
+        if name:
+            seen[name] = spec.index
+
+
+# --- data: -------------------------------------------------------------------------------------
+
+def _parse_data(check: _Checker, value) -> dict:
+    raw = check.mapping(("data",), value, tuple(DATA_DEFAULTS), "data settings")
+    out = dict(DATA_DEFAULTS)
+    for key, val in raw.items():
+        path = ("data", key)
+        if key == "dataset":
+            val = check.arg(path, Enum(options.DATASETS), val)
+        elif key in ("path", "test_path"):
+            val = None if val is None else check.arg(path, Str(), val)
+        elif key in ("validation_split", "test_split"):
+            val = check.arg(path, Float(0.0, 1.0, exclusive_max=True), val)
+        elif key == "image_size":
+            val = None if val is None else check.arg(path, Shape(), val)
+            if val is not None and len(val) != 2:
+                check.fail(path, f"must be [height, width]. Received: image_size={list(val)}.")
+        elif key == "image_shape":
+            val = None if val is None else check.arg(path, Shape(), val)
+        elif key == "color_mode":
+            val = None if val is None else check.arg(path, Enum(("grayscale", "rgb", "rgba")), val)
+        elif key == "header":
+            val = val if val == "auto" else check.arg(path, Bool(), val)
+        elif key == "label_column":
+            if not isinstance(val, str):
+                val = check.arg(path, Int(0), val)
+        elif key == "max_samples":
+            val = check.arg(path, OptionalInt(1), val)
+        out[key] = val
+    if out["dataset"] in ("npz", "csv", "image_folder") and not out["path"]:
+        check.fail(("data",), f"dataset '{out['dataset']}' needs `path` (the file or folder to read)")
+    return out
+
+
+# --- train: ------------------------------------------------------------------------------------
+
+def _named(check: _Checker, path: tuple, value, registry: dict, what: str) -> dict:
+    """'adam' or {name: adam, learning_rate: 0.001} -> {"name": ..., "args": {...}}."""
+    if isinstance(value, str):
+        name, args = value, {}
+    elif isinstance(value, dict):
+        if "name" not in value:
+            check.fail(path, f"a {what} mapping needs `name`, e.g. {{name: {next(iter(registry))}}}")
+        args = {k: v for k, v in value.items() if k != "name"}
+        name = value["name"]
+    else:
+        check.fail(path, f"must be a {what} name or a mapping with `name`. Received: {value!r}.")
+    key = str(name).lower()
+    if key not in registry:
+        check.fail(path + (("name",) if isinstance(value, dict) else ()),
+                   f"unknown {what} '{name}'; valid: {', '.join(registry)}", suggest(str(name), registry))
+    allowed = registry[key].args if isinstance(registry[key], options.Option) else registry[key][1]
+    for arg, val in args.items():
+        if arg not in allowed:
+            check.fail(path + (arg,), f"unknown argument '{arg}' for {what} {key}",
+                       suggest(arg, allowed) or f"valid: {', '.join(allowed) or 'none'}")
+        args[arg] = _plain_value(check, path + (arg,), val)
+    return {"name": key, "args": args}
+
+
+def _plain_value(check: _Checker, path: tuple, value):
+    """Optimizer/loss/callback arguments: numbers (finite), bools, strings or lists of them."""
+    if isinstance(value, list):
+        return [_plain_value(check, path + (i,), v) for i, v in enumerate(value)]
+    if isinstance(value, str):
+        try:
+            return float(value)  # `1e-3` in YAML 1.1 is text; the user meant the number
+        except ValueError:
+            return value
+    if isinstance(value, float) and not math.isfinite(value):
+        check.fail(path, f"must be a finite number. Received: {path[-1]}={value!r}.")
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    check.fail(path, f"must be a number, true/false or a name. Received: {value!r}.")
+
+
+def _parse_train(check: _Checker, value) -> dict:
+    raw = check.mapping(("train",), value, tuple(TRAIN_DEFAULTS), "train settings")
+    out = copy.deepcopy(TRAIN_DEFAULTS)
+    out["optimizer"] = _named(check, ("train", "optimizer"), raw.get("optimizer", out["optimizer"]),
+                              options.OPTIMIZERS, "optimizer")
+    lr = out["optimizer"]["args"].get("learning_rate")
+    if lr is not None and (not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0):
+        check.fail(("train", "optimizer", "learning_rate"),
+                   f"must be a positive number. Received: learning_rate={lr!r}.")
+    out["loss"] = _named(check, ("train", "loss"), raw.get("loss", out["loss"]), options.LOSSES, "loss")
+    label_kind = options.LOSSES[out["loss"]["name"]][2]
+    metrics = raw.get("metrics", out["metrics"])
+    if not isinstance(metrics, list):
+        check.fail(("train", "metrics"), f"must be a list of metric names. Received: {metrics!r}.")
+    out["metrics"] = []
+    for i, metric in enumerate(metrics):
+        parsed = _named(check, ("train", "metrics", i), metric, options.METRICS, "metric")
+        kinds = options.METRICS[parsed["name"]][2]
+        if label_kind not in kinds:
+            check.fail(("train", "metrics", i), f"metric {parsed['name']} does not fit loss "
+                                                f"{out['loss']['name']} ({label_kind} labels)",
+                       "use accuracy, which Keras matches to the loss")
+        out["metrics"].append(parsed)
+    for key in ("epochs", "batch_size"):
+        if key in raw:
+            out[key] = check.arg(("train", key), Int(), raw[key])
+    out["top_k"] = check.arg(("train", "top_k"), Int(), raw.get("top_k", out["top_k"]))
+    if "seed" in raw:
+        out["seed"] = check.arg(("train", "seed"), Int(0), raw["seed"])
+    for key in ("deterministic", "shuffle", "mixed_precision"):
+        if key in raw:
+            out[key] = check.arg(("train", key), Bool(), raw[key])
+    if "monitor" in raw:
+        out["monitor"] = check.arg(("train", "monitor"), Str(), raw["monitor"])
+    if raw.get("lr_schedule") is not None:
+        out["lr_schedule"] = _named(check, ("train", "lr_schedule"), raw["lr_schedule"], options.SCHEDULES,
+                                    "learning-rate schedule")
+    for key, allowed in options.CALLBACK_ARGS.items():
+        if raw.get(key) is not None:
+            given = raw[key] if raw[key] is not True else {}
+            args = check.mapping(("train", key), given, allowed, f"{key} arguments")
+            out[key] = {k: _plain_value(check, ("train", key, k), v) for k, v in args.items()}
+    if "distribution" in raw:
+        dist = check.mapping(("train", "distribution"), raw["distribution"], ("strategy", "devices"),
+                             "distribution settings")
+        strategy = check.arg(("train", "distribution", "strategy"), Enum(options.STRATEGIES),
+                             dist.get("strategy", "auto"))
+        devices = dist.get("devices")
+        if devices is not None and (not isinstance(devices, list) or not all(isinstance(d, str) for d in devices)):
+            check.fail(("train", "distribution", "devices"), f"must be a list of device names such as "
+                                                             f"['/gpu:0', '/gpu:1']. Received: {devices!r}.")
+        out["distribution"] = {"strategy": strategy, "devices": devices}
+    return out

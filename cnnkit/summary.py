@@ -1,0 +1,123 @@
+"""Shape inference over a whole spec: what ``cnnkit summary`` shows. Pure Python.
+
+Walks the layers with the registry's rules, turning any ``ShapeError`` into a ``SpecError``
+at the layer's line, and totals params, MACs and memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from cnnkit import layers as layer_registry
+from cnnkit.errors import SpecError
+from cnnkit.shapes import Field, LayerOut, ShapeError, fmt_shape, prod
+
+BYTES_PER_VALUE = 4  # float32 activations and weights
+
+
+@dataclass
+class LayerRow:
+    index: int
+    type: str
+    name: str | None
+    input_shape: list
+    output_shape: list
+    params: int
+    trainable_params: int
+    non_trainable_params: int
+    macs: int
+    receptive_field: int | list | None
+    jump: int | float | list | None
+    arithmetic: str
+
+
+@dataclass
+class Summary:
+    name: str
+    input_shape: list
+    layers: list[LayerRow]
+
+    @property
+    def total_params(self) -> int:
+        return sum(r.params for r in self.layers)
+
+    @property
+    def trainable_params(self) -> int:
+        return sum(r.trainable_params for r in self.layers)
+
+    @property
+    def total_macs(self) -> int:
+        return sum(r.macs for r in self.layers)
+
+    @property
+    def activation_bytes(self) -> int:
+        """Per sample, forward pass: every layer's output (the input included)."""
+        return BYTES_PER_VALUE * (prod(self.input_shape) + sum(prod(r.output_shape) for r in self.layers))
+
+    @property
+    def param_bytes(self) -> int:
+        return BYTES_PER_VALUE * self.total_params
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "input_shape": self.input_shape,
+            "layers": [asdict(r) for r in self.layers],
+            "total_params": self.total_params,
+            "trainable_params": self.trainable_params,
+            "non_trainable_params": self.total_params - self.trainable_params,
+            "total_macs": self.total_macs,
+            "activation_bytes_per_sample": self.activation_bytes,
+            "param_bytes": self.param_bytes,
+        }
+
+
+def summarize(spec) -> Summary:
+    shape = tuple(spec.input_shape)
+    rf = Field.start(_spatial_rank(shape, "channels_last"))
+    spatial_alive = len(shape) >= 2
+    rows: list[LayerRow] = []
+    for layer in spec.layers:
+        entry = layer_registry.LAYERS[layer.type]
+        _check_rank(spec, layer, entry, shape, rows)
+        try:
+            out: LayerOut = entry.rule(shape, layer.full)
+        except ShapeError as err:
+            raise SpecError(f"{layer.label}: {err.message}", file=spec.file, line=layer.line, hint=err.hint) from None
+        if layer.full.get("trainable") is False:
+            out.non_trainable, out.trainable = out.non_trainable + out.trainable, 0
+        if not out.spatial or len(out.shape) < 2:
+            spatial_alive = False
+        elif "data_format" in layer.full and len(rf.size) != _spatial_rank(out.shape, layer.full["data_format"]):
+            rf = Field.start(_spatial_rank(out.shape, layer.full["data_format"]))
+        if spatial_alive:
+            rf = rf.after(out)
+        rows.append(LayerRow(
+            index=layer.index, type=layer.type, name=layer.args.get("name"),
+            input_shape=list(shape), output_shape=list(out.shape),
+            params=out.trainable + out.non_trainable, trainable_params=out.trainable,
+            non_trainable_params=out.non_trainable, macs=out.macs,
+            receptive_field=rf.compact(rf.size) if spatial_alive else None,
+            jump=rf.compact(rf.jump) if spatial_alive else None,
+            arithmetic="; ".join(out.arithmetic)))
+        shape = tuple(out.shape)
+    return Summary(spec.name, list(spec.input_shape), rows)
+
+
+def _spatial_rank(shape: tuple, data_format: str) -> int:
+    return max(len(shape) - 1, 1)
+
+
+def _check_rank(spec, layer, entry, shape: tuple, rows: list[LayerRow]) -> None:
+    if entry.input_ranks is None or len(shape) in entry.input_ranks:
+        return
+    source = f"from {rows[-1].type} (layers[{rows[-1].index}])" if rows else "as input_shape"
+    expected = entry.rank_meaning or " or ".join(f"{r}-D" for r in entry.input_ranks)
+    hint = None
+    if rows and len(shape) == 1:
+        hint = f"a {layer.type} cannot follow a flattening layer; move Flatten/Dense after the conv blocks"
+    elif not rows:
+        hint = f"set input_shape to {expected}"
+    raise SpecError(f"{layer.label} expects input of rank {entry.input_ranks[0]} {expected} but receives "
+                    f"{fmt_shape(shape)} (rank {len(shape)}) {source}",
+                    file=spec.file, line=layer.line, hint=hint)
