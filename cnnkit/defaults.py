@@ -16,6 +16,7 @@ DATA_DEFAULTS = {
     "header": "auto",         # csv: first row is a header if it is not numeric
     "label_column": 0,        # csv: Kaggle MNIST puts the label first
     "image_shape": None,      # csv: pixels per row reshaped to this; None = input_shape
+    "classes": None,          # keep only these class ids, renumbered 0..k-1 (e.g. [0, 1]: a binary task)
     "max_samples": None,      # keep only N training samples (quick experiments, scaling benchmarks)
 }
 

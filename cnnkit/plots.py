@@ -43,7 +43,10 @@ def _new_figure(width_in: float, height_in: float, layout: str | None = "constra
     """A figure of exactly width×height inches; "constrained" layout keeps titles, labels and colorbars inside."""
     from matplotlib.figure import Figure  # deferred: importing cnnkit.plots should cost nothing until it draws
 
-    return Figure(figsize=(width_in, height_in), dpi=DPI, layout=layout)
+    # Agg truncates width×dpi to an int, so 7.6 in × 120 can come out 911 px; nudging by a thousandth of a pixel
+    # makes every picture exactly round(inches × DPI) pixels, which the tests (and page layouts) rely on.
+    size = tuple((round(inches * DPI) + 1e-3) / DPI for inches in (width_in, height_in))
+    return Figure(figsize=size, dpi=DPI, layout=layout)
 
 
 def _save(fig, out_path) -> Path:
@@ -515,8 +518,11 @@ def plot_architecture(summary: dict, out_path) -> Path:
         width += g["slot"]
     row_w = [sum(geo[i]["slot"] for i in row) for row in rows]
     label_h = max(len(g["lines"]) for g in geo) * line_h + 0.1
-    row_h = [max(geo[i]["h"] + geo[i]["oy"] + 0.12 * (geo[i]["stack"] - 1) for i in row) + label_h + 0.45
-             for row in rows]
+    # Blocks in a row share a centre line: the row needs the deepest half-height below it and the tallest
+    # half-height + slant (+ stacked copies) above it, then the labels and some air.
+    below = [max(geo[i]["h"] / 2 for i in row) for row in rows]
+    above = [max(geo[i]["h"] / 2 + geo[i]["oy"] + 0.12 * (geo[i]["stack"] - 1) for i in row) for row in rows]
+    row_h = [b + a + label_h + 0.5 for b, a in zip(below, above)]
     margin, title_h, legend_h = 0.35, 0.75, 0.55
     fig_w = max(max(row_w) + 2 * margin, 7.0)
     fig_h = sum(row_h) + title_h + legend_h
@@ -540,7 +546,7 @@ def plot_architecture(summary: dict, out_path) -> Path:
     prev_anchor = None
     for r, row in enumerate(rows):
         label_top = y_top - row_h[r] + label_h + 0.15
-        centre = label_top + (row_h[r] - label_h - 0.45) / 2 + 0.1
+        centre = label_top + 0.2 + below[r]
         x = margin + (fig_w - 2 * margin - row_w[r]) / 2
         for j, i in enumerate(row):
             g = geo[i]

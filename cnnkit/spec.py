@@ -232,6 +232,11 @@ def _parse_data(check: _Checker, value) -> dict:
         elif key == "label_column":
             if not isinstance(val, str):
                 val = check.arg(path, Int(0), val)
+        elif key == "classes":
+            if val is not None and (not isinstance(val, list) or len(val) < 2 or len(set(map(repr, val))) != len(val)
+                                    or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                               for v in val)):
+                check.fail(path, f"must be a list of at least 2 distinct class ids. Received: classes={val!r}.")
         elif key == "max_samples":
             val = check.arg(path, OptionalInt(1), val)
         out[key] = val

@@ -83,6 +83,9 @@ def _decode(path: str, size: tuple[int, int], mode: str):
                 if img.size != (size[1], size[0]):
                     img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
                 return np.asarray(img, dtype=np.uint8), None
+    except Image.UnidentifiedImageError:
+        # Pillow's own message repeats the path; the error already names it.
+        return None, "not an image Pillow can read"
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         return None, " ".join(str(err).split()) or type(err).__name__
 

@@ -50,7 +50,8 @@ def carve(splits: Splits, *, validation_split: float, test_split: float,
 
     n = len(splits.x_train)
     n_test = _count(n, test_split) if splits.x_test is None else 0
-    n_val = _count(n, validation_split) if splits.x_val is None else 0
+    # Like Keras' fit(validation_split=...): a fraction of the training data left after the test cut.
+    n_val = _count(n - n_test, validation_split) if splits.x_val is None else 0
     if n_test == 0 and n_val == 0 and (max_samples is None or max_samples >= n):
         return splits  # nothing to carve: keep the source's order
     if n - n_test - n_val < 1:
