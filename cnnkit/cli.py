@@ -151,6 +151,94 @@ def list_layers():
     out.print(table)
 
 
+@app.command()
+@_run
+def train(
+    spec_file: Optional[Path] = typer.Argument(None, help="The spec YAML file (omit with --resume)."),
+    set_: List[str] = typer.Option([], "--set", help="Override a spec value, e.g. --set train.epochs=3"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Override train.epochs."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with dataset files "
+                                           "(default: $CNNKIT_DATA_DIR, then the Keras cache)."),
+    device: str = typer.Option("auto", "--device", help="cpu, gpu or auto."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Override train.seed."),
+    out_dir: Path = typer.Option(Path("runs"), "--out", help="Parent folder of run folders."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run folder."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="auto, none, mirrored or multi_worker."),
+    no_pictures: bool = typer.Option(False, "--no-pictures", help="Skip drawing the run's pictures."),
+):
+    """Train a spec on its dataset and write a new run folder.
+
+    Example: cnnkit train configs/digits.yaml --epochs 10
+    """
+    from cnnkit.progress import Reporter, history_table
+    from cnnkit.train import TrainRequest, train as run_training
+
+    request = TrainRequest(spec_file=spec_file, overrides=tuple(set_), epochs=epochs, data_dir=data_dir,
+                           device=device, seed=seed, out=out_dir, resume=resume, strategy=strategy,
+                           pictures=not no_pictures)
+    result = run_training(request, Reporter(out))
+    out.print(history_table(result.history))
+    for split, values in result.metrics.items():
+        if values:
+            out.print(f"{split:5s}  " + "  ".join(f"{k} {v:.4f}" for k, v in values.items()))
+    out.print(f"Run folder: {result.run_dir}")
+
+
+@app.command()
+@_run
+def evaluate(
+    target: Path = typer.Argument(..., help="A run folder (or its parent with `latest`) or a .keras file."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset name or .npz/.csv file/image folder "
+                                       "(default: the run's own test split)."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with dataset files."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", min=1, help="k for top-k accuracy (default train.top_k)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
+):
+    """Report test loss, metrics, top-k accuracy, a confusion matrix and per-class scores.
+
+    Example: cnnkit evaluate runs/latest
+    """
+    from cnnkit.evaluate import evaluate as run_evaluation
+
+    result = run_evaluation(target, data=data, data_dir=data_dir, top_k=top_k)
+    result.pop("_arrays")
+    if as_json:
+        _print_json(result)
+        return
+    from cnnkit.report import confusion_table, per_class_table
+
+    out.print(f"{result['model']} on {result['data']} ({result['samples']:,} test samples)")
+    out.print("  ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items()) or f"accuracy {result['accuracy']:.4f}")
+    for key in result:
+        if key.startswith("top_"):
+            out.print(f"{key.replace('_', '-', 1)} {result[key]:.4f}")
+    out.print(confusion_table(result["confusion_matrix"], result["class_names"]))
+    out.print(per_class_table(result["per_class"]))
+
+
+@app.command()
+@_run
+def predict(
+    target: Path = typer.Argument(..., help="A run folder or a .keras file."),
+    inputs: List[Path] = typer.Argument(..., help="Image files (PNG/JPEG/...) or .npz files."),
+    top: int = typer.Option(3, "--top", min=1, help="How many classes to show per input."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
+):
+    """Classify images or the arrays of an .npz file with a trained model.
+
+    Example: cnnkit predict runs/latest digit.png --top 3
+    """
+    from cnnkit.predict import predict as run_prediction
+
+    results = run_prediction(target, inputs, top=top)
+    if as_json:
+        _print_json(results)
+        return
+    for row in results:
+        ranked = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in row["top"])
+        out.print(f"{row['input']}: [bold]{row['class']}[/bold]  ({ranked})")
+
+
 def main() -> None:
     app()
 

@@ -54,3 +54,9 @@ class TrainingDiverged(CnnkitError):
     """The loss became NaN/inf; the last good checkpoint was kept."""
 
     exit_code = 3
+
+
+class Interrupted(CnnkitError):
+    """Ctrl-C during training: the last completed epoch is saved; resume with --resume."""
+
+    exit_code = 130

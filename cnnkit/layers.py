@@ -125,7 +125,7 @@ _register("Dense", {"units": Arg(Int()), "activation": Arg(Activation(), None), 
                     **_regularized("kernel", "bias")}, shapes.dense, aliases=("FullyConnected",))
 _register("Dropout", {"rate": Arg(Float(0.0, 1.0, exclusive_max=True)), "seed": Arg(OptionalInt(), None)},
           shapes.identity)
-_register("GaussianNoise", {"stddev": Arg(Float(0.0)), "seed": Arg(OptionalInt(), None)}, shapes.identity)
+_register("GaussianNoise", {"stddev": Arg(Float(0.0, 1.0)), "seed": Arg(OptionalInt(), None)}, shapes.identity)
 _register("Activation", {"activation": Arg(Activation())}, shapes.identity)
 _register("ReLU", {"max_value": Arg(Number(nullable=True), None), "negative_slope": Arg(Float(0.0), 0.0),
                    "threshold": Arg(Number(), 0.0)}, shapes.identity)

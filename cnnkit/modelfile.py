@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -190,8 +189,10 @@ def load_model(path: str | os.PathLike, *, compile: bool = True):
                                  f"{type(e).__name__}: {_one_line(str(e))}") from e
 
 
-def check_model_config(config: Any, where: str = "config.json") -> None:
-    """Check a parsed `config.json` against the allow-lists; raise ModelFileError if refused."""
+def check_model_config(config: Any, where: str) -> None:
+    """Check a parsed `config.json` against the allow-lists; raise ModelFileError if refused.
+
+    `where` is the model file's path, for the message: "<where>: config.json: <JSON path>: ..."."""
     _walk(config, "$", MODEL, 0, f"{where}: config.json")
 
 
@@ -320,7 +321,9 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> byte
 
 def _check_size(where: str, name: str, size: int, cap: int, while_reading: bool = False) -> None:
     if size > cap:
-        found = f"more than that while reading" if while_reading else _size(size)
+        found = "more than that while reading" if while_reading else _size(size)
+        if found == _size(cap):
+            found = f"{size:,} bytes"
         raise ModelFileError(f"{where}: zip member {name!r}: expected at most {_size(cap)} "
                              f"uncompressed, found {found}")
 
@@ -329,7 +332,7 @@ def _check_ratio(where: str, name: str, size: int, compressed: int,
                  while_reading: bool = False) -> None:
     ratio = size / compressed if compressed else (float("inf") if size else 0.0)
     if ratio > MAX_RATIO:
-        found = f"more than that while reading" if while_reading else f"{ratio:.0f}"
+        found = "more than that while reading" if while_reading else f"{ratio:.0f}"
         raise ModelFileError(f"{where}: zip member {name!r}: expected a compression ratio of at "
                              f"most {MAX_RATIO}, found {found} (zip bomb?)")
 
@@ -418,16 +421,23 @@ def _walk(node: Any, jpath: str, slot: Any, depth: int, where: str) -> None:
 
 
 def _check_object(node: dict, jpath: str, slot: Any, where: str) -> None:
-    cls, module, registered = node.get("class_name"), node.get("module"), node.get("registered_name")
+    cls, module = node.get("class_name"), node.get("module")
+    registered = node.get("registered_name")
     if not isinstance(cls, str):
         _refuse(where, f"{jpath}.class_name", "a class name", _json_type(cls))
-    full = f"{module}.{cls}" if isinstance(module, str) and module else cls
+    prefix = f"{module}." if isinstance(module, str) and module else ""
+    full = prefix + cls
+    if cls == "function":  # Keras looks the function up by name: name that in the message
+        inner = node.get("config")
+        full = f"the function {prefix + inner!r}" if isinstance(inner, str) else repr(full)
+    else:
+        full = repr(full)
     if cls in CODE_CLASSES or cls.startswith("__"):
-        _refuse(where, jpath, slot.what, f"{full!r} (Python code in a model file is never loaded)")
+        _refuse(where, jpath, slot.what, f"{full} (Python code in a model file is never loaded)")
     if not isinstance(module, str):
         _refuse(where, f"{jpath}.module", f"a Keras module name for {cls!r}", _json_type(module))
     if cls not in slot.objects.get(module, ()):
-        _refuse(where, jpath, slot.what, repr(full))
+        _refuse(where, jpath, slot.what, full)
     if registered is not None and registered != cls:
         _refuse(where, f"{jpath}.registered_name", f"null or {cls!r}",
                 f"{registered!r} (custom objects are never loaded)")

@@ -34,6 +34,7 @@ _FAMILIES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("dropout / noise", ("Dropout", "Noise"), "#c6b3e0"),
     ("reshape", ("Flatten", "Reshape", "Permute", "Padding", "Cropping", "UpSampling", "Resizing"), "#bdbdbd"),
     ("activation", ("Activation", "ReLU", "Softmax"), "#fbb4b9"),
+    ("preprocessing", ("Random", "Rescaling"), "#80cdc1"),
 )
 _OTHER_COLOUR = "#e0e0e0"
 
@@ -136,6 +137,8 @@ def plot_curves(history: dict[str, list[float]], out_path, *, monitor: str = "va
     The best epoch is the minimum of `monitor` when its name contains "loss", else the maximum. When the run has
     no validation data, `val_loss` falls back to `loss` (the annotation names the quantity actually used).
     """
+    from matplotlib.ticker import MaxNLocator
+
     if not isinstance(history, dict) or not history:
         raise DataError(f"history must be a non-empty dict of name -> per-epoch values, got {history!r:.60}")
     series: dict[str, list[float]] = {}
@@ -178,8 +181,6 @@ def plot_curves(history: dict[str, list[float]], out_path, *, monitor: str = "va
         ax.set_ylabel(base)
         ax.grid(alpha=0.3)
         # Epochs are whole numbers; matplotlib would otherwise label 1.5, 2.5, ... on short runs.
-        from matplotlib.ticker import MaxNLocator
-
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if best is not None:
             ax.axvline(best + 1, color="#2ca02c", linestyle="--", linewidth=1.2, label=f"best epoch ({best + 1})")

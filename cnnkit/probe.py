@@ -64,7 +64,8 @@ def conv_kernel(model, layer_index: int) -> tuple[str, np.ndarray]:
         kernel = layer.depthwise_kernel
     else:
         kernel = layer.kernel
-    kernel = np.asarray(keras.ops.convert_to_numpy(kernel))
+    # Variable.numpy(), not ops.convert_to_numpy: the latter trips a NumPy 2 copy-keyword DeprecationWarning.
+    kernel = np.array(kernel.numpy())
     if isinstance(layer, (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)):
         kernel = np.swapaxes(kernel, -1, -2)
     return layer.name, kernel
@@ -84,6 +85,8 @@ def feature_maps(model, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
     if not inputs:
         raise CnnkitError(f"model '{model.name}' has no defined input: expected a model built with an input shape "
                           "(keras.Input or input_shape=...) or called once on data")
+    if len(inputs) != 1:
+        raise CnnkitError(f"model '{model.name}' has {len(inputs)} inputs: expected a single-image model")
     expected = tuple(inputs[0].shape[1:])
     image = np.asarray(image, dtype=np.float32)
     if image.ndim == len(expected) - 1 and expected[-1] == 1:
@@ -96,7 +99,8 @@ def feature_maps(model, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
     if not probed:
         raise CnnkitError(f"model '{model.name}' has no convolution or pooling layers to show feature maps for")
     # One forward pass that returns every intermediate output, instead of one truncated model per layer.
-    probe = keras.Model(inputs=inputs, outputs=[layer.output for layer in probed])
+    # A single input tensor, not the one-item list: Keras warns when the call structure differs from the model's.
+    probe = keras.Model(inputs=inputs[0], outputs=[layer.output for layer in probed])
     outputs = probe(image[None], training=False)
     if not isinstance(outputs, (list, tuple)):
         outputs = [outputs]

@@ -64,3 +64,26 @@ def keras_table(rows: list[dict]) -> Table:
         table.add_row(str(row["index"]), f"{row['name']} ({row['type']})", fmt_shape(row["output_shape"]),
                       f"{row['params']:,}")
     return table
+
+
+def confusion_table(cm: list[list[int]], names: list[str]) -> Table:
+    table = Table(title="Confusion matrix (rows: true class, columns: predicted)", title_justify="left")
+    table.add_column("true \\ pred")
+    for name in names:
+        table.add_column(str(name)[:8], justify="right")
+    for name, row in zip(names, cm):
+        total = sum(row) or 1
+        cells = [f"[bold green]{v}[/]" if i == j else (f"[red]{v}[/]" if v and v / total > 0.02 else str(v))
+                 for j, v in enumerate(row) for i in [names.index(name)]]
+        table.add_row(str(name), *cells)
+    return table
+
+
+def per_class_table(rows: list[dict]) -> Table:
+    table = Table(title="Per-class scores", title_justify="left")
+    for col in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for row in rows:
+        table.add_row(str(row["class"]), f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
+                      f"{row['support']:,}")
+    return table

@@ -71,18 +71,16 @@ def _decode(path: str, size: tuple[int, int], mode: str):
     if os.path.getsize(path) == 0:
         return None, "empty file"
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. Pillow's "truncated EXIF" chatter
-            # verify() checks structure without decoding; load() then decodes the pixels, which
-            # is what finds truncated data. verify() leaves the file unusable, hence the reopen.
-            with Image.open(path) as img:
-                img.verify()
-            with Image.open(path) as img:
-                img.load()
-                img = _to_mode(img, mode)
-                if img.size != (size[1], size[0]):
-                    img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-                return np.asarray(img, dtype=np.uint8), None
+        # verify() checks structure without decoding; load() then decodes the pixels, which is
+        # what finds truncated data. verify() leaves the file unusable, hence the reopen.
+        with Image.open(path) as img:
+            img.verify()
+        with Image.open(path) as img:
+            img.load()
+            img = _to_mode(img, mode)
+            if img.size != (size[1], size[0]):
+                img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            return np.asarray(img, dtype=np.uint8), None
     except Image.UnidentifiedImageError:
         # Pillow's own message repeats the path; the error already names it.
         return None, "not an image Pillow can read"
@@ -101,9 +99,13 @@ def load_folder(root: str, size: tuple[int, int], mode: str):
     # Pillow to tolerate truncation.
     tolerant, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
     try:
-        # Pillow releases the GIL while decoding, so threads give a real speed-up.
-        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            results = list(pool.map(lambda job: _decode(job[0], size, pil_mode), jobs))
+        # Set once here: warning filters are process-global, not per thread. Real problems
+        # come back as errors; the warnings are chatter such as "truncated EXIF".
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # Pillow releases the GIL while decoding, so threads give a real speed-up.
+            with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+                results = list(pool.map(lambda job: _decode(job[0], size, pil_mode), jobs))
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = tolerant
     bad = [f"{path} ({reason})" for (path, _), (_, reason) in zip(jobs, results) if reason]

@@ -150,6 +150,9 @@ def load_named(name: str, cfg: dict, ctx) -> Splits:
     folders = [(ctx.data_dir, False)] if ctx.data_dir else []
     folders.append((keras_cache_dir(), True))
     for folder, in_cache in folders:
+        if not os.path.isdir(folder):
+            searched.append(f"{folder} (no such folder)")
+            continue
         for shown, kind, where in _candidates(name, folder, in_cache):
             searched.append(shown)
             if _present(kind, where):

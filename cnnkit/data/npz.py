@@ -15,12 +15,14 @@ from cnnkit.data.arrays import (as_samples, check_pairs, digit_names, labels_to_
 from cnnkit.data.splits import Splits
 from cnnkit.errors import DataError
 
-_SAVE_HINT = "save it with np.savez(path, x_train=x, y_train=y[, x_val=..., y_val=..., x_test=..., y_test=...])"
+_SAVE_HINT = ("save it with np.savez(path, x_train=x, y_train=y[, x_val=..., y_val=..., x_test=..., "
+              "y_test=...])")
 SPLITS = ("train", "val", "test")
 
 
-def read_npz(path: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    """The named arrays of an .npz, never unpickling anything. Missing optional keys are left out."""
+def read_npz(path: str, required: tuple[str, ...],
+             optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The named arrays of an .npz, never unpickling anything; absent optional keys are skipped."""
     if not os.path.exists(path):
         raise DataError(f"{path}: file not found", hint="check data.path")
     if os.path.isdir(path):

@@ -46,10 +46,10 @@ def to_tf_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, num_classes:
     epoch iterated from Python, warm; tests/test_data.py::test_pipeline_epoch_is_fast guards it):
       * from_tensor_slices((x, y)).shuffle(N).batch(64).map(cast/scale/one-hot)  ~0.30 s
       * range(N).shuffle(N).batch(64).map(gather from one tensor + the same)     ~0.15 s
-    Both are a small fraction of a training epoch; the second wins, so only the int64 indices go through the per-element shuffle; images are gathered a whole
-    batch at a time from a single in-memory uint8 tensor, then cast, scaled and one-hot
-    encoded once per batch (vectorized), and prefetched so the next batch is ready while the
-    model trains.
+    Both are a small fraction of a training epoch; the second wins. So only the int64 indices
+    go through the per-element shuffle; images are gathered a whole batch at a time from one
+    in-memory uint8 tensor, then cast, scaled and one-hot encoded once per batch (vectorized),
+    and prefetched so the next batch is ready while the model trains.
     """
     import tensorflow as tf  # lazy: `import cnnkit.data` must stay TensorFlow-free
 

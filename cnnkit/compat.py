@@ -1,0 +1,62 @@
+"""Before training: does the data fit the spec? Input shape, number of classes, head and loss."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cnnkit import options
+from cnnkit.errors import DataError
+from cnnkit.shapes import fmt_shape
+
+
+@dataclass(frozen=True)
+class Feed:
+    """How data arrays are fed to the model."""
+
+    squeeze_channel: bool   # (H, W, 1) images into a 1-D spec of shape (H, W)
+    channels_first: bool    # (H, W, C) images into a (C, H, W) spec
+    labels: str             # onehot | sparse | binary (options.LOSSES)
+
+
+def feed_for(want: tuple, sample: tuple, source: str, labels: str = "sparse") -> Feed:
+    """How samples of shape `sample` reach a model input of shape `want`, or a DataError."""
+    if sample == want:
+        return Feed(False, False, labels)
+    if sample[-1:] == (1,) and sample[:-1] == want:
+        return Feed(True, False, labels)
+    if len(sample) == 3 and want == (sample[2], sample[0], sample[1]):
+        return Feed(False, True, labels)
+    raise DataError(f"the data's samples are {fmt_shape(sample)} ({source}) but the model's "
+                    f"input_shape is {list(want)}",
+                    hint=f"set input_shape: {list(sample)} (or data.image_size / color_mode to convert)")
+
+
+def check_fit(spec, summary, splits) -> Feed:
+    sample = tuple(int(d) for d in splits.x_train.shape[1:])
+    feed = feed_for(tuple(spec.input_shape), sample, splits.source)
+    squeeze, channels_first = feed.squeeze_channel, feed.channels_first
+    loss = spec.train["loss"]["name"]
+    labels = options.LOSSES[loss][2]
+    head = spec.layers[-1]
+    units = summary.layers[-1].output_shape
+    head_txt = f"{head.type}({', '.join(str(v) for v in units)}" + (
+        f", {head.full.get('activation')})" if head.full.get("activation") else ")")
+    classes = splits.num_classes
+    if len(units) != 1:
+        raise DataError(f"the last layer {head_txt} outputs {fmt_shape(units)}, not one score per class",
+                        hint="end the spec with Flatten or global pooling and a Dense layer")
+    if labels == "binary":
+        if classes != 2 or units[0] != 1:
+            raise DataError(f"loss {loss} needs 2 classes and a single output unit; the data has {classes} "
+                            f"classes and the last layer is {head_txt}",
+                            hint=_head_hint(classes))
+    elif units[0] != classes:
+        raise DataError(f"the data has {classes} classes but the last layer is {head_txt} with loss {loss}",
+                        hint=_head_hint(classes))
+    return Feed(squeeze, channels_first, labels)
+
+
+def _head_hint(classes: int) -> str:
+    if classes == 2:
+        return "use Dense: {units: 1, activation: sigmoid} with loss binary_crossentropy"
+    return f"use Dense: {{units: {classes}, activation: softmax}} with loss categorical_crossentropy"

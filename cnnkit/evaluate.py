@@ -1,0 +1,167 @@
+"""Evaluate a trained model on its test split: loss, metrics, top-k, confusion matrix, per-class scores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cnnkit.errors import DataError, ModelFileError
+from cnnkit.runs import read_json, resolve_run, write_json
+
+
+@dataclass
+class Target:
+    """What to evaluate: a model file, and the run folder it belongs to (if any)."""
+
+    model_path: Path
+    run_dir: Path | None
+    run_info: dict
+    spec: object | None
+
+
+def resolve_target(target: str | Path, *, model_name: str = "model.keras") -> Target:
+    path = Path(target)
+    if path.is_dir() or not path.exists() or path.suffix != ".keras":
+        if path.suffix and path.suffix != ".keras" and not path.is_dir():
+            raise ModelFileError(f"{path}: expected a run folder or a .keras model file")
+        run_dir = resolve_run(path, need=model_name)
+        from cnnkit.spec import load_spec
+
+        return Target(run_dir / model_name, run_dir, read_json(run_dir / "run.json", {}),
+                      load_spec(run_dir / "spec.yaml"))
+    return Target(path, None, {}, None)
+
+
+def data_config(target: Target, data: str | None) -> dict:
+    """The run's own data settings, or --data: a dataset name or an .npz/.csv file/image folder."""
+    from cnnkit.defaults import DATA_DEFAULTS
+    from cnnkit.options import DATASETS
+
+    if data is None:
+        if target.spec is None:
+            raise DataError(f"{target.model_path} is a bare model file: say which data to use with --data "
+                            f"(a dataset name such as mnist, or an .npz file)")
+        return dict(target.spec.data)
+    cfg = dict(target.spec.data) if target.spec is not None else dict(DATA_DEFAULTS)
+    if data in DATASETS:
+        cfg.update(dataset=data, path=None)
+    elif data.endswith(".npz"):
+        cfg.update(dataset="npz", path=data)
+    elif data.endswith(".csv"):
+        cfg.update(dataset="csv", path=data)
+    elif Path(data).is_dir():
+        cfg.update(dataset="image_folder", path=data)
+    else:
+        raise DataError(f"--data {data!r} is neither a dataset name ({', '.join(DATASETS)}) nor an .npz/.csv "
+                        f"file or image folder")
+    return cfg
+
+
+def load_test_split(target: Target, data: str | None, data_dir: str | None, model):
+    from cnnkit.compat import feed_for
+    from cnnkit.data import load_splits
+
+    cfg = data_config(target, data)
+    input_shape = tuple(int(d) for d in model.input_shape[1:])
+    seed = target.spec.train["seed"] if target.spec is not None else 0
+    data_dir = data_dir if data_dir is not None else target.run_info.get("data_dir")
+    splits = load_splits(cfg, data_dir=data_dir, seed=seed, input_shape=input_shape)
+    if target.spec is not None and cfg.get("classes"):
+        from cnnkit.train import _keep_classes
+
+        splits = _keep_classes(splits, cfg["classes"])
+    x, y = splits.x_test, splits.y_test
+    if x is None or not len(x):
+        raise DataError(f"{splits.source} has no test split to evaluate on")
+    feed = feed_for(input_shape, tuple(x.shape[1:]), splits.source)
+    from cnnkit.train import arrange
+
+    return arrange(x, feed), y, splits
+
+
+def evaluate(target_path, *, data: str | None = None, data_dir: str | None = None, top_k: int | None = None,
+             batch_size: int = 256) -> dict:
+    from cnnkit.modelfile import load_model
+
+    target = resolve_target(target_path)
+    model = load_model(target.model_path)
+    x, y, splits = load_test_split(target, data, data_dir, model)
+    names = target.run_info.get("class_names") or splits.class_names
+    probs = predict_probabilities(model, x, batch_size)
+    classes = max(probs.shape[1], 2) if probs.ndim == 2 else 2
+    if probs.shape[-1] == 1:
+        y_pred = (probs[:, 0] > 0.5).astype(np.int64)
+        probs_full = np.stack([1 - probs[:, 0], probs[:, 0]], axis=1)
+    else:
+        y_pred = probs.argmax(axis=1)
+        probs_full = probs
+    if int(y.max()) >= classes:
+        raise DataError(f"the test labels go up to {int(y.max())} but the model predicts {classes} classes")
+    result = {
+        "model": str(target.model_path),
+        "data": splits.source,
+        "samples": int(len(y)),
+        "metrics": _compiled_metrics(model, x, y, probs),
+        "accuracy": float((y_pred == y).mean()),
+        "class_names": list(names)[:classes] if names else [str(i) for i in range(classes)],
+    }
+    k = top_k or (target.spec.train["top_k"] if target.spec is not None else 5)
+    if classes > k:
+        top = np.argsort(-probs_full, axis=1)[:, :k]
+        result[f"top_{k}_accuracy"] = float((top == y[:, None]).any(axis=1).mean())
+    cm = confusion_matrix(y, y_pred, classes)
+    result["confusion_matrix"] = cm.tolist()
+    result["per_class"] = per_class_scores(cm, result["class_names"])
+    if target.run_dir is not None:
+        write_json(target.run_dir / "eval.json", result)
+    result["_arrays"] = {"x": x, "y": y, "y_pred": y_pred, "confidence": probs_full.max(axis=1)}
+    return result
+
+
+def predict_probabilities(model, x, batch_size: int = 256) -> np.ndarray:
+    from cnnkit.backend import tensorflow
+
+    tf = tensorflow()
+    # Scale per batch inside the graph: the uint8 array is never copied to float as a whole.
+    ds = tf.data.Dataset.from_tensor_slices(x).batch(batch_size).map(
+        lambda b: tf.cast(b, tf.float32) / 255.0).prefetch(tf.data.AUTOTUNE)
+    return np.asarray(model.predict(ds, verbose=0))
+
+
+def _compiled_metrics(model, x, y, probs) -> dict:
+    """Loss and every compiled metric, recomputed by Keras from the predictions."""
+    if model.loss is None:
+        return {}
+    from cnnkit.backend import tensorflow
+
+    tf = tensorflow()
+    loss_name = getattr(model.loss, "name", str(model.loss))
+    if probs.shape[-1] == 1:
+        y_true = y.reshape(-1, 1).astype("float32")
+    elif "sparse" in loss_name:
+        y_true = y
+    else:
+        y_true = tf.keras.utils.to_categorical(y, probs.shape[-1])
+    ds = tf.data.Dataset.from_tensor_slices((x, y_true)).batch(256).map(
+        lambda b, t: (tf.cast(b, tf.float32) / 255.0, t))
+    return {k: float(v) for k, v in model.evaluate(ds, verbose=0, return_dict=True).items()}
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: int) -> np.ndarray:
+    cm = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(cm, (y_true.astype(np.int64), y_pred.astype(np.int64)), 1)
+    return cm
+
+
+def per_class_scores(cm: np.ndarray, names: list[str]) -> list[dict]:
+    rows = []
+    for i, name in enumerate(names):
+        tp = int(cm[i, i])
+        predicted, actual = int(cm[:, i].sum()), int(cm[i, :].sum())
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / actual if actual else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        rows.append({"class": name, "precision": precision, "recall": recall, "f1": f1, "support": actual})
+    return rows

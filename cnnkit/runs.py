@@ -1,0 +1,118 @@
+"""Run folders: one new folder per training run, written atomically, found again by path.
+
+A run folder holds everything needed to rebuild, evaluate and resume the run:
+  spec.yaml       the resolved spec (after --set overrides)
+  model.keras     final model            best.keras   best epoch by train.monitor
+  history.json    per-epoch metrics      history.csv  the same, for spreadsheets
+  metrics.json    final train/val/test   run.json     versions, device, seed, command, times, status
+  backup/         Keras BackupAndRestore state while a run is unfinished (for --resume)
+  eval.json       written by `cnnkit evaluate`;  plots/  the pictures
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+
+from cnnkit.errors import RunError
+
+LATEST = "latest"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write to a temp file in the same folder, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = "wb" if isinstance(data, bytes) else "w"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; run files are ordinary files
+        with os.fdopen(fd, mode) as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data) -> None:
+    atomic_write(path, json.dumps(data, indent=2, default=_jsonable) + "\n")
+
+
+def _jsonable(value):
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def write_history(run_dir: Path, history: dict[str, list]) -> None:
+    write_json(run_dir / "history.json", history)
+    keys = list(history)
+    rows = zip(*(history[k] for k in keys)) if keys else []
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["epoch", *keys])
+    for epoch, row in enumerate(rows, start=1):
+        writer.writerow([epoch, *row])
+    atomic_write(run_dir / "history.csv", buffer.getvalue())
+
+
+def new_run_dir(parent: Path, name: str) -> Path:
+    """A fresh folder `parent/<name>-<YYYYmmdd-HHMMSS>[-n]`; never reuses an existing one."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        candidate = parent / (f"{slug}-{stamp}" + (f"-{n}" if n else ""))
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise RunError(f"cannot create a new run folder in {parent}")
+
+
+def point_latest(run_dir: Path) -> None:
+    """`<parent>/latest` -> the newest run, replaced atomically."""
+    link = run_dir.parent / LATEST
+    tmp = run_dir.parent / f".{LATEST}.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    os.symlink(run_dir.name, tmp)
+    os.replace(tmp, link)
+
+
+def resolve_run(path: str | Path, *, need: str = "spec.yaml") -> Path:
+    """A run folder given by path (or a parent holding `latest`), checked to contain `need`."""
+    path = Path(path)
+    if not path.exists():
+        raise RunError(f"run folder {path} does not exist", hint="pass a folder made by `cnnkit train`")
+    if path.is_dir() and not (path / "spec.yaml").exists() and (path / LATEST).exists():
+        path = (path / LATEST).resolve()
+    if not path.is_dir() or not (path / "spec.yaml").exists():
+        raise RunError(f"{path} is not a cnnkit run folder (no spec.yaml)",
+                       hint="pass a folder made by `cnnkit train`")
+    if not (path / need).exists():
+        raise RunError(f"run folder {path} has no {need}")
+    return path
+
+
+def read_json(path: Path, default=None):
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return default
+    except (OSError, json.JSONDecodeError) as err:
+        raise RunError(f"{path} is unreadable ({err}); the run folder is damaged") from None

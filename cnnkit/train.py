@@ -1,0 +1,310 @@
+"""Train a spec: data -> model -> fit with Keras callbacks -> a self-contained run folder."""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cnnkit import __version__, devices, options
+from cnnkit.errors import DataError, Interrupted, RunError, SpecError, TrainingDiverged
+from cnnkit.runs import new_run_dir, point_latest, read_json, resolve_run, write_history, write_json
+from cnnkit.spec import Spec, load_spec
+from cnnkit.summary import summarize
+
+BACKUP = "backup"
+
+
+@dataclass
+class TrainRequest:
+    spec_file: Path | None = None
+    overrides: tuple = ()
+    epochs: int | None = None
+    data_dir: str | None = None
+    device: str = "auto"
+    seed: int | None = None
+    out: Path = Path("runs")
+    resume: Path | None = None
+    strategy: str | None = None
+    pictures: bool = True
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: dict
+    history: dict
+    epochs_run: int
+
+
+def prepare(request: TrainRequest) -> tuple[Spec, Path | None, dict]:
+    """Everything that can fail without TensorFlow: the spec, the run to resume, its settings."""
+    if request.resume is not None:
+        if request.spec_file is not None or request.overrides:
+            raise SpecError("--resume continues a run with its own spec; drop the SPEC argument and --set")
+        run_dir = resolve_run(request.resume)
+        previous = read_json(run_dir / "run.json", {})
+        if previous.get("status") == "completed":
+            raise RunError(f"run {run_dir} already completed all its epochs; nothing to resume")
+        spec = load_spec(run_dir / "spec.yaml")
+        return spec, run_dir, previous
+    if request.spec_file is None:
+        raise SpecError("give a SPEC file to train, or --resume RUN")
+    overrides = list(request.overrides)
+    if request.epochs is not None:
+        overrides.append(f"train.epochs={request.epochs}")
+    if request.seed is not None:
+        overrides.append(f"train.seed={request.seed}")
+    if request.strategy is not None:
+        overrides.append(f"train.distribution.strategy={request.strategy}")
+    return load_spec(request.spec_file, overrides), None, {}
+
+
+def train(request: TrainRequest, reporter=None) -> TrainResult:
+    spec, resume_dir, previous = prepare(request)
+    summary = summarize(spec)
+    device = previous.get("device", {}).get("requested", request.device) if resume_dir else request.device
+    data_dir = previous.get("data_dir") if resume_dir and request.data_dir is None else request.data_dir
+    devices.hide_gpus_if_cpu(device)
+    seed = spec.train["seed"]
+
+    from cnnkit.data import load_splits
+
+    splits = load_splits(spec.data, data_dir=data_dir, seed=seed, input_shape=tuple(spec.input_shape))
+    splits = _keep_classes(splits, spec.data.get("classes"))
+    from cnnkit.compat import check_fit
+
+    feed = check_fit(spec, summary, splits)
+
+    from cnnkit.backend import tensorflow
+
+    tf = tensorflow()
+    keras = tf.keras
+    device_info = devices.describe(tf, device)
+    keras.utils.set_random_seed(seed)
+    if spec.train["deterministic"]:
+        tf.config.experimental.enable_op_determinism()
+    mixed = spec.train["mixed_precision"] and device_info["used"] == "gpu"
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+    strategy, strategy_text = devices.strategy_for(tf, spec.train, device_info)
+
+    run_dir = resume_dir or new_run_dir(request.out, spec.name)
+    if resume_dir is None:
+        from cnnkit.runs import atomic_write
+
+        atomic_write(run_dir / "spec.yaml", spec.resolved_yaml())
+    run_info = {
+        "cnnkit": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+        "python": platform.python_version(), "platform": platform.platform(),
+        "device": device_info, "strategy": strategy_text, "mixed_precision": mixed, "seed": seed,
+        "deterministic": spec.train["deterministic"], "command": sys.argv,
+        "data_dir": str(Path(data_dir).resolve()) if data_dir else None, "data_source": splits.source,
+        "class_names": splits.class_names,
+        "samples": {"train": len(splits.x_train), "val": _len(splits.x_val), "test": _len(splits.x_test)},
+        "feed": {"squeeze_channel": feed.squeeze_channel, "channels_first": feed.channels_first,
+                 "labels": feed.labels},
+        "started": previous.get("started") or _now(),
+        "resumed": previous.get("resumed", []) + ([_now()] if resume_dir else []),
+        "status": "running",
+    }
+    write_json(run_dir / "run.json", run_info)
+    point_latest(run_dir)
+
+    batch_size = spec.train["batch_size"]
+    train_ds = _dataset(splits.x_train, splits.y_train, feed, splits, batch_size, seed, shuffle=spec.train["shuffle"])
+    val_ds = _dataset(splits.x_val, splits.y_val, feed, splits, batch_size, seed)
+    steps = -(-len(splits.x_train) // batch_size)
+    with devices.scope(strategy):
+        model = _compiled_model(keras, spec, steps)
+
+    history = read_json(run_dir / "history.json", {}) if resume_dir else {}
+    callbacks = _callbacks(keras, spec, run_dir, history, val_ds is not None, reporter, steps)
+    try:
+        model.fit(train_ds, validation_data=val_ds, epochs=spec.train["epochs"], verbose=0, callbacks=callbacks)
+    except KeyboardInterrupt:
+        done = len(next(iter(history.values()), []))
+        write_json(run_dir / "run.json", {**run_info, "status": "interrupted", "ended": _now()})
+        raise Interrupted(f"interrupted after {done} completed epoch(s); progress is saved in {run_dir}",
+                          hint=f"resume with: cnnkit train --resume {run_dir}") from None
+    except RuntimeError as err:
+        if "NaN or Inf loss" not in str(err):
+            raise
+        done = len(next(iter(history.values()), []))
+        write_json(run_dir / "run.json", {**run_info, "status": "diverged", "ended": _now()})
+        raise TrainingDiverged(
+            f"the loss became NaN/inf during epoch {done + 1}; training stopped. The last good state "
+            f"(epoch {done}) is kept in {run_dir / BACKUP}" + (" and best.keras" if (run_dir / "best.keras").exists()
+                                                               else ""),
+            hint="lower the learning rate or add BatchNormalization, then --resume") from None
+
+    _save_model(model, run_dir / "model.keras")
+    metrics = {"train": _last(history, train=True), "val": _last(history, train=False)}
+    if splits.x_test is not None and len(splits.x_test):
+        test_ds = _dataset(splits.x_test, splits.y_test, feed, splits, batch_size, seed)
+        metrics["test"] = {k: float(v) for k, v in model.evaluate(test_ds, verbose=0, return_dict=True).items()}
+    write_json(run_dir / "metrics.json", metrics)
+    epochs_run = len(next(iter(history.values()), []))
+    write_json(run_dir / "run.json", {**run_info, "status": "completed", "ended": _now(), "epochs_run": epochs_run})
+    if request.pictures:
+        from cnnkit.pictures import draw_run_pictures
+
+        draw_run_pictures(run_dir, model=model, splits=splits, feed=feed, summary=summary)
+    return TrainResult(run_dir, metrics, history, epochs_run)
+
+
+def _len(array) -> int:
+    return 0 if array is None else int(len(array))
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _keep_classes(splits, classes):
+    """data.classes: [0, 1] keeps those classes, renumbered 0..k-1 in the given order."""
+    if not classes:
+        return splits
+    import numpy as np
+
+    missing = [c for c in classes if c >= splits.num_classes]
+    if missing:
+        raise DataError(f"data.classes names class {missing[0]}, but {splits.source} has classes "
+                        f"0..{splits.num_classes - 1}")
+    lookup = np.full(splits.num_classes, -1, dtype=np.int64)
+    lookup[np.asarray(classes)] = np.arange(len(classes))
+
+    def keep(x, y):
+        if x is None:
+            return None, None
+        mask = lookup[y] >= 0
+        return x[mask], lookup[y[mask]]
+
+    from dataclasses import replace
+
+    (xt, yt), (xv, yv), (xs, ys) = keep(splits.x_train, splits.y_train), keep(splits.x_val, splits.y_val), \
+        keep(splits.x_test, splits.y_test)
+    return replace(splits, x_train=xt, y_train=yt, x_val=xv, y_val=yv, x_test=xs, y_test=ys,
+                   class_names=[splits.class_names[c] for c in classes])
+
+
+def arrange(x, feed):
+    """Data arrays in the layout the spec's input expects (views/copies of uint8, never float)."""
+    if feed.squeeze_channel:
+        return x.reshape(x.shape[:-1])
+    if feed.channels_first:
+        import numpy as np
+
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    return x
+
+
+def _dataset(x, y, feed, splits, batch_size, seed, shuffle=False):
+    if x is None or not len(x):
+        return None
+    from cnnkit.data.pipeline import to_tf_dataset
+
+    if feed.labels == "binary":
+        y = y.reshape(-1, 1)
+    return to_tf_dataset(arrange(x, feed), y, batch_size=batch_size, num_classes=splits.num_classes,
+                         one_hot=feed.labels == "onehot", shuffle=shuffle, seed=seed)
+
+
+def _compiled_model(keras, spec, steps_per_epoch: int):
+    from cnnkit.build import build_model
+
+    model = build_model(spec)
+    model.compile(optimizer=make_optimizer(keras, spec.train, steps_per_epoch),
+                  loss=_loss(keras, spec.train["loss"]),
+                  metrics=[_metric(keras, m) for m in spec.train["metrics"]])
+    return model
+
+
+def make_optimizer(keras, train_cfg: dict, steps_per_epoch: int):
+    opt = train_cfg["optimizer"]
+    args = dict(opt["args"])
+    schedule = train_cfg.get("lr_schedule")
+    if schedule:
+        entry = options.SCHEDULES[schedule["name"]]
+        sched_args = dict(schedule["args"])
+        total = steps_per_epoch * train_cfg["epochs"]
+        if "decay_steps" in entry.args:
+            sched_args.setdefault("decay_steps", total)
+        if "first_decay_steps" in entry.args:
+            sched_args.setdefault("first_decay_steps", total)
+        if entry.keras_class != "PiecewiseConstantDecay":
+            sched_args["initial_learning_rate"] = args.pop("learning_rate", 0.001)
+        args["learning_rate"] = getattr(keras.optimizers.schedules, entry.keras_class)(**sched_args)
+    return getattr(keras.optimizers, options.OPTIMIZERS[opt["name"]].keras_class)(**args)
+
+
+def _loss(keras, loss: dict):
+    return getattr(keras.losses, options.LOSSES[loss["name"]][0])(**loss["args"])
+
+
+def _metric(keras, metric: dict):
+    cls = options.METRICS[metric["name"]][0]
+    if cls == "accuracy":
+        return "accuracy"  # Keras picks binary/categorical/sparse accuracy to match the loss
+    return getattr(keras.metrics, cls)(**metric["args"])
+
+
+def _save_model(model, path: Path) -> None:
+    """model.save to a temp name, then rename: a crash never leaves a half-written model.keras."""
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    tmp.replace(path)
+
+
+def _last(history: dict, *, train: bool) -> dict:
+    return {k.removeprefix("val_"): v[-1] for k, v in history.items()
+            if v and k != "learning_rate" and k.startswith("val_") != train}
+
+
+def _callbacks(keras, spec, run_dir: Path, history: dict, has_val: bool, reporter, steps: int) -> list:
+    monitor = spec.train["monitor"] if has_val or not spec.train["monitor"].startswith("val_") else "loss"
+    backup = keras.callbacks.BackupAndRestore(str(run_dir / BACKUP), double_checkpoint=True)
+    # Its batch hook does nothing with save_freq="epoch"; marking it async-safe keeps Keras'
+    # asynchronous batch dispatch on (a per-batch sync would slow every step).
+    backup.async_safe = True
+    nan_guard = keras.callbacks.TerminateOnNaN(raise_error=True)
+    nan_guard.async_safe = True  # reads only the logs it is given
+    callbacks = [backup, nan_guard, _recorder(keras, run_dir, history, monitor)]
+    if spec.train.get("early_stopping") is not None:
+        callbacks.append(keras.callbacks.EarlyStopping(**{"monitor": monitor, **spec.train["early_stopping"]}))
+    if spec.train.get("reduce_lr_on_plateau") is not None:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(**{"monitor": monitor,
+                                                              **spec.train["reduce_lr_on_plateau"]}))
+    if reporter is not None:
+        callbacks.append(reporter.keras_callback(keras, spec.train["epochs"], steps))
+    return callbacks
+
+
+def _recorder(keras, run_dir: Path, history: dict, monitor: str):
+    """Writes history and best.keras at every epoch end, so a killed run keeps what it had."""
+
+    class Recorder(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            values = history.get(monitor, [])
+            self.best = (min if "loss" in monitor else max)(values) if values else None
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = dict(logs or {})
+            lr = getattr(self.model.optimizer, "learning_rate", None)
+            if lr is not None:
+                logs["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
+            for key, value in logs.items():
+                history.setdefault(key, [])
+                del history[key][epoch:]
+                history[key].append(float(value))
+            write_history(run_dir, history)
+            current = logs.get(monitor)
+            better = current is not None and (self.best is None or (
+                current < self.best if "loss" in monitor else current > self.best))
+            if better:
+                self.best = current
+                _save_model(self.model, run_dir / "best.keras")
+
+    return Recorder()
