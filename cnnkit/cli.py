@@ -239,6 +239,107 @@ def predict(
         out.print(f"{row['input']}: [bold]{row['class']}[/bold]  ({ranked})")
 
 
+plot_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                       help="Draw pictures (PNG): training curves, confusion matrix, filters, feature maps, "
+                            "architecture, kernel playground.\n\nExample: cnnkit plot curves runs/latest")
+app.add_typer(plot_app, name="plot")
+
+
+def _printed(paths) -> None:
+    for path in paths if isinstance(paths, list) else [paths]:
+        out.print(f"wrote {path}")
+
+
+@plot_app.command("curves")
+@_run
+def plot_curves(run: Path = typer.Argument(..., help="A run folder."),
+                out_file: Optional[Path] = typer.Option(None, "--out", help="PNG path (default RUN/plots/).")):
+    """Loss and metrics per epoch, train vs validation, best epoch marked.
+
+    Example: cnnkit plot curves runs/latest
+    """
+    from cnnkit import pictures
+
+    _printed(pictures.curves(run, out_file))
+
+
+@plot_app.command("confusion")
+@_run
+def plot_confusion(run: Path = typer.Argument(..., help="A run folder or .keras file."),
+                   out_file: Optional[Path] = typer.Option(None, "--out", help="PNG path (default RUN/plots/)."),
+                   data: Optional[str] = typer.Option(None, "--data", help="Dataset name or file."),
+                   data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with dataset files.")):
+    """Confusion matrix (counts and row-normalised) and the most confident mistakes.
+
+    Example: cnnkit plot confusion runs/latest
+    """
+    from cnnkit import pictures
+
+    _printed(pictures.confusion(run, out_file, data=data, data_dir=data_dir))
+
+
+@plot_app.command("filters")
+@_run
+def plot_filters(run: Path = typer.Argument(..., help="A run folder or .keras file."),
+                 layer: Optional[int] = typer.Option(None, "--layer", help="Layer index (default: first conv)."),
+                 out_file: Optional[Path] = typer.Option(None, "--out", help="PNG path (default RUN/plots/).")):
+    """The learned kernels of a conv layer as a grid of small images.
+
+    Example: cnnkit plot filters runs/latest --layer 0
+    """
+    from cnnkit import pictures
+
+    _printed(pictures.filters(run, out_file, layer=layer))
+
+
+@plot_app.command("feature-maps")
+@_run
+def plot_feature_maps(run: Path = typer.Argument(..., help="A run folder or .keras file."),
+                      image: Optional[Path] = typer.Option(None, "--image", help="An image file to look at."),
+                      index: int = typer.Option(0, "--index", help="Else test image number N."),
+                      out_file: Optional[Path] = typer.Option(None, "--out", help="PNG path (default RUN/plots/)."),
+                      data: Optional[str] = typer.Option(None, "--data", help="Dataset name or file."),
+                      data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with dataset files.")):
+    """The activation maps of every conv/pool layer for one input image.
+
+    Example: cnnkit plot feature-maps runs/latest --index 7
+    """
+    from cnnkit import pictures
+
+    _printed(pictures.feature_maps(run, out_file, image=image, index=index, data=data, data_dir=data_dir))
+
+
+@plot_app.command("architecture")
+@_run
+def plot_architecture(spec_file: Path = typer.Argument(..., help="The spec YAML file."),
+                      out_file: Path = typer.Option(Path("architecture.png"), "--out", help="PNG path.")):
+    """The layer stack drawn from the spec alone, blocks sized by output shape (no TensorFlow).
+
+    Example: cnnkit plot architecture configs/mnist.yaml --out mnist.png
+    """
+    from cnnkit import pictures
+
+    _printed(pictures.architecture(spec_file, out_file))
+
+
+@plot_app.command("kernels")
+@_run
+def plot_kernels(image: Path = typer.Argument(..., help="An image file."),
+                 kernel: List[str] = typer.Option(["sobel_x", "sobel_y", "sharpen", "laplacian"], "--kernel",
+                                                  help="Kernel name (repeat for several): sobel_x, sobel_y, "
+                                                       "sharpen, laplacian, ... (see cnnkit.kernels.KERNELS)."),
+                 strides: int = typer.Option(1, "--strides", help="Stride, as in Conv2D."),
+                 padding: str = typer.Option("same", "--padding", help="valid or same, as in Conv2D."),
+                 out_file: Path = typer.Option(Path("kernels.png"), "--out", help="PNG path.")):
+    """Apply hand-designed kernels (edges, sharpen, lines) with Conv2D semantics, side by side.
+
+    Example: cnnkit plot kernels digit.png --kernel sobel_x --kernel sobel_y
+    """
+    from cnnkit import pictures
+
+    _printed(pictures.kernels(image, kernel, out_file, strides=strides, padding=padding))
+
+
 def main() -> None:
     app()
 

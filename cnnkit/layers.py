@@ -99,7 +99,8 @@ for _r in (1, 2, 3):
     _pool = {"pool_size": Arg(IntTuple(_r), (2,) * _r), "strides": Arg(IntTuple(_r), None),
              "padding": Arg(Enum(("valid", "same")), "valid"), "data_format": DATA_FORMAT}
     _register(f"MaxPooling{_r}D", _pool, shapes.pool, ranks=(_r + 1,), aliases=(f"MaxPool{_r}D",))
-    _register(f"AveragePooling{_r}D", _pool, shapes.pool, ranks=(_r + 1,),
+    # Keras 3's AveragePooling has no default pool_size (MaxPooling does): required, as in Keras.
+    _register(f"AveragePooling{_r}D", {**_pool, "pool_size": Arg(IntTuple(_r))}, shapes.pool, ranks=(_r + 1,),
               aliases=(f"AvgPool{_r}D", f"AveragePool{_r}D"))
     _global = {"data_format": DATA_FORMAT, "keepdims": Arg(Bool(), False)}
     _register(f"GlobalMaxPooling{_r}D", _global, shapes.global_pool, ranks=(_r + 1,),

@@ -180,6 +180,9 @@ def load_model(path: str | os.PathLike, *, compile: bool = True):
             _copy_capped(src, dst, where)
         with open(copy, "rb") as f:
             _inspect_open(f, where)
+        from cnnkit.backend import tensorflow
+
+        tensorflow()  # imports TF quietly; `import keras` below is then free
         import keras  # lazily: this module must import without TensorFlow
 
         try:

@@ -497,7 +497,7 @@ def plot_architecture(summary: dict, out_path) -> Path:
             ox, oy = slant * 0.7, slant * 0.55
         lines = [str(node["type"]), _shape_text(dims) if dims else "?"]
         if node.get("params") is not None:
-            lines.append(f"{_compact(node['params'])} params" if node["params"] else "0 params")
+            lines.append(f"{_compact(node['params'])} params")
         rf = node.get("receptive_field")
         if rf is not None and kind != "vector":
             lines.append("RF " + (_shape_text(rf) if isinstance(rf, (list, tuple)) else str(rf)))

@@ -12,7 +12,8 @@ from cnnkit.errors import CnnkitError, DataError
 
 
 def _conv_types():
-    import keras
+    from cnnkit.backend import keras as _keras
+    keras = _keras()
 
     L = keras.layers
     return (L.Conv1D, L.Conv2D, L.Conv3D, L.SeparableConv1D, L.SeparableConv2D, L.DepthwiseConv1D,
@@ -20,7 +21,8 @@ def _conv_types():
 
 
 def _pool_types():
-    import keras
+    from cnnkit.backend import keras as _keras
+    keras = _keras()
 
     L = keras.layers
     # Global pooling is left out on purpose: its output is a vector, not a map anyone can look at.
@@ -44,7 +46,8 @@ def conv_kernel(model, layer_index: int) -> tuple[str, np.ndarray]:
     Transposed convs store (..spatial.., out, in) and are swapped back; separable and depthwise convs give their
     depthwise kernel (..spatial.., in, depth_multiplier), the part that looks at the image.
     """
-    import keras
+    from cnnkit.backend import keras as _keras
+    keras = _keras()
 
     layers = model.layers
     count = len(layers)
@@ -76,7 +79,8 @@ def feature_maps(model, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
 
     `image` is (H, W, C) float32 as the model takes it; a (H, W) image is accepted for a 1-channel model.
     """
-    import keras
+    from cnnkit.backend import keras as _keras
+    keras = _keras()
 
     try:
         inputs = model.inputs

@@ -105,7 +105,8 @@ def _present(kind: str, path: str) -> bool:
 
 def _keras_load(name: str):
     """keras.datasets.<name>.load_data(): reads Keras' cache, or downloads into it."""
-    import keras  # lazy: importing Keras imports TensorFlow
+    from cnnkit.backend import keras as _keras
+    keras = _keras()  # lazy: importing Keras imports TensorFlow
 
     load_data = getattr(keras.datasets, name).load_data
     previous = socket.getdefaulttimeout()

@@ -51,7 +51,9 @@ def to_tf_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, num_classes:
     in-memory uint8 tensor, then cast, scaled and one-hot encoded once per batch (vectorized),
     and prefetched so the next batch is ready while the model trains.
     """
-    import tensorflow as tf  # lazy: `import cnnkit.data` must stay TensorFlow-free
+    from cnnkit.backend import tensorflow
+
+    tf = tensorflow()  # lazy: `import cnnkit.data` must stay TensorFlow-free
 
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
