@@ -29,5 +29,12 @@ fuzz: $(STAMP)
 bench: $(STAMP)
 	CNNKIT_DATA_DIR=$${CNNKIT_DATA_DIR:-$(DATA_DIR)} $(BIN)/python bench/run_all.py
 
+# The README's pictures, from a real run of the notes' MNIST net (2 epochs on ../shared/data).
+pictures: $(STAMP)
+	rm -rf runs/pictures
+	CNNKIT_DATA_DIR=$${CNNKIT_DATA_DIR:-$(DATA_DIR)} $(BIN)/cnnkit train configs/mnist.yaml --epochs 2 --out runs/pictures
+	cp runs/pictures/latest/plots/*.png docs/img/
+	$(BIN)/cnnkit plot kernels docs/img/digit.png --kernel sobel_x --kernel sobel_y --kernel sharpen --kernel laplacian --out docs/img/kernels.png
+
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -275,21 +275,27 @@ class Shape(ArgType):
 
 @dataclass(frozen=True)
 class Number(ArgType):
-    """A finite number (int or float), no bounds; e.g. ReLU.max_value, Rescaling.offset."""
+    """A finite number (int or float), kept as written; e.g. ReLU.max_value, Rescaling.offset."""
 
     nullable: bool = False
+    minimum: float | None = None
 
     def __call__(self, name, value):
         if value is None and self.nullable:
             return None
         if isinstance(value, str):
             value = _number_from_string(name, value)
-        if not _is_number(value) or not math.isfinite(value):
-            raise ArgError(f"must be a finite number. {_received(name, value)}")
+        if (not _is_number(value) or not math.isfinite(value)
+                or (self.minimum is not None and value < self.minimum)):
+            bound = "" if self.minimum is None else f" >= {self.minimum:g}"
+            raise ArgError(f"must be a finite number{bound}. {_received(name, value)}")
         return value
 
     def schema(self):
-        return {"type": ["number", "null"]} if self.nullable else {"type": "number"}
+        out: dict = {"type": ["number", "null"]} if self.nullable else {"type": "number"}
+        if self.minimum is not None:
+            out["minimum"] = self.minimum
+        return out
 
 
 # --- Keras names: activations, initializers, regularizers, constraints -------------------------

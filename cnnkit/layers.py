@@ -128,8 +128,10 @@ _register("Dropout", {"rate": Arg(Float(0.0, 1.0, exclusive_max=True)), "seed": 
           shapes.identity)
 _register("GaussianNoise", {"stddev": Arg(Float(0.0, 1.0)), "seed": Arg(OptionalInt(), None)}, shapes.identity)
 _register("Activation", {"activation": Arg(Activation())}, shapes.identity)
-_register("ReLU", {"max_value": Arg(Number(nullable=True), None), "negative_slope": Arg(Float(0.0), 0.0),
-                   "threshold": Arg(Number(), 0.0)}, shapes.identity)
+# Keras refuses a negative max_value or threshold.
+_register("ReLU", {"max_value": Arg(Number(nullable=True, minimum=0.0), None),
+                   "negative_slope": Arg(Float(0.0), 0.0), "threshold": Arg(Number(minimum=0.0), 0.0)},
+          shapes.identity)
 _register("LeakyReLU", {"negative_slope": Arg(Float(0.0), 0.3)}, shapes.identity)
 _register("Softmax", {"axis": Arg(Axis(), -1)}, shapes.identity)
 

@@ -152,7 +152,10 @@ def identity(in_shape, args) -> LayerOut:
 def _norm_axis(in_shape, axis: int) -> int:
     # the summary's shapes have no batch axis; Keras' axis counts it
     rank = len(in_shape) + 1
-    if not -rank <= axis < rank or axis % rank == 0:
+    if -rank <= axis < rank and axis % rank == 0:
+        raise ShapeError(f"axis {axis} is the batch axis; statistics must be taken per feature, not across "
+                         f"samples", hint="use -1 (channels_last) or 1 (channels_first)")
+    if not -rank <= axis < rank:
         raise ShapeError(f"axis {axis} is out of range for input of shape {tuple(in_shape)}; "
                          f"use -1 (channels_last) or 1 (channels_first)")
     return axis % rank - 1

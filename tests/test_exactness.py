@@ -270,10 +270,12 @@ _IMAGE_ONLY = re.compile(r"layers\[\d+\] (Random\w+|Resizing) expects input of r
 
 
 def _stricter_on_purpose(error: SpecError) -> bool:
-    """Keras' image preprocessing layers take an unbatched image too, so a batch of (steps,
-    channels) passes as one image (the batch axis read as its height) and even runs; cnnkit
-    refuses that instead of silently mixing samples."""
-    return bool(_IMAGE_ONLY.search(error.message))
+    """Refusals where Keras builds (and even runs) a model that mixes samples:
+    * its image preprocessing layers take an unbatched image too, so a batch of (steps,
+      channels) passes as one image, the batch axis read as its height;
+    * a normalization over axis 0 (the batch axis) builds with no weights when center and
+      scale are off, and normalizes across samples."""
+    return bool(_IMAGE_ONLY.search(error.message)) or "is the batch axis" in error.message
 
 
 def assert_matches_keras(spec_dict: dict, text: str) -> bool:
