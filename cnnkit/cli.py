@@ -239,6 +239,31 @@ def predict(
         out.print(f"{row['input']}: [bold]{row['class']}[/bold]  ({ranked})")
 
 
+@app.command("time")
+@_run
+def time_command(
+    spec_file: Path = typer.Argument(..., help="The spec YAML file."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Batch size to time."),
+    iterations: int = typer.Option(20, "--iterations", min=1, help="Timed iterations per layer (median)."),
+    device: str = typer.Option("auto", "--device", help="cpu, gpu or auto."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
+):
+    """Average forward and backward milliseconds per layer, sorted by cost (like `caffe time`).
+
+    Example: cnnkit time configs/mnist.yaml --batch-size 64
+    """
+    from cnnkit.spec import load_spec
+    from cnnkit.timing import time_layers
+
+    result = time_layers(load_spec(spec_file), batch_size=batch_size, iterations=iterations, device=device)
+    if as_json:
+        _print_json(result)
+        return
+    from cnnkit.report import timing_table
+
+    out.print(timing_table(result))
+
+
 plot_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                        help="Draw pictures (PNG): training curves, confusion matrix, filters, feature maps, "
                             "architecture, kernel playground.\n\nExample: cnnkit plot curves runs/latest")

@@ -107,16 +107,17 @@ for _r in (1, 2, 3):
               aliases=(f"GlobalMaxPool{_r}D",))
     _register(f"GlobalAveragePooling{_r}D", _global, shapes.global_pool, ranks=(_r + 1,),
               aliases=(f"GlobalAvgPool{_r}D", f"GlobalAveragePool{_r}D"))
+    # Keras' 1-D SpatialDropout, Cropping and UpSampling take no data_format (always channels_last).
     _register(f"SpatialDropout{_r}D", {"rate": Arg(Float(0.0, 1.0, exclusive_max=True)),
-                                       "data_format": DATA_FORMAT, "seed": Arg(OptionalInt(), None)},
+                                       **({"data_format": DATA_FORMAT} if _r > 1 else {}),
+                                       "seed": Arg(OptionalInt(), None)},
               shapes.identity, ranks=(_r + 1,))
     _register(f"ZeroPadding{_r}D", {"padding": Arg(Padding(_r), ((1, 1),) * _r), "data_format": DATA_FORMAT},
               shapes.zero_padding, ranks=(_r + 1,))
-for _r in (1, 2):
-    _register(f"Cropping{_r}D", {"cropping": Arg(Padding(_r), ((1, 1),) * _r), "data_format": DATA_FORMAT},
-              shapes.cropping, ranks=(_r + 1,))
-_register("UpSampling1D", {"size": Arg(IntTuple(1), (2,)), "data_format": DATA_FORMAT}, shapes.upsampling,
-          ranks=(2,))
+_register("Cropping1D", {"cropping": Arg(Padding(1), ((1, 1),))}, shapes.cropping, ranks=(2,))
+_register("Cropping2D", {"cropping": Arg(Padding(2), ((0, 0), (0, 0))), "data_format": DATA_FORMAT},
+          shapes.cropping, ranks=(3,))  # Keras' Cropping2D crops nothing by default (Cropping1D: 1 each side)
+_register("UpSampling1D", {"size": Arg(IntTuple(1), (2,))}, shapes.upsampling, ranks=(2,))
 _register("UpSampling2D", {"size": Arg(IntTuple(2), (2, 2)), "data_format": DATA_FORMAT,
                            "interpolation": Arg(Enum(("nearest", "bilinear", "bicubic")), "nearest")},
           shapes.upsampling, ranks=(3,))

@@ -87,3 +87,15 @@ def per_class_table(rows: list[dict]) -> Table:
         table.add_row(str(row["class"]), f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
                       f"{row['support']:,}")
     return table
+
+
+def timing_table(result: dict) -> Table:
+    table = Table(title=f"{result['name']} · batch {result['batch_size']} · {result['device']} · "
+                        f"median of {result['iterations']}", title_justify="left")
+    for col in ("#", "Layer", "Output shape", "Forward ms", "Backward ms", "Share"):
+        table.add_column(col, justify="left" if col in ("Layer", "Output shape") else "right")
+    for row in result["layers"]:
+        table.add_row(str(row["index"]), row["type"], fmt_shape(row["output_shape"]), f"{row['forward_ms']:.3f}",
+                      f"{row['backward_ms']:.3f}", f"{row['share']:.1%}")
+    table.add_row("", "[bold]total[/bold]", "", f"{result['forward_ms']:.3f}", f"{result['backward_ms']:.3f}", "100%")
+    return table

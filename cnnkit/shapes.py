@@ -173,24 +173,27 @@ def layer_norm(in_shape, args) -> LayerOut:
 
 
 def zero_padding(in_shape, args) -> LayerOut:
-    spatial, channels = split_channels(in_shape, args["data_format"])
+    fmt = args.get("data_format", "channels_last")  # the 1-D layers have none
+    spatial, channels = split_channels(in_shape, fmt)
     out = tuple(n + before + after for n, (before, after) in zip(spatial, args["padding"]))
-    return LayerOut(join_channels(out, channels, args["data_format"]))
+    return LayerOut(join_channels(out, channels, fmt))
 
 
 def cropping(in_shape, args) -> LayerOut:
-    spatial, channels = split_channels(in_shape, args["data_format"])
+    fmt = args.get("data_format", "channels_last")  # the 1-D layers have none
+    spatial, channels = split_channels(in_shape, fmt)
     out = tuple(n - before - after for n, (before, after) in zip(spatial, args["cropping"]))
     if min(out) < 1:
         raise ShapeError(f"cropping {args['cropping']} removes all of input {fmt_shape(spatial)}")
-    return LayerOut(join_channels(out, channels, args["data_format"]))
+    return LayerOut(join_channels(out, channels, fmt))
 
 
 def upsampling(in_shape, args) -> LayerOut:
-    spatial, channels = split_channels(in_shape, args["data_format"])
+    fmt = args.get("data_format", "channels_last")  # the 1-D layers have none
+    spatial, channels = split_channels(in_shape, fmt)
     size = args["size"]
     out = tuple(n * f for n, f in zip(spatial, size))
-    return LayerOut(join_channels(out, channels, args["data_format"]), upsample=tuple(size))
+    return LayerOut(join_channels(out, channels, fmt), upsample=tuple(size))
 
 
 def reshape(in_shape, args) -> LayerOut:

@@ -189,7 +189,8 @@ def _cross_checks(check: _Checker, path: tuple, keras_class: str, layer_type, fu
         check.fail(path + ("padding",), f"padding 'causal' is only valid for Conv1D, not {keras_class}",
                    "use padding: same or valid")
     strides, dilation = full.get("strides"), full.get("dilation_rate")
-    if strides and dilation and max(strides) > 1 and max(dilation) > 1:
+    # Only the plain ConvND layers refuse it; Keras runs separable/depthwise convs with both.
+    if keras_class.startswith("Conv") and strides and dilation and max(strides) > 1 and max(dilation) > 1:
         check.fail(path + ("strides",), f"strides > 1 cannot be combined with dilation_rate > 1 "
                                         f"(Keras refuses it). Received: strides={list(strides)}, "
                                         f"dilation_rate={list(dilation)}.", "set one of them to 1")

@@ -122,7 +122,9 @@ def train(request: TrainRequest, reporter=None) -> TrainResult:
     history = read_json(run_dir / "history.json", {}) if resume_dir else {}
     callbacks = _callbacks(keras, spec, run_dir, history, val_ds is not None, reporter, steps)
     try:
-        model.fit(train_ds, validation_data=val_ds, epochs=spec.train["epochs"], verbose=0, callbacks=callbacks)
+        # shuffle=False: the tf.data pipeline already shuffles (seeded) every epoch.
+        model.fit(train_ds, validation_data=val_ds, epochs=spec.train["epochs"], verbose=0, callbacks=callbacks,
+                  shuffle=False)
     except KeyboardInterrupt:
         done = len(next(iter(history.values()), []))
         write_json(run_dir / "run.json", {**run_info, "status": "interrupted", "ended": _now()})

@@ -111,3 +111,12 @@ def test_light_commands_never_import_tensorflow(args, tmp_path):
             "assert 'keras' not in sys.modules, 'keras imported'\n" % (args,))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_time_reports_every_layer():
+    result = runner.invoke(app, ["time", "configs/mnist.yaml", "--iterations", "2", "--batch-size", "8", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert sorted(r["index"] for r in data["layers"]) == list(range(7))
+    assert abs(sum(r["share"] for r in data["layers"]) - 1) < 1e-6
+    assert all(r["forward_ms"] > 0 for r in data["layers"])
