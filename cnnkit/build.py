@@ -17,8 +17,11 @@ def build_model(spec):
 
 def build_layer(keras, layer):
     cls = getattr(keras.layers, layer.type)
-    kwargs = {key: _keras_value(keras, key, value) for key, value in layer.args.items()}
-    return cls(**{k: v for k, v in kwargs.items() if v is not None or k in ("activation", "max_value")})
+    kwargs = {key: _keras_value(keras, key, value) for key, value in layer.args.items() if key != "trainable"}
+    built = cls(**{k: v for k, v in kwargs.items() if v is not None or k in ("activation", "max_value")})
+    if "trainable" in layer.args:
+        built.trainable = layer.args["trainable"]  # set, not passed: SpatialDropout's __init__ has no **kwargs
+    return built
 
 
 def _keras_value(keras, key: str, value):

@@ -23,7 +23,8 @@ class Target:
 
 def resolve_target(target: str | Path, *, model_name: str = "model.keras") -> Target:
     path = Path(target)
-    if path.is_dir() or not path.exists() or path.suffix != ".keras":
+    # A missing x.keras is a missing model file (modelfile says so), not a missing run folder.
+    if path.is_dir() or path.suffix != ".keras":
         if path.suffix and path.suffix != ".keras" and not path.is_dir():
             raise ModelFileError(f"{path}: expected a run folder or a .keras model file")
         run_dir = resolve_run(path, need=model_name)

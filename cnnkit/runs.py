@@ -30,9 +30,12 @@ os.umask(_UMASK)
 def atomic_write(path: Path, data: str | bytes) -> None:
     """Write to a temp file in the same folder, then rename: readers never see half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise unwritable(path, err) from None
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; run files are ordinary files
         with os.fdopen(fd, mode) as handle:
@@ -40,9 +43,17 @@ def atomic_write(path: Path, data: str | bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise unwritable(path, err) from None
         raise
+
+
+def unwritable(path: Path, err: OSError) -> RunError:
+    """A full disk, a read-only folder...: one line naming the file, not a traceback."""
+    return RunError(f"cannot write {path}: {err.strerror or err}",
+                    hint="free disk space or check the folder's permissions")
 
 
 def write_json(path: Path, data) -> None:
@@ -72,16 +83,19 @@ def write_history(run_dir: Path, history: dict[str, list]) -> None:
 def new_run_dir(parent: Path, name: str) -> Path:
     """A fresh folder `parent/<name>-<YYYYmmdd-HHMMSS>[-n]`; never reuses an existing one."""
     parent = Path(parent)
-    parent.mkdir(parents=True, exist_ok=True)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for n in range(1000):
         candidate = parent / (f"{slug}-{stamp}" + (f"-{n}" if n else ""))
         try:
+            parent.mkdir(parents=True, exist_ok=True)
             candidate.mkdir()
             return candidate
         except FileExistsError:
             continue
+        except OSError as err:
+            raise RunError(f"cannot create a run folder in {parent}: {err.strerror or err}",
+                           hint="check free disk space and write permission, or pass another --out folder") from None
     raise RunError(f"cannot create a new run folder in {parent}")
 
 
@@ -89,9 +103,13 @@ def point_latest(run_dir: Path) -> None:
     """`<parent>/latest` -> the newest run, replaced atomically."""
     link = run_dir.parent / LATEST
     tmp = run_dir.parent / f".{LATEST}.{os.getpid()}"
-    tmp.unlink(missing_ok=True)
-    os.symlink(run_dir.name, tmp)
-    os.replace(tmp, link)
+    try:
+        tmp.unlink(missing_ok=True)
+        os.symlink(run_dir.name, tmp)
+        os.replace(tmp, link)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise unwritable(link, err) from None
 
 
 def resolve_run(path: str | Path, *, need: str = "spec.yaml") -> Path:

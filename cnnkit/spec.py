@@ -60,6 +60,10 @@ class _Checker:
         self.doc = doc
 
     def fail(self, path: tuple, message: str, hint: str | None = None):
+        for depth in range(len(path), 0, -1):
+            if path[:depth] in self.doc.overrides:
+                raise SpecError(message, file=f"--set {self.doc.overrides[path[:depth]]}",
+                                path=dotted_path(path) or None, hint=hint)
         raise SpecError(message, file=self.doc.file, line=self.doc.line(path), path=dotted_path(path) or None,
                         hint=hint)
 
@@ -119,6 +123,7 @@ def apply_overrides(doc: Document, overrides: list[str]) -> None:
         else:
             raise SpecError(f"--set {key}: cannot set a value inside {type(node).__name__}")
         doc.lines.pop(tuple(parts), None)
+        doc.overrides[tuple(parts)] = item
 
 
 def parse(doc: Document) -> Spec:
@@ -330,6 +335,10 @@ def _parse_train(check: _Checker, value) -> dict:
             given = raw[key] if raw[key] is not True else {}
             args = check.mapping(("train", key), given, allowed, f"{key} arguments")
             out[key] = {k: _plain_value(check, ("train", key, k), v) for k, v in args.items()}
+    if out["lr_schedule"] and out["reduce_lr_on_plateau"] is not None:
+        check.fail(("train", "reduce_lr_on_plateau"), "cannot be combined with lr_schedule: a schedule "
+                                                       "already sets the learning rate at every step",
+                   "keep one of lr_schedule and reduce_lr_on_plateau")
     if "distribution" in raw:
         dist = check.mapping(("train", "distribution"), raw["distribution"], ("strategy", "devices"),
                              "distribution settings")

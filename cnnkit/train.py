@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from cnnkit import __version__, devices, options
 from cnnkit.errors import DataError, Interrupted, RunError, SpecError, TrainingDiverged
-from cnnkit.runs import new_run_dir, point_latest, read_json, resolve_run, write_history, write_json
+from cnnkit.runs import new_run_dir, point_latest, read_json, resolve_run, unwritable, write_history, write_json
 from cnnkit.spec import Spec, load_spec
 from cnnkit.summary import summarize
 
@@ -120,6 +121,8 @@ def train(request: TrainRequest, reporter=None) -> TrainResult:
         model = _compiled_model(keras, spec, steps)
 
     history = read_json(run_dir / "history.json", {}) if resume_dir else {}
+    if resume_dir:
+        _repair_backup(run_dir / BACKUP)
     callbacks = _callbacks(keras, spec, run_dir, history, val_ds is not None, reporter, steps)
     try:
         # shuffle=False: the tf.data pipeline already shuffles (seeded) every epoch.
@@ -140,6 +143,9 @@ def train(request: TrainRequest, reporter=None) -> TrainResult:
             f"(epoch {done}) is kept in {run_dir / BACKUP}" + (" and best.keras" if (run_dir / "best.keras").exists()
                                                                else ""),
             hint="lower the learning rate or add BatchNormalization, then --resume") from None
+    except OSError as err:  # Keras' own backup write on a full disk or read-only folder
+        raise RunError(f"cannot write to {run_dir}: {err.strerror or err}",
+                       hint=f"free disk space, then: cnnkit train --resume {run_dir}") from None
 
     _save_model(model, run_dir / "model.keras")
     metrics = {"train": _last(history, train=True), "val": _last(history, train=False)}
@@ -149,11 +155,36 @@ def train(request: TrainRequest, reporter=None) -> TrainResult:
     write_json(run_dir / "metrics.json", metrics)
     epochs_run = len(next(iter(history.values()), []))
     write_json(run_dir / "run.json", {**run_info, "status": "completed", "ended": _now(), "epochs_run": epochs_run})
+    # Only now: a run killed after fit() but before "completed" resumes at its last epoch, not from scratch.
+    shutil.rmtree(run_dir / BACKUP, ignore_errors=True)
     if request.pictures:
         from cnnkit.pictures import draw_run_pictures
 
         draw_run_pictures(run_dir, model=model, splits=splits, feed=feed, summary=summary)
     return TrainResult(run_dir, metrics, history, epochs_run)
+
+
+def _repair_backup(folder: Path) -> None:
+    """Keras writes backup/training_metadata.json in place, so a kill mid-write leaves it unparseable (Keras would
+    then crash on resume). Fall back to the previous checkpoint pair, or else start the backup afresh."""
+    import json
+
+    def readable(path: Path) -> bool:
+        try:
+            json.loads(path.read_text())
+            return True
+        except (OSError, ValueError):
+            return False
+
+    meta = folder / "training_metadata.json"
+    if not meta.exists() or readable(meta):
+        return
+    previous = folder / "training_metadata.json.bkp"
+    if readable(previous) and (folder / "latest.weights.h5.bkp").exists():
+        shutil.copyfile(folder / "latest.weights.h5.bkp", folder / "latest.weights.h5")
+        shutil.copyfile(previous, meta)
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _len(array) -> int:
@@ -255,8 +286,12 @@ def _metric(keras, metric: dict):
 def _save_model(model, path: Path) -> None:
     """model.save to a temp name, then rename: a crash never leaves a half-written model.keras."""
     tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    tmp.replace(path)
+    try:
+        model.save(tmp)
+        tmp.replace(path)
+    except OSError as err:  # a full disk or a read-only folder
+        tmp.unlink(missing_ok=True)
+        raise unwritable(path, err) from None
 
 
 def _last(history: dict, *, train: bool) -> dict:
@@ -266,13 +301,17 @@ def _last(history: dict, *, train: bool) -> dict:
 
 def _callbacks(keras, spec, run_dir: Path, history: dict, has_val: bool, reporter, steps: int) -> list:
     monitor = spec.train["monitor"] if has_val or not spec.train["monitor"].startswith("val_") else "loss"
-    backup = keras.callbacks.BackupAndRestore(str(run_dir / BACKUP), double_checkpoint=True)
+    # delete_checkpoint=False: train() removes the backup only once run.json says completed.
+    backup = keras.callbacks.BackupAndRestore(str(run_dir / BACKUP), double_checkpoint=True,
+                                              delete_checkpoint=False)
     # Its batch hook does nothing with save_freq="epoch"; marking it async-safe keeps Keras'
     # asynchronous batch dispatch on (a per-batch sync would slow every step).
     backup.async_safe = True
     nan_guard = keras.callbacks.TerminateOnNaN(raise_error=True)
     nan_guard.async_safe = True  # reads only the logs it is given
-    callbacks = [backup, nan_guard, _recorder(keras, run_dir, history, monitor)]
+    # The recorder before the backup: a run killed between the two resumes at the epoch whose history row it
+    # has (and rewrites that row), instead of skipping an epoch whose row was never written.
+    callbacks = [_recorder(keras, run_dir, history, monitor), backup, nan_guard]
     if spec.train.get("early_stopping") is not None:
         callbacks.append(keras.callbacks.EarlyStopping(**{"monitor": monitor, **spec.train["early_stopping"]}))
     if spec.train.get("reduce_lr_on_plateau") is not None:

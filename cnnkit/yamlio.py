@@ -66,6 +66,8 @@ class Document:
     data: Any
     file: str
     lines: dict[tuple, int] = field(default_factory=dict)
+    # path -> the `--set KEY=VALUE` text that put a value there, so errors can point at it
+    overrides: dict[tuple, str] = field(default_factory=dict)
 
     def line(self, path: tuple) -> int | None:
         """Line of the value at ``path``, or of its nearest ancestor that has one."""
