@@ -30,6 +30,16 @@ def data_dir(arg: str | None) -> Path:
     return folder
 
 
+def subset_npz(source: Path, folder: Path, n_train: int, n_test: int) -> Path:
+    """A smaller mnist.npz (the first N of each split) in `folder`, for --quick smoke runs."""
+    import numpy as np
+
+    with np.load(source, allow_pickle=False) as d:
+        np.savez(folder / "mnist.npz", x_train=d["x_train"][:n_train], y_train=d["y_train"][:n_train],
+                 x_test=d["x_test"][:n_test], y_test=d["y_test"][:n_test])
+    return folder / "mnist.npz"
+
+
 def cnnkit_cmd() -> list[str]:
     """The installed `cnnkit` entry point (what a user runs), else `python -m cnnkit`."""
     script = Path(sys.executable).parent / "cnnkit"
@@ -75,6 +85,7 @@ class Measured:
     stderr: str
     peak_rss_mb: float        # kernel high-water mark of the largest process in the tree (wait4)
     peak_tree_rss_mb: float   # largest sum of VmRSS over the tree, sampled every POLL_S
+    cpu_s: float = 0.0        # user + system CPU seconds of the tree (wait4): less load-sensitive than wall
     samples: int = field(default=0)
 
     @property
@@ -163,7 +174,8 @@ def run_measured(cmd: list[str], *, timeout: float = 900, cwd: Path = REPO, env:
     for t in readers:
         t.join(timeout=10)
     return Measured(cmd, proc.returncode, wall, lines, "".join(err_chunks),
-                    peak_rss_mb=usage.ru_maxrss / 1024, peak_tree_rss_mb=peak_tree / 1024, samples=samples)
+                    peak_rss_mb=usage.ru_maxrss / 1024, peak_tree_rss_mb=peak_tree / 1024,
+                    cpu_s=usage.ru_utime + usage.ru_stime, samples=samples)
 
 
 def wall_time(cmd: list[str], *, cwd: Path = REPO, timeout: float = 120) -> float:

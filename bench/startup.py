@@ -19,7 +19,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--tf-repeats", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="2 repeats, 1 TensorFlow import")
+    parser.add_argument("--quick", action="store_true", help="2 repeats, 1 TensorFlow import, no warm-up")
     args = parser.parse_args()
     if args.quick:
         args.repeats, args.tf_repeats = 2, 1
@@ -33,8 +33,8 @@ def main() -> int:
     }
     import_tf = [sys.executable, "-c", "import tensorflow"]
 
-    for argv in commands.values():  # one untimed run each: page cache and .pyc files, not start-up
-        wall_time(cnnkit + argv)
+    for argv in commands.values() if not args.quick else ():
+        wall_time(cnnkit + argv)  # one untimed run each: page cache and .pyc files, not start-up
     times = {name: [] for name in commands}
     tf_times = []
     for r in range(args.repeats):
@@ -61,7 +61,7 @@ def main() -> int:
         "all_meet_target": all(r["meets_target"] for r in results.values()),
         "loadavg_end": loadavg(),
         "method": f"wall time of a fresh subprocess, median of {args.repeats} (TF import: median of "
-                  f"{args.tf_repeats}), rounds interleaved after one untimed warm-up run; TensorFlow/Keras "
+                  f"{args.tf_repeats}), rounds interleaved after one untimed warm-up run (none with --quick); TensorFlow/Keras "
                   f"detection via `python -X importtime -m cnnkit ...`",
     })
     return 0

@@ -1,0 +1,145 @@
+"""Run every benchmark in sequence and write their JSON, plus a description of the machine, to one file.
+
+Usage: python bench/run_all.py [--quick] [--data-dir DIR] [--out FILE] [--only NAME ...]
+       make bench            (sets CNNKIT_DATA_DIR to ../shared/data)
+
+--quick: tiny sizes, a smoke test that finishes in about 2 minutes; writes bench/results.quick.json
+so it never overwrites real numbers. Default: the real sizes (several minutes), bench/results.json.
+Benchmarks run one after another, never in parallel, so that they do not slow each other down. A
+benchmark that fails is recorded with its exit code and stderr tail; the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+from _common import REPO, loadavg, log
+
+BENCH = Path(__file__).resolve().parent
+ORDER = ("startup", "summary_speed", "eval_throughput", "train_throughput", "flops", "scaling")
+TIMEOUT_S = {"startup": 300, "summary_speed": 300, "eval_throughput": 300, "train_throughput": 1200,
+             "flops": 600, "scaling": 1200}
+
+
+def machine() -> dict:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
+                 platform.processor())
+    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                  if line.startswith("MemTotal:"))
+
+    def version(pkg):
+        try:
+            return metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {"cpu_model": model, "cpus_online": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
+            "memory_gib": round(mem_kb / 2**20, 1), "python": platform.python_version(),
+            "tensorflow": version("tensorflow") or version("tensorflow-cpu"), "keras": version("keras"),
+            "numpy": version("numpy"), "cnnkit": version("cnnkit"), "platform": platform.platform(),
+            "loadavg_at_start": loadavg()}
+
+
+def run(name: str, extra: list[str]) -> dict:
+    cmd = [sys.executable, str(BENCH / f"{name}.py"), *extra]
+    log(f"== {name}: {' '.join(cmd[1:])}")
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              timeout=TIMEOUT_S[name])
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {TIMEOUT_S[name]} s", "seconds": TIMEOUT_S[name]}
+    took = round(time.perf_counter() - start, 1)
+    # Keep the benchmark's own progress lines (they start with a [HH:MM:SS] stamp), not TF's start-up noise.
+    for line in done.stderr.splitlines():
+        if line.startswith("["):
+            print(f"   {line}", file=sys.stderr, flush=True)
+    try:
+        result = json.loads(done.stdout) if done.stdout.strip() else None
+    except json.JSONDecodeError:
+        result = None
+    if done.returncode != 0 or result is None:
+        return {"error": f"exit code {done.returncode}", "seconds": took, "result": result,
+                "stderr_tail": done.stderr.strip().splitlines()[-20:]}
+    result["seconds"] = took
+    return result
+
+
+def headline(results: dict) -> list[str]:
+    """One line per benchmark with its key number and target, for the terminal."""
+    lines = []
+    for name, r in results.items():
+        if "error" in r:
+            lines.append(f"{name:17s} FAILED: {r['error']}")
+        elif name == "startup":
+            cmds = ", ".join(f"{k.split()[1]} {v['median_s']:.2f}s" for k, v in r["commands"].items())
+            lines.append(f"{name:17s} {cmds} (import tensorflow {r['import_tensorflow']['median_s']:.2f}s); "
+                         f"target <0.5s, no TF: {'ok' if r['all_meet_target'] else 'MISSED'}")
+        elif name == "summary_speed":
+            slow = max(r["commands"].items(), key=lambda kv: kv[1]["subprocess_median_s"] or 0)
+            lines.append(f"{name:17s} slowest subprocess {slow[0]} {slow[1]['subprocess_median_s']}s, TF imported: "
+                         f"{r['tensorflow_imported_in_process']}; target <1s: "
+                         f"{'ok' if r['all_meet_target'] else 'MISSED'}")
+        elif name == "eval_throughput":
+            v = r["variants"]
+            lines.append(f"{name:17s} cnnkit {v['cnnkit']['samples_per_s']}/s vs plain {v['plain']['samples_per_s']}/s "
+                         f"(x{r['ratio_cnnkit_vs_plain']}; plain@256 {v['plain_batch256']['samples_per_s']}/s)")
+        elif name == "train_throughput":
+            lines.append(f"{name:17s} cnnkit {r['cnnkit']['samples_per_s']}/s vs plain {r['plain_keras']['samples_per_s']}/s "
+                         f"(x{r['ratio_samples_per_s']}, target >=1.05: {'ok' if r['meets_speed_target'] else 'MISSED'}); "
+                         f"peak RSS {r['cnnkit']['peak_rss_mb']:.0f} vs {r['plain_keras']['peak_rss_mb']:.0f} MB "
+                         f"(x{r['ratio_peak_rss']}, target <=0.6: {'ok' if r['meets_rss_target'] else 'MISSED'})")
+        elif name == "flops":
+            lines.append(f"{name:17s} {r['achieved_gflops']} GFLOP/s of {r['peak']['peak_gflops']} peak "
+                         f"({r['fraction_of_peak']:.1%})")
+        elif name == "scaling":
+            lines.append(f"{name:17s} time ~ samples^{r['exponent_time_vs_samples']} (expect ~1), "
+                         f"~ MACs^{r['exponent_time_vs_forward_macs']} over widths")
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test (~2 min)")
+    parser.add_argument("--data-dir", default=None, help="folder with mnist.npz (default $CNNKIT_DATA_DIR)")
+    parser.add_argument("--out", type=Path, default=None, help="default bench/results.json (.quick.json)")
+    parser.add_argument("--only", nargs="+", choices=ORDER, default=list(ORDER))
+    args = parser.parse_args()
+    out = args.out or BENCH / ("results.quick.json" if args.quick else "results.json")
+
+    common = (["--quick"] if args.quick else []) + (["--data-dir", args.data_dir] if args.data_dir else [])
+    started = time.perf_counter()
+    report = {"machine": machine(), "quick": args.quick, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "benchmarks": {}}
+    for name in ORDER:
+        if name not in args.only:
+            continue
+        extra = [a for a in common if name not in ("startup", "summary_speed") or a == "--quick"]
+        if name == "flops":
+            train = report["benchmarks"].get("train_throughput", {})
+            if "cnnkit" in train:  # reuse the throughput just measured instead of training again
+                extra += ["--samples-per-s", str(train["cnnkit"]["samples_per_s"])]
+        report["benchmarks"][name] = run(name, extra)
+    report["machine"]["loadavg_at_end"] = loadavg()
+    report["total_s"] = round(time.perf_counter() - started, 1)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    for line in headline(report["benchmarks"]):
+        print(line)
+    if args.quick:
+        print("(--quick: tiny sizes for a smoke test; the targets are meant for the default sizes)")
+    print(f"wrote {out} ({report['total_s']} s; load average {report['machine']['loadavg_at_start']} -> "
+          f"{report['machine']['loadavg_at_end']} on {report['machine']['cpus_usable']} CPUs)")
+    return 1 if any("error" in r for r in report["benchmarks"].values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
