@@ -165,21 +165,26 @@ class FloatOrPair(ArgType):
 
     minimum: float | None = None
     maximum: float | None = None
+    exclusive_min: bool = False  # RandomZoom: a factor of -1 would zoom to nothing
 
     def __call__(self, name, value):
-        single = Float(self.minimum, self.maximum)
+        single = Float(self.minimum, self.maximum, exclusive_min=self.exclusive_min)
         if isinstance(value, (list, tuple)):
             if len(value) != 2:
                 raise ArgError(f"must be a number or a [low, high] pair. {_received(name, value)}")
-            low, high = (Float(None, None)(name, v) for v in value)
+            try:
+                low, high = (single(name, v) for v in value)
+            except ArgError:
+                raise ArgError(f"must be a [low, high] pair, each {single.describe()}. "
+                               f"{_received(name, value)}") from None
             if low > high:
                 raise ArgError(f"low must not exceed high. {_received(name, value)}")
             return (low, high)
         return single(name, value)
 
     def schema(self):
-        return {"oneOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"},
-                                                "minItems": 2, "maxItems": 2}]}
+        number = Float(self.minimum, self.maximum, exclusive_min=self.exclusive_min).schema()
+        return {"oneOf": [number, {"type": "array", "items": number, "minItems": 2, "maxItems": 2}]}
 
 
 @dataclass(frozen=True)
@@ -331,11 +336,18 @@ class Activation(ArgType):
 
 @dataclass(frozen=True)
 class Initializer(ArgType):
+    # Bias, beta and gamma are vectors; Keras' orthogonal initializer needs a matrix.
+    vector: bool = False
+
     def __call__(self, name, value):
-        return Enum(INITIALIZERS)(name, value)
+        value = Enum(INITIALIZERS)(name, value)
+        if self.vector and value == "orthogonal":
+            raise ArgError(f"orthogonal needs a weight matrix, but {name} initializes a vector. "
+                           f"{_received(name, value)}", "use zeros, ones or random_normal")
+        return value
 
     def schema(self):
-        return {"enum": list(INITIALIZERS)}
+        return {"enum": [i for i in INITIALIZERS if not (self.vector and i == "orthogonal")]}
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ from cnnkit.argtypes import CONSTRAINTS
 from cnnkit.backend import keras as _keras
 
 
-def build_model(spec):
-    keras = _keras()
+def build_model(spec, keras=None):
+    """`keras`: the Keras to build with; default `tf.keras`. train.py passes Keras 3 itself to write model files
+    from a multi-worker run (which trains on tf-keras) in the format `cnnkit evaluate` loads."""
+    keras = keras or _keras()
     layers = [keras.Input(shape=tuple(spec.input_shape))]
     layers += [build_layer(keras, layer) for layer in spec.layers]
     return keras.Sequential(layers, name=_model_name(spec.name))

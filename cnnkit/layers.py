@@ -64,7 +64,8 @@ def _register(keras_class: str, args: dict, rule, *, ranks=None, aliases=(), cau
 def _regularized(*weights: str) -> dict:
     out: dict = {}
     for w in weights:
-        out[f"{w}_initializer"] = Arg(Initializer(), "zeros" if w == "bias" else "glorot_uniform")
+        out[f"{w}_initializer"] = (Arg(Initializer(vector=True), "zeros") if w == "bias"
+                                   else Arg(Initializer(), "glorot_uniform"))
         out[f"{w}_regularizer"] = Arg(Regularizer(), None)
         out[f"{w}_constraint"] = Arg(Constraint(), None)
     out["activity_regularizer"] = Arg(Regularizer(), None)
@@ -139,7 +140,8 @@ _register("Softmax", {"axis": Arg(Axis(), -1)}, shapes.identity)
 _register("BatchNormalization", {
     "axis": Arg(Axis(), -1), "momentum": Arg(Float(0.0, 1.0), 0.99), "epsilon": Arg(Float(0.0, exclusive_min=True), 1e-3),
     "center": Arg(Bool(), True), "scale": Arg(Bool(), True),
-    "beta_initializer": Arg(Initializer(), "zeros"), "gamma_initializer": Arg(Initializer(), "ones"),
+    "beta_initializer": Arg(Initializer(vector=True), "zeros"),
+    "gamma_initializer": Arg(Initializer(vector=True), "ones"),
     "beta_regularizer": Arg(Regularizer(), None), "gamma_regularizer": Arg(Regularizer(), None),
 }, shapes.batch_norm, aliases=("BatchNorm",))
 _register("LayerNormalization", {
@@ -165,8 +167,9 @@ _register("RandomFlip", {"mode": Arg(Enum(("horizontal", "vertical", "horizontal
 _register("RandomRotation", {"factor": Arg(FloatOrPair(-1.0, 1.0)), **_FILL}, shapes.identity, ranks=(3,))
 _register("RandomTranslation", {"height_factor": Arg(FloatOrPair(-1.0, 1.0)),
                                 "width_factor": Arg(FloatOrPair(-1.0, 1.0)), **_FILL}, shapes.identity, ranks=(3,))
-_register("RandomZoom", {"height_factor": Arg(FloatOrPair(-1.0, 1.0)),
-                         "width_factor": Arg(FloatOrPair(-1.0, 1.0), None), **_FILL}, shapes.identity, ranks=(3,))
+_register("RandomZoom", {"height_factor": Arg(FloatOrPair(-1.0, 1.0, exclusive_min=True)),
+                         "width_factor": Arg(FloatOrPair(-1.0, 1.0, exclusive_min=True), None), **_FILL},
+          shapes.identity, ranks=(3,))
 _register("RandomContrast", {"factor": Arg(FloatOrPair(0.0, 1.0)), "seed": Arg(OptionalInt(), None)},
           shapes.identity, ranks=(3,))
 _register("RandomBrightness", {"factor": Arg(FloatOrPair(-1.0, 1.0)), "seed": Arg(OptionalInt(), None)},

@@ -8,6 +8,7 @@ in, and a suggestion where one exists.
 from __future__ import annotations
 
 import copy
+import difflib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from cnnkit import options
 from cnnkit.argtypes import ArgError, Bool, Enum, Float, Int, OptionalInt, Shape, Str, suggest
 from cnnkit.defaults import DATA_DEFAULTS, TRAIN_DEFAULTS
 from cnnkit.errors import SpecError
-from cnnkit.yamlio import Document, dotted_path, load_file, load_text
+from cnnkit.yamlio import Document, dotted_path, load_file, load_text, one_line
 
 TOP_LEVEL_KEYS = ("name", "description", "input_shape", "layers", "data", "train")
 
@@ -60,11 +61,13 @@ class _Checker:
         self.doc = doc
 
     def fail(self, path: tuple, message: str, hint: str | None = None):
+        # keys and values are the user's text: a line break in one must not split the error line
+        message, hint, where = one_line(message), hint and one_line(hint), one_line(dotted_path(path)) or None
         for depth in range(len(path), 0, -1):
             if path[:depth] in self.doc.overrides:
                 raise SpecError(message, file=f"--set {self.doc.overrides[path[:depth]]}",
-                                path=dotted_path(path) or None, hint=hint)
-        raise SpecError(message, file=self.doc.file, line=self.doc.line(path), path=dotted_path(path) or None,
+                                path=where, hint=hint)
+        raise SpecError(message, file=self.doc.file, line=self.doc.line(path), path=where,
                         hint=hint)
 
     def arg(self, path: tuple, argtype, value):
@@ -80,9 +83,20 @@ class _Checker:
             self.fail(path, f"must be a mapping of {what}. Received: {value!r}.")
         for key in value:
             if key not in allowed:
-                hint = suggest(str(key), allowed) or f"valid keys: {', '.join(allowed)}"
+                hint = suggest(str(key), allowed) or _misplaced(path, key) or f"valid keys: {', '.join(allowed)}"
                 self.fail(path + (key,), f"unknown key '{key}' in {what}", hint)
         return value
+
+
+def _misplaced(path: tuple, key) -> str | None:
+    """`epochs:` or `optimiser:` at the top level: point to the section it belongs in."""
+    if path:
+        return None
+    for section, keys in (("train", TRAIN_DEFAULTS), ("data", DATA_DEFAULTS)):
+        close = difflib.get_close_matches(str(key).lower(), list(keys), n=1, cutoff=0.8)
+        if close:
+            return f"`{close[0]}` belongs under `{section}:`, e.g. {section}: {{{close[0]}: ...}}"
+    return None
 
 
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
@@ -102,11 +116,13 @@ def apply_overrides(doc: Document, overrides: list[str]) -> None:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise SpecError(f"--set expects KEY=VALUE (e.g. train.epochs=3). Received: {item!r}")
+        if one_line(item) != item:
+            raise SpecError(f"--set expects one line; this one has a line break. Received: {item!r}")
         try:
             value = load_text(f"v: {text}", "--set").data["v"]
         except SpecError:
             value = text
-        parts: list[Any] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
+        parts: list[Any] = [int(p) if p.isascii() and p.isdigit() else p for p in key.strip().split(".")]
         node = doc.data
         for i, part in enumerate(parts[:-1]):
             nxt = node.get(part) if isinstance(node, dict) else (

@@ -109,10 +109,16 @@ def load_text(raw: bytes | str, name: str = "<string>") -> Document:
                             file=name, line=line, hint="save the file as UTF-8") from None
     else:
         text = raw.lstrip("\ufeff")
-    if not text.strip() or all(not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()):
+    if not text.strip():
         raise SpecError("file is empty; expected a mapping with `input_shape` and `layers`", file=name)
+    if all(not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()):
+        raise SpecError("file holds only comments; expected a mapping with `input_shape` and `layers`", file=name)
 
-    loader = _SpecLoader(text)
+    try:
+        # The reader checks every character up front, in the constructor.
+        loader = _SpecLoader(text)
+    except yaml.reader.ReaderError as err:
+        raise _unprintable(err, text, name) from None
     try:
         node = loader.get_single_node()
     except _TooDeep as err:
@@ -123,7 +129,22 @@ def load_text(raw: bytes | str, name: str = "<string>") -> Document:
         line = mark.line + 1 if mark else None
         col = f", column {mark.column + 1}" if mark else ""
         problem = err.problem or err.context or "invalid YAML"
-        raise SpecError(f"YAML syntax error{col}: {problem}", file=name, line=line) from None
+        context, hint = err.context_mark, None
+        if err.problem and err.context and context and mark and context.line != mark.line:
+            # e.g. an unclosed `[`: PyYAML stops lines later; say where the open bracket is
+            problem += f" ({err.context} that starts on line {context.line + 1}, column {context.column + 1})"
+        if "flow" in (err.context or ""):
+            hint = "is a [ or { left open, or a comma missing?"
+        elif "'\\t'" in problem:
+            hint = "indent with spaces; YAML does not allow tabs there"
+        raise SpecError(one_line(f"YAML syntax error{col}: {problem}"), file=name, line=line, hint=hint) from None
+    except yaml.reader.ReaderError as err:
+        raise _unprintable(err, text, name) from None
+    except (ValueError, OverflowError):
+        # PyYAML's scanner calls chr() on "\U..." escapes without a range check
+        mark = loader.get_mark()
+        raise SpecError("YAML syntax error: an escape such as \\U... names no Unicode character", file=name, line=mark.line + 1,
+                        hint="escapes go up to \\U0010FFFF") from None
     except yaml.YAMLError as err:
         raise SpecError(f"YAML error: {err}", file=name) from None
     finally:
@@ -139,6 +160,14 @@ def load_text(raw: bytes | str, name: str = "<string>") -> Document:
         raise SpecError(f"the top level must be a mapping (name, input_shape, layers, ...). Received: a {kind}",
                         file=name, line=node.start_mark.line + 1)
     return doc
+
+
+def _unprintable(err: yaml.reader.ReaderError, text: str, name: str) -> SpecError:
+    """A control character (or a lone surrogate) that YAML does not allow anywhere in a file."""
+    before = text[:err.position]
+    line, column = before.count("\n") + 1, err.position - (before.rfind("\n") + 1) + 1
+    return SpecError(f"character U+{err.character:04X} at column {column} is not allowed in YAML", file=name,
+                     line=line, hint="remove it; save the file as plain UTF-8 text")
 
 
 def _construct(node: yaml.Node, path: tuple, doc: Document, loader: _SpecLoader, budget: list) -> Any:
@@ -164,8 +193,8 @@ def _construct(node: yaml.Node, path: tuple, doc: Document, loader: _SpecLoader,
             key_line = key_node.start_mark.line + 1
             if key in result:
                 first = doc.lines.get(path + (key,))
-                raise SpecError(f"duplicate key '{key}' (first defined on line {first})",
-                                file=doc.file, line=key_line, path=_dotted(path) or None,
+                raise SpecError(one_line(f"duplicate key '{key}' (first defined on line {first})"),
+                                file=doc.file, line=key_line, path=one_line(_dotted(path)) or None,
                                 hint="YAML would silently keep only the last one; remove one of them")
             doc.lines[path + (key,)] = key_line
             result[key] = _construct(value_node, path + (key,), doc, loader, budget)
@@ -177,11 +206,25 @@ def _construct(node: yaml.Node, path: tuple, doc: Document, loader: _SpecLoader,
         value = loader.construct_object(node, deep=True)
     except yaml.YAMLError as err:
         raise SpecError(f"cannot read value: {getattr(err, 'problem', err)}", file=doc.file, line=line) from None
+    except (ValueError, TypeError, AttributeError, KeyError, OverflowError):
+        # PyYAML's constructors crash on explicit tags that do not fit the text (`!!int abc`).
+        tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+        raise SpecError(f"cannot read {node.value!r} as {tag}", file=doc.file, line=line,
+                        hint="drop the tag; a spec needs no YAML tags") from None
     if isinstance(value, (bytes, bytearray)) or type(value).__module__ == "datetime":
         raise SpecError(f"unexpected {type(value).__name__} value {node.value!r}; quote it if it is text",
                         file=doc.file, line=line)
     # NaN/inf are let through: the validator knows which fields must be finite.
     return value
+
+
+# Every character str.splitlines() breaks on: a key or value holding one must not split an error line.
+_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks written as escapes (``\\n``), so an error stays one line."""
+    return text.translate(_LINE_BREAKS)
 
 
 def _dotted(path: tuple) -> str:

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, assume, given, note, settings
+from hypothesis import HealthCheck, assume, event, given, note, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -42,12 +43,11 @@ SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, Heal
 # --- strategies ----------------------------------------------------------------------------------
 
 def _small_float(lo=None, hi=None, exclusive_min=False, exclusive_max=False):
-    lo_v = -3.0 if lo is None else lo
-    hi_v = 3.0 if hi is None else hi
-    return st.floats(lo_v, hi_v, exclude_min=exclusive_min, exclude_max=exclusive_max,
-                     allow_nan=False, allow_infinity=False).map(lambda x: round(x, 3)).filter(
-        lambda x: (lo is None or (x > lo if exclusive_min else x >= lo))
-        and (hi is None or (x < hi if exclusive_max else x <= hi)))
+    """Multiples of 1/1000 within the bounds, the bounds themselves included unless exclusive."""
+    low = round((-3.0 if lo is None else lo) * 1000) + (1 if exclusive_min else 0)
+    high = round((3.0 if hi is None else hi) * 1000) - (1 if exclusive_max else 0)
+    # the bounds get their own draw: off-by-one bounds are where cnnkit and Keras disagree
+    return st.one_of(st.sampled_from([low, high]), st.integers(low, high)).map(lambda k: k / 1000)
 
 
 def arg_values(layer: str, arg: str, argtype, shape: tuple, index: int):
@@ -128,7 +128,7 @@ def _reshape_targets(shape: tuple):
     return target()
 
 
-# Layers that may follow any shape (input_ranks None) still need the right rank to make sense.
+# A layer type fits the current shape when the registry accepts its rank (None: any rank).
 def _fits(layer: str, shape: tuple) -> bool:
     ranks = LAYERS[layer].input_ranks
     return ranks is None or len(shape) in ranks
@@ -266,16 +266,19 @@ def keras_refusal(spec_dict: dict) -> Exception | None:
     return None
 
 
-_IMAGE_ONLY = re.compile(r"layers\[\d+\] (Random\w+|Resizing) expects input of rank 3 .* \(rank 2\)")
+_IMAGE_ONLY = re.compile(r"layers\[\d+\] (Random\w+|Resizing) expects input of rank 3 ")
 
 
 def _stricter_on_purpose(error: SpecError) -> bool:
     """Refusals where Keras builds (and even runs) a model that mixes samples:
-    * its image preprocessing layers take an unbatched image too, so a batch of (steps,
-      channels) passes as one image, the batch axis read as its height;
+    * its image preprocessing layers build on any rank, and take an unbatched image too, so a
+      batch of (steps, channels) even runs as one image, the batch axis read as its height;
     * a normalization over axis 0 (the batch axis) builds with no weights when center and
-      scale are off, and normalizes across samples."""
-    return bool(_IMAGE_ONLY.search(error.message)) or "is the batch axis" in error.message
+      scale are off, and normalizes across samples;
+    * an orthogonal initializer for a vector (bias, beta, gamma) builds only while that vector
+      is switched off (use_bias: false, center: false, ...)."""
+    return (bool(_IMAGE_ONLY.search(error.message)) or "is the batch axis" in error.message
+            or "orthogonal needs a weight matrix" in error.message)
 
 
 def assert_matches_keras(spec_dict: dict, text: str) -> bool:
@@ -314,10 +317,11 @@ def _check(spec_dict: dict, flow: bool) -> bool:
     return assert_matches_keras(spec_dict, render(spec_dict, flow))
 
 
-@settings(max_examples=150, **SETTINGS)
+@settings(max_examples=int(os.environ.get("CNNKIT_EXACTNESS_EXAMPLES", 150)), **SETTINGS)
 @given(spec=spec_dicts(), flow=st.booleans())
 def test_random_specs_match_keras(spec, flow):
     accepted = _check(spec, flow)
+    event("accepted by cnnkit and Keras" if accepted else "refused by both")
     assume(accepted)
 
 
