@@ -1,0 +1,269 @@
+"""`cnnkit evaluate`, `cnnkit predict` and `cnnkit plot ...` on one trained digits run, through the CLI.
+
+One small run is trained once for the whole file (module fixture); every test reads it, and the ones that
+write (eval.json, plots/) write different files, so the order of the tests does not matter.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from cnnkit.cli import app
+from cnnkit.kernels import KERNELS
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_SIZE = 359  # digits: 1,797 images, test_split 0.2
+
+
+def cli(*args, ok: bool = True):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if ok and result.exit_code != 0:
+        raise AssertionError(f"exit {result.exit_code}\n{result.output}") from result.exception
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception  # a traceback is never a user-facing answer
+    return result
+
+
+def refused(*args) -> str:
+    """The stderr of a command that must fail with exit code 2 and one line."""
+    result = cli(*args, ok=False)
+    assert result.exit_code == 2, result.output
+    assert result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
+    return result.stderr
+
+
+def assert_picture(path: Path) -> None:
+    with Image.open(path) as img:
+        assert img.format == "PNG"
+        grey = np.asarray(img.convert("L"), dtype=np.float64)
+    assert grey.std() > 3, f"{path.name} looks blank"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    import tensorflow as tf
+
+    # Each CliRunner call loads the model afresh; TF then warns about retracing into a handler bound to an
+    # earlier, closed capture stream. The warning is noise here.
+    tf.get_logger().setLevel("ERROR")
+    out = tmp_path_factory.mktemp("evaluate") / "runs"
+    cli("train", REPO / "configs" / "digits.yaml", "--epochs", "3", "--no-pictures", "--out", out)
+    return (out / "latest").resolve()
+
+
+@pytest.fixture(scope="module")
+def digit_png(run) -> Path:
+    """Test image #0 of the run, as an 8x8 grayscale PNG (what a user would hand to predict)."""
+    from cnnkit.data import load_splits
+    from cnnkit.spec import load_spec
+
+    spec = load_spec(run / "spec.yaml")
+    splits = load_splits(spec.data, seed=spec.train["seed"])
+    path = run.parent / "digit.png"
+    Image.fromarray(splits.x_test[0, :, :, 0], "L").save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def evaluation(run) -> dict:
+    return json.loads(cli("evaluate", run, "--json").stdout)
+
+
+# ------------------------------------------------------------------------------------------------ evaluate
+def test_evaluate_json_and_eval_json(run, evaluation):
+    assert {"model", "data", "samples", "metrics", "accuracy", "top_5_accuracy", "class_names", "confusion_matrix",
+            "per_class"} <= set(evaluation)
+    assert evaluation["model"] == str(run / "model.keras") and evaluation["samples"] == TEST_SIZE
+    cm = np.array(evaluation["confusion_matrix"])
+    assert cm.shape == (10, 10) and cm.sum() == TEST_SIZE
+    assert evaluation["accuracy"] == pytest.approx(np.trace(cm) / TEST_SIZE)
+    assert evaluation["metrics"]["accuracy"] == pytest.approx(evaluation["accuracy"], abs=1e-6)
+    # The same number the run recorded for its test split at the end of training.
+    recorded = json.loads((run / "metrics.json").read_text())["test"]
+    assert evaluation["metrics"]["loss"] == pytest.approx(recorded["loss"], rel=1e-4)
+    assert evaluation["accuracy"] <= evaluation["top_5_accuracy"] <= 1.0
+    per_class = evaluation["per_class"]
+    assert [row["class"] for row in per_class] == [str(i) for i in range(10)]
+    assert [row["support"] for row in per_class] == cm.sum(axis=1).tolist()
+    assert all(0 <= row[k] <= 1 for row in per_class for k in ("precision", "recall", "f1"))
+    assert json.loads((run / "eval.json").read_text()) == evaluation
+
+
+def test_evaluate_text_has_confusion_matrix_and_per_class_table(run):
+    text = cli("evaluate", run).stdout
+    assert f"({TEST_SIZE} test samples)" in text and "accuracy 0." in text and "top-5" in text
+    assert "Confusion matrix (rows: true class, columns: predicted)" in text and "true \\ pred" in text
+    assert "Per-class scores" in text and "precision" in text and "support" in text
+
+
+def test_evaluate_top_k_and_the_parent_folder(run, evaluation):
+    result = json.loads(cli("evaluate", run.parent, "--json", "--top-k", "2").stdout)  # the parent: via `latest`
+    assert "top_5_accuracy" not in result
+    assert evaluation["accuracy"] <= result["top_2_accuracy"] <= evaluation["top_5_accuracy"]
+
+
+def test_evaluate_bare_model_file_needs_data(run, tmp_path, evaluation):
+    bare = tmp_path / "digits.keras"
+    shutil.copy(run / "model.keras", bare)
+    assert refused("evaluate", bare) == (
+        f"Error: {bare} is a bare model file: say which data to use with --data (a dataset name such as mnist, "
+        "or an .npz file)\n")
+    result = json.loads(cli("evaluate", bare, "--data", "digits", "--json").stdout)
+    # The same test images (the test cut depends only on seed and test_split), so the same confusion matrix.
+    assert result["samples"] == TEST_SIZE and result["confusion_matrix"] == evaluation["confusion_matrix"]
+    assert not (tmp_path / "eval.json").exists()  # a bare file has no run folder to write into
+    assert refused("evaluate", bare, "--data", "nosuch") == (
+        "Error: --data 'nosuch' is neither a dataset name (digits, mnist, fashion_mnist, cifar10, cifar100, npz, "
+        "image_folder, csv) nor an .npz/.csv file or image folder\n")
+
+
+def _keras_with_extra_member(run: Path, path: Path) -> Path:
+    with zipfile.ZipFile(run / "model.keras") as src, zipfile.ZipFile(path, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info, src.read(info))
+        dst.writestr("extra.py", "print('hi')")
+    return path
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+@pytest.mark.parametrize("case", ["h5", "missing_run", "missing_keras", "not_a_run", "extra_member"])
+def test_refused_model_files(case, command, run, tmp_path, digit_png):
+    if case == "h5":
+        target = tmp_path / "model.h5"
+        target.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+        expected = f"Error: {target}: expected a run folder or a .keras model file\n"
+    elif case == "missing_run":
+        target = tmp_path / "no-such-run"
+        expected = f"Error: run folder {target} does not exist (hint: pass a folder made by `cnnkit train`)\n"
+    elif case == "missing_keras":
+        target = tmp_path / "gone.keras"
+        expected = f"Error: {target}: expected a .keras file, found no such file\n"
+    elif case == "not_a_run":
+        target = tmp_path
+        expected = (f"Error: {target} is not a cnnkit run folder (no spec.yaml) (hint: pass a folder made by "
+                    "`cnnkit train`)\n")
+    else:
+        target = _keras_with_extra_member(run, tmp_path / "extra.keras")
+        expected = (f"Error: {target}: expected only the zip members config.json, metadata.json, model.weights.h5, "
+                    "found the extra member 'extra.py'\n")
+    args = [command, target] + ([digit_png] if command == "predict" else ["--data", "digits"] * (case == "extra_member"))
+    assert refused(*args) == expected
+
+
+# ------------------------------------------------------------------------------------------------- predict
+def test_predict_an_image(run, digit_png):
+    text = cli("predict", run, digit_png).stdout
+    assert text.startswith(f"{digit_png}: ") and text.count("\n") == 1 and text.count("%") == 3  # --top 3
+
+    rows = json.loads(cli("predict", run, digit_png, "--json", "--top", "2").stdout)
+    assert len(rows) == 1 and rows[0]["input"] == str(digit_png)
+    top = rows[0]["top"]
+    assert len(top) == 2 and rows[0]["class"] == top[0]["class"] in [str(i) for i in range(10)]
+    assert 1 >= top[0]["probability"] >= top[1]["probability"] >= 0
+
+
+def test_predict_agrees_with_evaluate_on_test_images(run, tmp_path, digit_png):
+    """An .npz of test images: one row per image, and the PNG of image #0 gets the same answer as the array."""
+    from cnnkit.data import load_splits
+    from cnnkit.spec import load_spec
+
+    spec = load_spec(run / "spec.yaml")
+    x = load_splits(spec.data, seed=spec.train["seed"]).x_test[:5]
+    npz = tmp_path / "five.npz"
+    np.savez(npz, x_test=x[..., 0])  # (N, H, W): the channel axis is optional
+    rows = json.loads(cli("predict", run, npz, digit_png, "--json", "--top", "1").stdout)
+    assert [r["input"] for r in rows] == [f"five.npz[{i}]" for i in range(5)] + [str(digit_png)]
+    assert rows[0]["top"][0]["probability"] == pytest.approx(rows[5]["top"][0]["probability"], abs=1e-5)
+    assert rows[0]["class"] == rows[5]["class"]
+
+
+def test_predict_refuses_bad_inputs(run, tmp_path):
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"GIF89a but not really")
+    assert refused("predict", run, corrupt) == (
+        f"Error: {corrupt}: not a readable image (cannot identify image file '{corrupt}')\n")
+    missing = tmp_path / "missing.png"
+    assert refused("predict", run, missing) == f"Error: {missing}: file not found\n"
+    npz = tmp_path / "labels.npz"
+    np.savez(npz, y=np.arange(3))
+    assert refused("predict", run, npz) == (
+        f"Error: {npz}: no image array found; expected one of x_test, x, images, x_train (found: y)\n")
+
+
+# --------------------------------------------------------------------------------------------------- plots
+def test_plot_curves_and_confusion(run):
+    assert cli("plot", "curves", run).stdout == f"wrote {run / 'plots' / 'curves.png'}\n"
+    assert_picture(run / "plots" / "curves.png")
+    assert cli("plot", "confusion", run).stdout == (
+        f"wrote {run / 'plots' / 'confusion.png'}\nwrote {run / 'plots' / 'misclassified.png'}\n")
+    assert_picture(run / "plots" / "confusion.png")
+    assert_picture(run / "plots" / "misclassified.png")
+
+
+def test_plot_filters_default_and_layer(run, tmp_path):
+    cli("plot", "filters", run, "--out", tmp_path / "first.png")
+    cli("plot", "filters", run, "--layer", "3", "--out", tmp_path / "third.png")  # the 64-filter conv
+    assert_picture(tmp_path / "first.png")
+    assert_picture(tmp_path / "third.png")
+    with Image.open(tmp_path / "first.png") as a, Image.open(tmp_path / "third.png") as b:
+        assert np.asarray(a).shape != np.asarray(b).shape or not np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_plot_feature_maps_index_and_image(run, tmp_path, digit_png):
+    cli("plot", "feature-maps", run, "--index", "3", "--out", tmp_path / "index3.png")
+    cli("plot", "feature-maps", run, "--image", digit_png, "--out", tmp_path / "image.png")
+    rgb = tmp_path / "rgb.png"  # a larger colour image is converted to the model's 8x8 grey input
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(rgb)
+    cli("plot", "feature-maps", run, "--image", rgb, "--out", tmp_path / "rgb_maps.png")
+    for name in ("index3.png", "image.png", "rgb_maps.png"):
+        assert_picture(tmp_path / name)
+
+
+def test_plot_architecture_and_kernels(tmp_path, digit_png):
+    cli("plot", "architecture", REPO / "configs" / "mnist.yaml", "--out", tmp_path / "arch.png")
+    assert_picture(tmp_path / "arch.png")
+    out = cli("plot", "kernels", digit_png, "--kernel", "sobel_x", "--kernel", "sharpen", "--out",
+              tmp_path / "kernels.png").stdout
+    assert out == f"wrote {tmp_path / 'kernels.png'}\n"
+    assert_picture(tmp_path / "kernels.png")
+
+
+@pytest.fixture(scope="module")
+def dense_only_model(tmp_path_factory) -> Path:
+    """A model whose input is a flat vector: no image can be fed to it, and it has no conv layer."""
+    import keras
+
+    path = tmp_path_factory.mktemp("dense") / "dense.keras"
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="softmax")])
+    model.save(path)
+    return path
+
+
+def test_plot_refusals(run, tmp_path, digit_png, dense_only_model):
+    assert refused("plot", "filters", run, "--layer", "99") == (
+        "Error: layer index 99 is out of range: the model has 9 layers (0..8)\n")
+    # Keras numbers auto-named layers per process (flatten, flatten_1, ...): the name depends on earlier tests.
+    assert re.fullmatch(r"Error: layer 5 \(flatten(_\d+)?\) has no convolution kernel; conv layers: 0, 1, 3\n",
+                        refused("plot", "filters", run, "--layer", "5"))
+    assert refused("plot", "feature-maps", run, "--index", "99999") == (
+        f"Error: test image #99999 does not exist: the test split has {TEST_SIZE} images (0..{TEST_SIZE - 1})\n")
+    assert refused("plot", "feature-maps", dense_only_model, "--image", digit_png) == (
+        f"Error: {digit_png}: the model's input (64,) is not an image\n")
+    assert re.fullmatch(r"Error: model 'sequential(_\d+)?' has no convolution layer to show filters of\n",
+                        refused("plot", "filters", dense_only_model))
+    missing = tmp_path / "no-such-run"
+    for command in ("curves", "confusion", "filters", "feature-maps"):
+        assert refused("plot", command, missing) == (
+            f"Error: run folder {missing} does not exist (hint: pass a folder made by `cnnkit train`)\n")
+    assert refused("plot", "kernels", digit_png, "--kernel", "nope", "--out", tmp_path / "k.png") == (
+        f"Error: unknown kernel 'nope': expected one of {', '.join(sorted(KERNELS))}\n")
+    assert not (tmp_path / "k.png").exists()
