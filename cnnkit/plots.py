@@ -60,6 +60,9 @@ def _save(fig, out_path) -> Path:
         raise CnnkitError(f"cannot write picture {out}: {exc.strerror or exc}") from exc
     os.close(fd)
     try:
+        from cnnkit.runs import FILE_MODE
+
+        os.chmod(tmp, FILE_MODE)
         fig.savefig(tmp, format="png", dpi=DPI)
         os.replace(tmp, out)
     except BaseException:

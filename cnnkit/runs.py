@@ -25,6 +25,7 @@ from cnnkit.errors import RunError
 LATEST = "latest"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK  # what open() would give: mkstemp's 0600 would hide run files from others
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:
@@ -37,7 +38,7 @@ def atomic_write(path: Path, data: str | bytes) -> None:
     except OSError as err:
         raise unwritable(path, err) from None
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; run files are ordinary files
+        os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600; run files are ordinary files
         with os.fdopen(fd, mode) as handle:
             handle.write(data)
             handle.flush()

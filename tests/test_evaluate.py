@@ -267,3 +267,22 @@ def test_plot_refusals(run, tmp_path, digit_png, dense_only_model):
     assert refused("plot", "kernels", digit_png, "--kernel", "nope", "--out", tmp_path / "k.png") == (
         f"Error: unknown kernel 'nope': expected one of {', '.join(sorted(KERNELS))}\n")
     assert not (tmp_path / "k.png").exists()
+
+
+def test_metrics_from_one_pass_equal_keras_evaluate(run):
+    """evaluate computes loss/metrics from its single predict pass; they must equal model.evaluate."""
+    from cnnkit.backend import tensorflow
+    from cnnkit.evaluate import evaluate, load_test_split, resolve_target
+    from cnnkit.modelfile import load_model
+
+    tf = tensorflow()
+    result = evaluate(run)
+    target = resolve_target(run)
+    model = load_model(target.model_path)
+    x, y, _ = load_test_split(target, None, None, model)
+    ds = tf.data.Dataset.from_tensor_slices((x, tf.keras.utils.to_categorical(y, 10))).batch(64).map(
+        lambda b, t: (tf.cast(b, tf.float32) / 255.0, t))
+    reference = model.evaluate(ds, verbose=0, return_dict=True)
+    assert result["metrics"].keys() == reference.keys()
+    for key, value in reference.items():
+        assert abs(result["metrics"][key] - value) < 1e-5, key
