@@ -43,3 +43,16 @@ def tensorflow():
 
 def keras():
     return tensorflow().keras
+
+
+def is_tf_keras(keras) -> bool:
+    """True when `tf.keras` is tf-keras (Keras 2): TF_USE_LEGACY_KERAS=1, which strategy multi_worker sets."""
+    return keras.__name__.startswith("tf_keras")
+
+
+def keras_version(keras) -> str:
+    if is_tf_keras(keras):
+        import tf_keras
+
+        return f"tf-keras {tf_keras.__version__}"
+    return keras.__version__

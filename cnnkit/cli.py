@@ -37,6 +37,10 @@ def _run(command):
         except CnnkitError as error:
             err.print(f"Error: {error}", markup=False)
             raise typer.Exit(error.exit_code) from None
+        except KeyboardInterrupt:
+            # Ctrl-C outside model.fit (TF import, data loading): nothing to save yet.
+            err.print("Error: interrupted", markup=False)
+            raise typer.Exit(130) from None
 
     return wrapper
 
@@ -176,12 +180,21 @@ def train(
     request = TrainRequest(spec_file=spec_file, overrides=tuple(set_), epochs=epochs, data_dir=data_dir,
                            device=device, seed=seed, out=out_dir, resume=resume, strategy=strategy,
                            pictures=not no_pictures)
-    result = run_training(request, Reporter(out))
+    reporter = Reporter(out)
+    try:
+        result = run_training(request, reporter)
+    finally:
+        reporter.close()
     out.print(history_table(result.history))
     for split, values in result.metrics.items():
         if values:
             out.print(f"{split:5s}  " + "  ".join(f"{k} {v:.4f}" for k, v in values.items()))
-    out.print(f"Run folder: {result.run_dir}")
+    if result.worker is None:
+        out.print(f"Run folder: {result.run_dir}")
+        return
+    # multi_worker: every worker prints the fingerprint of its final weights (equal on all: they trained in sync).
+    out.print(f"weights sha256: {result.weights_sha256}")
+    out.print(f"Run folder{'' if result.run_dir.exists() else ' (on the chief)'}: {result.run_dir}")
 
 
 @app.command()
@@ -211,7 +224,7 @@ def evaluate(
     out.print("  ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items()) or f"accuracy {result['accuracy']:.4f}")
     for key in result:
         if key.startswith("top_"):
-            out.print(f"{key.replace('_', '-', 1)} {result[key]:.4f}")
+            out.print(f"top-{key.split('_')[1]} accuracy {result[key]:.4f}")
     out.print(confusion_table(result["confusion_matrix"], result["class_names"]))
     out.print(per_class_table(result["per_class"]))
 

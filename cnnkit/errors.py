@@ -60,3 +60,12 @@ class Interrupted(CnnkitError):
     """Ctrl-C during training: the last completed epoch is saved; resume with --resume."""
 
     exit_code = 130
+
+
+class WorkerLost(DeviceError):
+    """multi_worker: another worker stopped (killed, crashed, unreachable), so this one cannot go on alone.
+    Restarting every worker with the same command continues the run from its last completed epoch."""
+
+    # 138 (128 + SIGUSR1) is the exit code Kubeflow's training operator reserves for user-defined retryable
+    # errors (restartPolicy: ExitCode restarts the pod); OnFailure and Slurm's --requeue restart on any failure.
+    exit_code = 138

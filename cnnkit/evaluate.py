@@ -90,6 +90,16 @@ def evaluate(target_path, *, data: str | None = None, data_dir: str | None = Non
     model = load_model(target.model_path)
     x, y, splits = load_test_split(target, data, data_dir, model)
     names = target.run_info.get("class_names") or splits.class_names
+    k = top_k or (target.spec.train["top_k"] if target.spec is not None else 5)
+    result = evaluate_arrays(model, x, y, names, top_k=k, batch_size=batch_size)
+    result = {"model": str(target.model_path), "data": splits.source, **result}
+    if target.run_dir is not None:
+        write_json(target.run_dir / "eval.json", {k: v for k, v in result.items() if k != "_arrays"})
+    return result
+
+
+def evaluate_arrays(model, x, y, names, *, top_k: int = 5, batch_size: int = 256) -> dict:
+    """The evaluation itself, on a loaded model and test arrays already laid out for it."""
     probs = predict_probabilities(model, x, batch_size)
     classes = max(probs.shape[1], 2) if probs.ndim == 2 else 2
     if probs.shape[-1] == 1:
@@ -101,22 +111,18 @@ def evaluate(target_path, *, data: str | None = None, data_dir: str | None = Non
     if int(y.max()) >= classes:
         raise DataError(f"the test labels go up to {int(y.max())} but the model predicts {classes} classes")
     result = {
-        "model": str(target.model_path),
-        "data": splits.source,
         "samples": int(len(y)),
         "metrics": _compiled_metrics(model, y, probs),
         "accuracy": float((y_pred == y).mean()),
         "class_names": list(names)[:classes] if names else [str(i) for i in range(classes)],
     }
-    k = top_k or (target.spec.train["top_k"] if target.spec is not None else 5)
+    k = top_k
     if classes > k:
         top = np.argsort(-probs_full, axis=1)[:, :k]
         result[f"top_{k}_accuracy"] = float((top == y[:, None]).any(axis=1).mean())
     cm = confusion_matrix(y, y_pred, classes)
     result["confusion_matrix"] = cm.tolist()
     result["per_class"] = per_class_scores(cm, result["class_names"])
-    if target.run_dir is not None:
-        write_json(target.run_dir / "eval.json", result)
     result["_arrays"] = {"x": x, "y": y, "y_pred": y_pred, "confidence": probs_full.max(axis=1)}
     return result
 

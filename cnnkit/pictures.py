@@ -48,11 +48,11 @@ def confusion(run_or_model, out: Path | None = None, *, data: str | None = None,
     return paths
 
 
-def filters(run_or_model, out: Path | None = None, *, layer: int | None = None) -> Path:
+def filters(run_or_model, out: Path | None = None, *, layer: int | None = None, model=None) -> Path:
     from cnnkit.plots import plot_filters
     from cnnkit.probe import conv_kernel, conv_layer_indices
 
-    model = _load_model(run_or_model)
+    model = model or _load_model(run_or_model)
     if layer is None:
         convs = conv_layer_indices(model)
         if not convs:
@@ -65,14 +65,16 @@ def filters(run_or_model, out: Path | None = None, *, layer: int | None = None) 
 
 
 def feature_maps(run_or_model, out: Path | None = None, *, image: Path | None = None, index: int = 0,
-                 data: str | None = None, data_dir: str | None = None) -> Path:
+                 data: str | None = None, data_dir: str | None = None, model=None, test_x=None) -> Path:
     from cnnkit.plots import plot_feature_maps
     from cnnkit.probe import feature_maps as maps_for
 
-    model = _load_model(run_or_model)
+    model = model or _load_model(run_or_model)
     want = tuple(int(d) for d in model.input_shape[1:])
     if image is not None:
         sample = read_image_for(model, image)
+    elif test_x is not None:
+        sample = test_x[index].astype("float32") / 255.0
     else:
         from cnnkit.evaluate import load_test_split, resolve_target
 
@@ -109,21 +111,32 @@ def kernels(image_path: Path, names: list[str], out: Path, *, strides: int = 1, 
 
 
 def draw_run_pictures(run_dir: Path, *, model, splits, feed, summary) -> list[Path]:
-    """Every picture of a finished run, into RUN/plots/ (called at the end of `cnnkit train`)."""
+    """Every picture of a finished run, into RUN/plots/ (called at the end of `cnnkit train`).
+
+    Reuses the model and arrays `train` holds in memory rather than reloading them from disk.
+    """
     from cnnkit.plots import plot_architecture
+    from cnnkit.probe import conv_layer_indices
+    from cnnkit.runs import write_json
 
     folder = Path(run_dir) / PLOTS
     paths = [curves(run_dir), plot_architecture(summary.to_dict(), folder / "architecture.png")]
+    test_x = None
     if splits.x_test is not None and len(splits.x_test):
-        from cnnkit.evaluate import evaluate
+        from cnnkit.evaluate import evaluate_arrays
+        from cnnkit.spec import load_spec
+        from cnnkit.train import arrange
 
-        paths += confusion(run_dir, evaluation=evaluate(run_dir))
-    from cnnkit.probe import conv_layer_indices
-
+        test_x = arrange(splits.x_test, feed)
+        spec = load_spec(Path(run_dir) / "spec.yaml")
+        result = evaluate_arrays(model, test_x, splits.y_test, splits.class_names, top_k=spec.train["top_k"])
+        result = {"model": str(Path(run_dir) / "model.keras"), "data": splits.source, **result}
+        write_json(Path(run_dir) / "eval.json", {k: v for k, v in result.items() if k != "_arrays"})
+        paths += confusion(run_dir, evaluation=result)
     if conv_layer_indices(model):
-        paths.append(filters(run_dir))
-        if splits.x_test is not None and len(splits.x_test):
-            paths.append(feature_maps(run_dir))
+        paths.append(filters(run_dir, model=model))
+        if test_x is not None:
+            paths.append(feature_maps(run_dir, model=model, test_x=test_x))
     return paths
 
 

@@ -19,9 +19,21 @@ def fmt_logs(logs: dict) -> str:
 class Reporter:
     def __init__(self, console: Console):
         self.console = console
+        self.live: Progress | None = None
+
+    def close(self) -> None:
+        """Stop the live display even when fit() raised (Keras then skips on_train_end)."""
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    def note(self, line: str) -> None:
+        """One line before training starts (train() says how the work is distributed)."""
+        self.console.print(line)
 
     def keras_callback(self, keras, epochs: int, steps: int):
         console = self.console
+        reporter = self
 
         class RichProgress(keras.callbacks.Callback):
             # Only reads the logs it is handed: safe for Keras' asynchronous batch dispatch.
@@ -34,6 +46,7 @@ class Reporter:
                 self.epochs = self.progress.add_task("epochs", total=epochs, logs="")
                 self.batches = self.progress.add_task("batches", total=steps, logs="")
                 self.progress.start()
+                reporter.live = self.progress
                 self.last_draw = 0.0
 
             def on_epoch_begin(self, epoch, logs=None):
@@ -53,7 +66,7 @@ class Reporter:
                 self.progress.console.print(f"epoch {epoch + 1}/{epochs}  {took:5.1f}s  {fmt_logs(logs or {})}")
 
             def on_train_end(self, logs=None):
-                self.progress.stop()
+                reporter.close()
 
         return RichProgress()
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import platform
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from cnnkit import __version__, devices, options
+from cnnkit.backend import is_tf_keras, keras_version
 from cnnkit.errors import DataError, Interrupted, RunError, SpecError, TrainingDiverged
 from cnnkit.runs import new_run_dir, point_latest, read_json, resolve_run, unwritable, write_history, write_json
 from cnnkit.spec import Spec, load_spec
@@ -38,6 +42,8 @@ class TrainResult:
     metrics: dict
     history: dict
     epochs_run: int
+    worker: str | None = None  # multi_worker: "worker 1", "chief 0"...; None otherwise
+    weights_sha256: str | None = None
 
 
 def prepare(request: TrainRequest) -> tuple[Spec, Path | None, dict]:
@@ -64,7 +70,23 @@ def prepare(request: TrainRequest) -> tuple[Spec, Path | None, dict]:
 
 
 def train(request: TrainRequest, reporter=None) -> TrainResult:
+    with contextlib.ExitStack() as cleanup:  # a non-chief worker's scratch folder goes, whatever happens
+        try:
+            return _train(request, reporter, cleanup)
+        except Exception as err:
+            lost = devices.lost_worker(err)  # multi_worker: a peer died; None for every other error
+            if lost is None:
+                raise
+            raise lost from None
+
+
+def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack) -> TrainResult:
     spec, resume_dir, previous = prepare(request)
+    # multi_worker: TF_CONFIG is checked and tf-keras selected now, before TensorFlow is imported.
+    cluster = devices.cluster_for(spec.train)
+    shared_dir = None
+    if cluster is not None:
+        shared_dir, resume_dir, previous = _cluster_run(cluster, request.out, spec, resume_dir)
     summary = summarize(spec)
     device = previous.get("device", {}).get("requested", request.device) if resume_dir else request.device
     data_dir = previous.get("data_dir") if resume_dir and request.data_dir is None else request.data_dir
@@ -73,8 +95,16 @@ def train(request: TrainRequest, reporter=None) -> TrainResult:
 
     from cnnkit.data import load_splits
 
-    splits = load_splits(spec.data, data_dir=data_dir, seed=seed, input_shape=tuple(spec.input_shape))
-    splits = _keep_classes(splits, spec.data.get("classes"))
+    classes, max_samples = spec.data.get("classes"), spec.data.get("max_samples")
+    # data.classes before data.max_samples: N training samples of the task asked for, not N of every class
+    # of which only the kept classes survive (3,000 MNIST images hold only ~640 zeros and ones).
+    splits = load_splits({**spec.data, "max_samples": None} if classes else spec.data, data_dir=data_dir, seed=seed,
+                         input_shape=tuple(spec.input_shape))
+    splits = _keep_classes(splits, classes)
+    if classes and max_samples:
+        from cnnkit.data.splits import carve
+
+        splits = carve(splits, validation_split=0, test_split=0, max_samples=max_samples, seed=seed)
     from cnnkit.compat import check_fit
 
     feed = check_fit(spec, summary, splits)
@@ -82,6 +112,7 @@ def train(request: TrainRequest, reporter=None) -> TrainResult:
     from cnnkit.backend import tensorflow
 
     tf = tensorflow()
+    devices.split_cpus(tf, spec.train)  # before anything initialises TensorFlow's devices
     keras = tf.keras
     device_info = devices.describe(tf, device)
     keras.utils.set_random_seed(seed)
@@ -89,17 +120,32 @@ def train(request: TrainRequest, reporter=None) -> TrainResult:
         tf.config.experimental.enable_op_determinism()
     mixed = spec.train["mixed_precision"] and device_info["used"] == "gpu"
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
-    strategy, strategy_text = devices.strategy_for(tf, spec.train, device_info)
+    strategy, distribution = devices.strategy_for(tf, spec.train, device_info, cluster)
+    distribution, strategy_line = devices.report(distribution, spec.train["batch_size"])
+    if cluster is not None:
+        _check_cluster(tf, strategy, cluster, spec, splits, shared_dir / BACKUP, previous)
+    if distribution["strategy"] != "none" and hasattr(reporter, "note"):
+        reporter.note(strategy_line)
 
-    run_dir = resume_dir or new_run_dir(request.out, spec.name)
+    # The model before the run folder: a spec that cannot be built (e.g. by tf-keras) leaves no folder behind.
+    batch_size = spec.train["batch_size"]
+    train_ds = _dataset(splits.x_train, splits.y_train, feed, splits, batch_size, seed, shuffle=spec.train["shuffle"])
+    val_ds = _dataset(splits.x_val, splits.y_val, feed, splits, batch_size, seed)
+    steps = -(-len(splits.x_train) // batch_size)
+    with devices.scope(strategy), _tf_keras_limits(keras):
+        model = _compiled_model(keras, spec, steps)
+    twin = _keras3_twin(keras, spec, steps)
+
+    run_dir = resume_dir or _new_run_dir(request.out, spec.name, cluster, shared_dir, cleanup)
     if resume_dir is None:
         from cnnkit.runs import atomic_write
 
         atomic_write(run_dir / "spec.yaml", spec.resolved_yaml())
     run_info = {
-        "cnnkit": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+        "cnnkit": __version__, "tensorflow": tf.__version__, "keras": keras_version(keras),
         "python": platform.python_version(), "platform": platform.platform(),
-        "device": device_info, "strategy": strategy_text, "mixed_precision": mixed, "seed": seed,
+        "device": device_info, "strategy": distribution["strategy"], "distribution": distribution,
+        "mixed_precision": mixed, "seed": seed,
         "deterministic": spec.train["deterministic"], "command": sys.argv,
         "data_dir": str(Path(data_dir).resolve()) if data_dir else None, "data_source": splits.source,
         "class_names": splits.class_names,
@@ -113,17 +159,11 @@ def train(request: TrainRequest, reporter=None) -> TrainResult:
     write_json(run_dir / "run.json", run_info)
     point_latest(run_dir)
 
-    batch_size = spec.train["batch_size"]
-    train_ds = _dataset(splits.x_train, splits.y_train, feed, splits, batch_size, seed, shuffle=spec.train["shuffle"])
-    val_ds = _dataset(splits.x_val, splits.y_val, feed, splits, batch_size, seed)
-    steps = -(-len(splits.x_train) // batch_size)
-    with devices.scope(strategy):
-        model = _compiled_model(keras, spec, steps)
-
     history = read_json(run_dir / "history.json", {}) if resume_dir else {}
     if resume_dir:
         _repair_backup(run_dir / BACKUP)
-    callbacks = _callbacks(keras, spec, run_dir, history, val_ds is not None, reporter, steps)
+    callbacks = _callbacks(keras, spec, run_dir, history, val_ds is not None, reporter, steps,
+                           backup_dir=(shared_dir or run_dir) / BACKUP, twin=twin)
     try:
         # shuffle=False: the tf.data pipeline already shuffles (seeded) every epoch.
         model.fit(train_ds, validation_data=val_ds, epochs=spec.train["epochs"], verbose=0, callbacks=callbacks,
@@ -146,7 +186,17 @@ def train(request: TrainRequest, reporter=None) -> TrainResult:
     except OSError as err:  # Keras' own backup write on a full disk or read-only folder
         raise RunError(f"cannot write to {run_dir}: {err.strerror or err}",
                        hint=f"free disk space, then: cnnkit train --resume {run_dir}") from None
+    except Exception as err:
+        lost = devices.lost_worker(err)  # multi_worker: another worker died mid-epoch
+        if lost is None:
+            raise
+        write_json(run_dir / "run.json", {**run_info, "status": "worker lost", "ended": _now()})
+        raise lost from None
 
+    if twin is not None:  # tf-keras: go on with the Keras 3 twin, which needs no other worker from here on
+        twin.set_weights(model.get_weights())
+        model = twin
+    weights_sha256 = devices.weights_sha256(model)
     _save_model(model, run_dir / "model.keras")
     metrics = {"train": _last(history, train=True), "val": _last(history, train=False)}
     if splits.x_test is not None and len(splits.x_test):
@@ -154,14 +204,16 @@ def train(request: TrainRequest, reporter=None) -> TrainResult:
         metrics["test"] = {k: float(v) for k, v in model.evaluate(test_ds, verbose=0, return_dict=True).items()}
     write_json(run_dir / "metrics.json", metrics)
     epochs_run = len(next(iter(history.values()), []))
-    write_json(run_dir / "run.json", {**run_info, "status": "completed", "ended": _now(), "epochs_run": epochs_run})
+    write_json(run_dir / "run.json", {**run_info, "status": "completed", "ended": _now(), "epochs_run": epochs_run,
+                                      "weights_sha256": weights_sha256})
     # Only now: a run killed after fit() but before "completed" resumes at its last epoch, not from scratch.
     shutil.rmtree(run_dir / BACKUP, ignore_errors=True)
-    if request.pictures:
+    if request.pictures and (cluster is None or cluster.is_chief):
         from cnnkit.pictures import draw_run_pictures
 
         draw_run_pictures(run_dir, model=model, splits=splits, feed=feed, summary=summary)
-    return TrainResult(run_dir, metrics, history, epochs_run)
+    return TrainResult(shared_dir or run_dir, metrics, history, epochs_run,
+                       worker=cluster.task if cluster is not None else None, weights_sha256=weights_sha256)
 
 
 def _repair_backup(folder: Path) -> None:
@@ -247,7 +299,7 @@ def _dataset(x, y, feed, splits, batch_size, seed, shuffle=False):
 def _compiled_model(keras, spec, steps_per_epoch: int):
     from cnnkit.build import build_model
 
-    model = build_model(spec)
+    model = build_model(spec, keras)
     model.compile(optimizer=make_optimizer(keras, spec.train, steps_per_epoch),
                   loss=_loss(keras, spec.train["loss"]),
                   metrics=[_metric(keras, m) for m in spec.train["metrics"]])
@@ -283,8 +335,12 @@ def _metric(keras, metric: dict):
     return getattr(keras.metrics, cls)(**metric["args"])
 
 
-def _save_model(model, path: Path) -> None:
-    """model.save to a temp name, then rename: a crash never leaves a half-written model.keras."""
+def _save_model(model, path: Path, twin=None) -> None:
+    """model.save to a temp name, then rename: a crash never leaves a half-written model.keras.
+    `twin`: a tf-keras model's Keras 3 twin (see _keras3_twin), which writes the file."""
+    if twin is not None:
+        twin.set_weights(model.get_weights())
+        model = twin
     tmp = path.with_name(f".{path.stem}.tmp.keras")
     try:
         model.save(tmp)
@@ -299,19 +355,19 @@ def _last(history: dict, *, train: bool) -> dict:
             if v and k != "learning_rate" and k.startswith("val_") != train}
 
 
-def _callbacks(keras, spec, run_dir: Path, history: dict, has_val: bool, reporter, steps: int) -> list:
+def _callbacks(keras, spec, run_dir: Path, history: dict, has_val: bool, reporter, steps: int,
+               backup_dir: Path | None = None, twin=None) -> list:
     monitor = spec.train["monitor"] if has_val or not spec.train["monitor"].startswith("val_") else "loss"
     # delete_checkpoint=False: train() removes the backup only once run.json says completed.
-    backup = keras.callbacks.BackupAndRestore(str(run_dir / BACKUP), double_checkpoint=True,
-                                              delete_checkpoint=False)
+    backup = _backup_callback(keras, backup_dir or run_dir / BACKUP)
     # Its batch hook does nothing with save_freq="epoch"; marking it async-safe keeps Keras'
     # asynchronous batch dispatch on (a per-batch sync would slow every step).
     backup.async_safe = True
-    nan_guard = keras.callbacks.TerminateOnNaN(raise_error=True)
+    nan_guard = _nan_guard(keras)
     nan_guard.async_safe = True  # reads only the logs it is given
     # The recorder before the backup: a run killed between the two resumes at the epoch whose history row it
     # has (and rewrites that row), instead of skipping an epoch whose row was never written.
-    callbacks = [_recorder(keras, run_dir, history, monitor), backup, nan_guard]
+    callbacks = [_recorder(keras, run_dir, history, monitor, twin), backup, nan_guard]
     if spec.train.get("early_stopping") is not None:
         callbacks.append(keras.callbacks.EarlyStopping(**{"monitor": monitor, **spec.train["early_stopping"]}))
     if spec.train.get("reduce_lr_on_plateau") is not None:
@@ -322,7 +378,7 @@ def _callbacks(keras, spec, run_dir: Path, history: dict, has_val: bool, reporte
     return callbacks
 
 
-def _recorder(keras, run_dir: Path, history: dict, monitor: str):
+def _recorder(keras, run_dir: Path, history: dict, monitor: str, twin=None):
     """Writes history and best.keras at every epoch end, so a killed run keeps what it had."""
 
     class Recorder(keras.callbacks.Callback):
@@ -335,7 +391,7 @@ def _recorder(keras, run_dir: Path, history: dict, monitor: str):
             logs = dict(logs or {})
             lr = getattr(self.model.optimizer, "learning_rate", None)
             if lr is not None:
-                logs["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
+                logs["learning_rate"] = _as_float(keras, lr)
             for key, value in logs.items():
                 history.setdefault(key, [])
                 del history[key][epoch:]
@@ -346,6 +402,128 @@ def _recorder(keras, run_dir: Path, history: dict, monitor: str):
                 current < self.best if "loss" in monitor else current > self.best))
             if better:
                 self.best = current
-                _save_model(self.model, run_dir / "best.keras")
+                _save_model(self.model, run_dir / "best.keras", twin)
 
     return Recorder()
+
+
+# --- multi_worker ---------------------------------------------------------------------------------------------
+# It trains on tf-keras (see cnnkit/devices.py for why). These helpers hold the few places where tf-keras' API
+# differs from Keras 3's, and the run-folder rules of a cluster: the chief writes the run folder, other workers
+# write nothing that outlives them.
+
+def _cluster_run(cluster, out: Path, spec, resume_dir: Path | None):
+    """(the run folder every worker names alike, the folder to continue, its run.json).
+
+    A restarted cluster finds its unfinished run under the same name and continues it (BackupAndRestore restores
+    the epoch). Only the chief continues a folder; a completed one is refused after all workers have met
+    (_check_cluster), so that no worker waits for a chief that has already left."""
+    shared = resume_dir or Path(out) / cluster.run_name(spec.name, spec.resolved_yaml())
+    if not cluster.is_chief:
+        return shared, None, {}
+    previous = read_json(shared / "run.json")
+    if previous is None or not (shared / "spec.yaml").exists():
+        return shared, None, {}
+    return shared, shared, previous
+
+
+def _new_run_dir(out: Path, name: str, cluster, shared_dir: Path | None, cleanup: contextlib.ExitStack) -> Path:
+    if cluster is None:
+        return new_run_dir(out, name)
+    if cluster.is_chief:
+        try:
+            shared_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise unwritable(shared_dir, err) from None
+        return shared_dir
+    # A non-chief worker runs the same code into a scratch folder that goes when train() returns. tf-keras'
+    # BackupAndRestore reads the chief's backup and writes its own copy to backup/workertemp_N, removed after
+    # each save; the empty folders that may leave (when --out is not shared with the chief) are removed too.
+    made = [d for d in (shared_dir / BACKUP, shared_dir, Path(out)) if not d.exists()]
+    cleanup.callback(_remove_empty, made)
+    scratch = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="cnnkit-worker-"))) / "run"
+    scratch.mkdir()
+    return scratch
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:
+        with contextlib.suppress(OSError):  # not empty (the chief's, on a shared filesystem) or already gone
+            folder.rmdir()
+
+
+def _check_cluster(tf, strategy, cluster, spec, splits, backup_dir: Path, previous: dict) -> None:
+    import hashlib
+
+    latest = tf.train.latest_checkpoint(str(backup_dir / "chief"))  # tf-keras' BackupAndRestore layout
+    facts = {"the spec": int(hashlib.sha256(spec.resolved_yaml().encode()).hexdigest()[:12], 16),
+             "the number of training samples": len(splits.x_train),
+             "the chief's backup (checkpoint number)": int(latest.rsplit("-", 1)[1]) if latest else -1}
+    hints = {"the spec": "start every worker with the same spec file and --set values",
+             "the number of training samples": "give every worker the same dataset (data.* and --data-dir)",
+             "the chief's backup (checkpoint number)": f"a restarted run continues from the chief's backup in "
+                                                       f"{backup_dir}: put --out on a filesystem all workers share"}
+    chief = devices.check_workers_agree(tf, strategy, cluster.size, facts, hints,
+                                        chief_facts={"completed": int(previous.get("status") == "completed")})
+    if chief["completed"]:
+        raise RunError(f"{backup_dir.parent} already holds this spec's completed run on {cluster.size} workers",
+                       hint="pass another --out (or --seed) to train again, or remove that folder")
+
+
+@contextlib.contextmanager
+def _tf_keras_limits(keras):
+    """Under tf-keras a Keras-3-only layer, argument, loss or optimizer fails with a bare TypeError/ValueError."""
+    try:
+        yield
+    except (TypeError, ValueError, AttributeError) as err:
+        if not is_tf_keras(keras):
+            raise
+        raise SpecError(f"strategy multi_worker trains with tf-keras {keras_version(keras).split()[-1]}, which cannot "
+                        f"build this spec: {err}",
+                        hint="use layers and arguments tf-keras (Keras 2) has, or train with strategy none/mirrored"
+                        ) from None
+
+
+def _keras3_twin(keras, spec, steps: int):
+    """tf-keras writes .keras files that Keras 3 refuses (their optimizer config has tf-keras-only keys), and
+    `cnnkit evaluate`/`predict` load with Keras 3. So the same network is built once more with Keras 3, from the
+    spec, and every model file is written from it with the trained weights copied in (the optimizer's state is not
+    carried over: resuming uses the backup). None when training on Keras 3 already."""
+    if not is_tf_keras(keras):
+        return None
+    import keras as keras3
+
+    twin = _compiled_model(keras3, spec, steps)
+    # Built, so the file holds a full (fresh) optimizer state: Keras warns when loading a file that has none.
+    twin.optimizer.build(twin.trainable_variables)
+    return twin
+
+
+def _backup_callback(keras, folder: Path):
+    if is_tf_keras(keras):
+        # tf-keras has no double_checkpoint: its CheckpointManager writes a new checkpoint beside the last one and
+        # then switches its `checkpoint` index file atomically, so a kill mid-write leaves the previous one.
+        return keras.callbacks.BackupAndRestore(str(folder), delete_checkpoint=False)
+    return keras.callbacks.BackupAndRestore(str(folder), double_checkpoint=True, delete_checkpoint=False)
+
+
+def _nan_guard(keras):
+    if not is_tf_keras(keras):
+        return keras.callbacks.TerminateOnNaN(raise_error=True)
+
+    class RaiseOnNaN(keras.callbacks.Callback):
+        """tf-keras' TerminateOnNaN has no raise_error: it would end fit() quietly, as if it had finished. Under
+        multi_worker the logged loss is the all-reduced one, so every worker raises at the same batch."""
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                raise RuntimeError(f"NaN or Inf loss encountered at batch {batch}")
+
+    return RaiseOnNaN()
+
+
+def _as_float(keras, value) -> float:
+    if is_tf_keras(keras):  # tf-keras has no keras.ops
+        return float(keras.backend.get_value(value))
+    return float(keras.ops.convert_to_numpy(value))

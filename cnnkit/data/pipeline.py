@@ -74,4 +74,9 @@ def to_tf_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, num_classes:
         ds = ds.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    # Under MultiWorkerMirroredStrategy each worker takes its share of every global batch. The default (AUTO)
+    # would try to shard by file, find none (the data is in memory) and fall back to DATA with a warning.
+    # Every worker shuffles with the same seed, so the shares never overlap. No effect without a strategy.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
