@@ -15,22 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from cnnkit.cli import app
+from clitools import cli
 from cnnkit.kernels import KERNELS
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_SIZE = 359  # digits: 1,797 images, test_split 0.2
-
-
-def cli(*args, ok: bool = True):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if ok and result.exit_code != 0:
-        raise AssertionError(f"exit {result.exit_code}\n{result.output}") from result.exception
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception  # a traceback is never a user-facing answer
-    return result
 
 
 def refused(*args) -> str:

@@ -8,7 +8,6 @@ initial weights are enough to draw kernels and feature maps.
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 import time

@@ -20,10 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 import cnnkit
-from cnnkit.cli import app
+from clitools import cli
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -62,15 +61,6 @@ RUN_FILES = {"spec.yaml", "model.keras", "best.keras", "history.csv", "history.j
              "eval.json", "plots"}
 PICTURES = {"curves.png", "architecture.png", "confusion.png", "misclassified.png", "filters.png",
             "feature_maps.png"}
-
-
-def cli(*args, ok: bool = True):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if ok and result.exit_code != 0:
-        raise AssertionError(f"exit {result.exit_code}\n{result.output}") from result.exception
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception  # a traceback is never a user-facing answer
-    return result
 
 
 def write_spec(folder: Path, text: str, name: str = "spec.yaml") -> Path:
