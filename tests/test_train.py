@@ -388,11 +388,11 @@ def test_notes_mnist_one_epoch_reaches_98_percent_and_evaluates(tmp_path):
     need_data()
     # One epoch of the notes' net sits right at 98.0% with batch 64 (0.9797-0.9835 over seeds 0-3); batch 32 gives
     # the same epoch twice the updates and a margin (0.9815-0.9833), so the threshold is not a coin flip.
-    cli("train", CONFIGS / "mnist.yaml", "--epochs", "1", "--set", "train.batch_size=32", "--no-pictures",
-        "--out", tmp_path / "runs")
+    cli("train", CONFIGS / "mnist.yaml", "--epochs", "1", "--set", "train.batch_size=32", "--out", tmp_path / "runs")
     run = (tmp_path / "runs" / "latest").resolve()
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] >= 0.98, metrics
+    assert_run_pictures(run)
     assert json.loads((run / "run.json").read_text())["samples"] == {"train": 48000, "val": 12000, "test": 10000}
 
     report = json.loads(cli("evaluate", run, "--json").stdout)
@@ -426,3 +426,41 @@ def test_mnist_conv1d_reads_images_as_sequences(tmp_path):
     info = json.loads((run / "run.json").read_text())
     assert info["feed"]["squeeze_channel"] is True and info["samples"]["train"] == 3000
     assert json.loads((run / "metrics.json").read_text())["test"]["accuracy"] > 0.5  # ~0.7 after 47 steps
+
+
+def assert_run_pictures(run: Path) -> None:
+    """Every picture a run draws exists, is a PNG of a readable size, and is not blank."""
+    for name in sorted(PICTURES):
+        with Image.open(run / "plots" / name) as img:
+            assert img.format == "PNG" and min(img.size) >= 300, (name, img.size)
+            assert np.asarray(img.convert("L"), dtype=np.float64).std() > 3, f"{name} looks blank"
+
+
+def test_three_channel_run_draws_colour_pictures(tmp_path):
+    """A CIFAR-style 3-channel run: real digits tinted into RGB (each class its own colour cast)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    grey = (digits.images * (255 / 16)).astype(np.uint8)
+    tint = np.random.default_rng(0).uniform(0.4, 1.0, size=(10, 3))
+    rgb = (grey[..., None] * tint[digits.target][:, None, None, :]).astype(np.uint8)
+    np.savez(tmp_path / "rgb.npz", x_train=rgb[:1400], y_train=digits.target[:1400],
+             x_test=rgb[1400:], y_test=digits.target[1400:])
+    spec = write_spec(tmp_path, f"""
+name: rgb-digits
+input_shape: [8, 8, 3]
+layers:
+  - Conv2D: {{filters: 16, kernel_size: 3, padding: same, activation: relu}}
+  - MaxPooling2D
+  - Flatten
+  - Dense: {{units: 10, activation: softmax}}
+data: {{dataset: npz, path: {tmp_path / "rgb.npz"}}}
+train: {{epochs: 3, batch_size: 32}}
+""")
+    cli("train", spec, "--out", tmp_path / "runs")
+    run = (tmp_path / "runs" / "latest").resolve()
+    assert_run_pictures(run)
+    with Image.open(run / "plots" / "filters.png") as img:
+        pixels = np.asarray(img.convert("RGB"), dtype=np.int16)
+    # colour patches: some pixels differ between channels (a grey rendering would have R == G == B)
+    assert (np.abs(pixels[..., 0] - pixels[..., 1]) > 20).mean() > 0.01
