@@ -58,3 +58,15 @@ def test_every_readme_command_runs(tmp_path, monkeypatch):
         args = shlex.split(command)[1:]
         result = runner.invoke(app, args)
         assert result.exit_code == 0, (command, result.output, result.stderr)
+
+
+def test_every_make_target_the_readme_names_exists():
+    """`make bench`, `make fuzz`, `make pictures`... run for real elsewhere (bench/, test_fuzz.py, the README's
+    pictures); here every target the README names must at least resolve (`make -n`)."""
+    import subprocess
+
+    targets = sorted(set(re.findall(r"`make (\w+)`", README)) | {"demo", "test"})
+    assert {"bench", "fuzz", "pictures", "install"} <= set(targets)
+    for target in targets:
+        proc = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0, (target, proc.stderr)
