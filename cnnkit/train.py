@@ -169,6 +169,7 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack) -> Tr
         model.fit(train_ds, validation_data=val_ds, epochs=spec.train["epochs"], verbose=0, callbacks=callbacks,
                   shuffle=False)
     except KeyboardInterrupt:
+        _ignore_further_ctrl_c()  # a second Ctrl-C must not cut the run.json write short
         done = len(next(iter(history.values()), []))
         write_json(run_dir / "run.json", {**run_info, "status": "interrupted", "ended": _now()})
         raise Interrupted(f"interrupted after {done} completed epoch(s); progress is saved in {run_dir}",
@@ -527,3 +528,11 @@ def _as_float(keras, value) -> float:
     if is_tf_keras(keras):  # tf-keras has no keras.ops
         return float(keras.backend.get_value(value))
     return float(keras.ops.convert_to_numpy(value))
+
+
+def _ignore_further_ctrl_c() -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
