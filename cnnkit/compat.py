@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cnnkit import options
 from cnnkit.errors import DataError
@@ -34,7 +34,6 @@ def feed_for(want: tuple, sample: tuple, source: str, labels: str = "sparse") ->
 def check_fit(spec, summary, splits) -> Feed:
     sample = tuple(int(d) for d in splits.x_train.shape[1:])
     feed = feed_for(tuple(spec.input_shape), sample, splits.source)
-    squeeze, channels_first = feed.squeeze_channel, feed.channels_first
     loss = spec.train["loss"]["name"]
     labels = options.LOSSES[loss][2]
     head = spec.layers[-1]
@@ -53,10 +52,46 @@ def check_fit(spec, summary, splits) -> Feed:
     elif units[0] != classes:
         raise DataError(f"the data has {classes} classes but the last layer is {head_txt} with loss {loss}",
                         hint=_head_hint(classes))
-    return Feed(squeeze, channels_first, labels)
+    return replace(feed, labels=labels)
 
 
 def _head_hint(classes: int) -> str:
     if classes == 2:
         return "use Dense: {units: 1, activation: sigmoid} with loss binary_crossentropy"
     return f"use Dense: {{units: {classes}, activation: softmax}} with loss categorical_crossentropy"
+
+
+def keep_classes(splits, classes):
+    """data.classes: [0, 1] keeps those classes, renumbered 0..k-1 in the given order."""
+    if not classes:
+        return splits
+    import numpy as np
+
+    missing = [c for c in classes if c >= splits.num_classes]
+    if missing:
+        raise DataError(f"data.classes names class {missing[0]}, but {splits.source} has classes "
+                        f"0..{splits.num_classes - 1}")
+    lookup = np.full(splits.num_classes, -1, dtype=np.int64)
+    lookup[np.asarray(classes)] = np.arange(len(classes))
+
+    def keep(x, y):
+        if x is None:
+            return None, None
+        mask = lookup[y] >= 0
+        return x[mask], lookup[y[mask]]
+
+    (xt, yt), (xv, yv), (xs, ys) = keep(splits.x_train, splits.y_train), keep(splits.x_val, splits.y_val), \
+        keep(splits.x_test, splits.y_test)
+    return replace(splits, x_train=xt, y_train=yt, x_val=xv, y_val=yv, x_test=xs, y_test=ys,
+                   class_names=[splits.class_names[c] for c in classes])
+
+
+def arrange(x, feed):
+    """Data arrays in the layout the spec's input expects (views/copies of uint8, never float)."""
+    if feed.squeeze_channel:
+        return x.reshape(x.shape[:-1])
+    if feed.channels_first:
+        import numpy as np
+
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    return x

@@ -70,14 +70,14 @@ def load_test_split(target: Target, data: str | None, data_dir: str | None, mode
     data_dir = data_dir if data_dir is not None else target.run_info.get("data_dir")
     splits = load_splits(cfg, data_dir=data_dir, seed=seed, input_shape=input_shape)
     if target.spec is not None and cfg.get("classes"):
-        from cnnkit.train import _keep_classes
+        from cnnkit.compat import keep_classes
 
-        splits = _keep_classes(splits, cfg["classes"])
+        splits = keep_classes(splits, cfg["classes"])
     x, y = splits.x_test, splits.y_test
     if x is None or not len(x):
         raise DataError(f"{splits.source} has no test split to evaluate on")
     feed = feed_for(input_shape, tuple(x.shape[1:]), splits.source)
-    from cnnkit.train import arrange
+    from cnnkit.compat import arrange
 
     return arrange(x, feed), y, splits
 

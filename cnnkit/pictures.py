@@ -125,7 +125,7 @@ def draw_run_pictures(run_dir: Path, *, model, splits, feed, summary) -> list[Pa
     if splits.x_test is not None and len(splits.x_test):
         from cnnkit.evaluate import evaluate_arrays
         from cnnkit.spec import load_spec
-        from cnnkit.train import arrange
+        from cnnkit.compat import arrange
 
         test_x = arrange(splits.x_test, feed)
         spec = load_spec(Path(run_dir) / "spec.yaml")

@@ -20,7 +20,7 @@ def load_inputs(model, inputs: list[Path]) -> tuple[list[str], np.ndarray]:
         if path.suffix.lower() == ".npz":
             x = _npz_images(path)
             from cnnkit.compat import feed_for
-            from cnnkit.train import arrange
+            from cnnkit.compat import arrange
 
             x = arrange(x, feed_for(want, tuple(x.shape[1:]), str(path)))
             arrays.append(x.astype(np.float32) / (255.0 if x.dtype == np.uint8 else 1.0))

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from cnnkit import __version__, devices, options
 from cnnkit.backend import is_tf_keras, keras_version
-from cnnkit.errors import DataError, Interrupted, RunError, SpecError, TrainingDiverged
+from cnnkit.compat import arrange, check_fit, keep_classes
+from cnnkit.errors import Interrupted, RunError, SpecError, TrainingDiverged
 from cnnkit.runs import new_run_dir, point_latest, read_json, resolve_run, unwritable, write_history, write_json
 from cnnkit.spec import Spec, load_spec
 from cnnkit.summary import summarize
@@ -100,13 +101,11 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack) -> Tr
     # of which only the kept classes survive (3,000 MNIST images hold only ~640 zeros and ones).
     splits = load_splits({**spec.data, "max_samples": None} if classes else spec.data, data_dir=data_dir, seed=seed,
                          input_shape=tuple(spec.input_shape))
-    splits = _keep_classes(splits, classes)
+    splits = keep_classes(splits, classes)
     if classes and max_samples:
         from cnnkit.data.splits import carve
 
         splits = carve(splits, validation_split=0, test_split=0, max_samples=max_samples, seed=seed)
-    from cnnkit.compat import check_fit
-
     feed = check_fit(spec, summary, splits)
 
     from cnnkit.backend import tensorflow
@@ -246,44 +245,6 @@ def _len(array) -> int:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-
-def _keep_classes(splits, classes):
-    """data.classes: [0, 1] keeps those classes, renumbered 0..k-1 in the given order."""
-    if not classes:
-        return splits
-    import numpy as np
-
-    missing = [c for c in classes if c >= splits.num_classes]
-    if missing:
-        raise DataError(f"data.classes names class {missing[0]}, but {splits.source} has classes "
-                        f"0..{splits.num_classes - 1}")
-    lookup = np.full(splits.num_classes, -1, dtype=np.int64)
-    lookup[np.asarray(classes)] = np.arange(len(classes))
-
-    def keep(x, y):
-        if x is None:
-            return None, None
-        mask = lookup[y] >= 0
-        return x[mask], lookup[y[mask]]
-
-    from dataclasses import replace
-
-    (xt, yt), (xv, yv), (xs, ys) = keep(splits.x_train, splits.y_train), keep(splits.x_val, splits.y_val), \
-        keep(splits.x_test, splits.y_test)
-    return replace(splits, x_train=xt, y_train=yt, x_val=xv, y_val=yv, x_test=xs, y_test=ys,
-                   class_names=[splits.class_names[c] for c in classes])
-
-
-def arrange(x, feed):
-    """Data arrays in the layout the spec's input expects (views/copies of uint8, never float)."""
-    if feed.squeeze_channel:
-        return x.reshape(x.shape[:-1])
-    if feed.channels_first:
-        import numpy as np
-
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-    return x
 
 
 def _dataset(x, y, feed, splits, batch_size, seed, shuffle=False):
