@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: install test demo fuzz bench pictures clean
+.PHONY: install test test-fast lint demo fuzz bench pictures clean
 
 install: $(STAMP)
 
@@ -17,7 +17,17 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	CNNKIT_DATA_DIR=$${CNNKIT_DATA_DIR:-$(DATA_DIR)} $(BIN)/pytest -q
+	CNNKIT_DATA_DIR=$${CNNKIT_DATA_DIR:-$(DATA_DIR)} $(BIN)/pytest -q -rs
+
+# The edit loop: everything but the tests that train for real or need ../shared/data (well under a minute).
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -rs -m "not slow and not data"
+
+# ruff (lint + format check) and the import contract in pyproject.toml (the TensorFlow line).
+lint: $(STAMP)
+	$(BIN)/ruff check cnnkit tests bench
+	$(BIN)/ruff format --check cnnkit tests bench
+	$(BIN)/lint-imports
 
 demo: $(STAMP)
 	$(BIN)/cnnkit train configs/digits.yaml --out runs/demo

@@ -35,8 +35,13 @@ def subset_npz(source: Path, folder: Path, n_train: int, n_test: int) -> Path:
     import numpy as np
 
     with np.load(source, allow_pickle=False) as d:
-        np.savez(folder / "mnist.npz", x_train=d["x_train"][:n_train], y_train=d["y_train"][:n_train],
-                 x_test=d["x_test"][:n_test], y_test=d["y_test"][:n_test])
+        np.savez(
+            folder / "mnist.npz",
+            x_train=d["x_train"][:n_train],
+            y_train=d["y_train"][:n_train],
+            x_test=d["x_test"][:n_test],
+            y_test=d["y_test"][:n_test],
+        )
     return folder / "mnist.npz"
 
 
@@ -83,9 +88,9 @@ class Measured:
     wall_s: float
     lines: list[tuple[float, str]]  # (seconds since start, stdout line) as each line arrived
     stderr: str
-    peak_rss_mb: float        # kernel high-water mark of the largest process in the tree (wait4)
-    peak_tree_rss_mb: float   # largest sum of VmRSS over the tree, sampled every POLL_S
-    cpu_s: float = 0.0        # user + system CPU seconds of the tree (wait4): less load-sensitive than wall
+    peak_rss_mb: float  # kernel high-water mark of the largest process in the tree (wait4)
+    peak_tree_rss_mb: float  # largest sum of VmRSS over the tree, sampled every POLL_S
+    cpu_s: float = 0.0  # user + system CPU seconds of the tree (wait4): less load-sensitive than wall
     samples: int = field(default=0)
 
     @property
@@ -109,7 +114,7 @@ def _children_map() -> dict[int, list[int]]:
         except OSError:
             continue
         # The command name (field 2) may hold spaces or parentheses: split after its last ')'.
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
         kids.setdefault(ppid, []).append(int(entry.name))
     return kids
 
@@ -142,8 +147,7 @@ def run_measured(cmd: list[str], *, timeout: float = 900, cwd: Path = REPO, env:
     tree (catches several processes at once, may miss a short spike).
     """
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            bufsize=1)
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
     lines: list[tuple[float, str]] = []
     err_chunks: list[str] = []
 
@@ -173,16 +177,23 @@ def run_measured(cmd: list[str], *, timeout: float = 900, cwd: Path = REPO, env:
     proc.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait for it again
     for t in readers:
         t.join(timeout=10)
-    return Measured(cmd, proc.returncode, wall, lines, "".join(err_chunks),
-                    peak_rss_mb=usage.ru_maxrss / 1024, peak_tree_rss_mb=peak_tree / 1024,
-                    cpu_s=usage.ru_utime + usage.ru_stime, samples=samples)
+    return Measured(
+        cmd,
+        proc.returncode,
+        wall,
+        lines,
+        "".join(err_chunks),
+        peak_rss_mb=usage.ru_maxrss / 1024,
+        peak_tree_rss_mb=peak_tree / 1024,
+        cpu_s=usage.ru_utime + usage.ru_stime,
+        samples=samples,
+    )
 
 
 def wall_time(cmd: list[str], *, cwd: Path = REPO, timeout: float = 120) -> float:
     """Seconds from spawn to exit; output discarded; a non-zero exit is an error, not a time."""
     start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                          timeout=timeout)
+    done = subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=timeout)
     took = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, cmd))} exited {done.returncode}: {done.stderr.strip()[-500:]}")
@@ -191,8 +202,14 @@ def wall_time(cmd: list[str], *, cwd: Path = REPO, timeout: float = 120) -> floa
 
 def imported_modules(cmd_after_python: list[str], prefixes=("tensorflow", "keras")) -> list[str]:
     """Top-level modules matching `prefixes` that `python -X importtime ...` reports importing."""
-    done = subprocess.run([sys.executable, "-X", "importtime", *cmd_after_python], cwd=REPO,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", *cmd_after_python],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+    )
     found = set()
     for line in done.stderr.splitlines():
         m = re.match(r"import time:\s+\d+ \|\s+\d+ \|(\s*)(\S+)", line)

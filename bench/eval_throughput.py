@@ -16,7 +16,6 @@ import sys
 import time
 
 import numpy as np
-
 from _common import MNIST_SPEC, data_dir, emit, loadavg, log, median
 
 
@@ -31,12 +30,12 @@ def main() -> int:
         args.samples, args.repeats = 2000, 1
 
     with np.load(data_dir(args.data_dir) / "mnist.npz", allow_pickle=False) as d:
-        x = d["x_test"][:args.samples].reshape(-1, 28, 28, 1)  # uint8, the layout cnnkit's loaders give
+        x = d["x_test"][: args.samples].reshape(-1, 28, 28, 1)  # uint8, the layout cnnkit's loaders give
 
     from cnnkit.backend import tensorflow
-    from cnnkit.build import build_model
-    from cnnkit.evaluate import predict_probabilities
-    from cnnkit.spec import load_spec
+    from cnnkit.run.build import build_model
+    from cnnkit.run.evaluate import predict_probabilities
+    from cnnkit.spec.parse import load_spec
 
     tf = tensorflow()
     tf.keras.utils.set_random_seed(0)
@@ -57,22 +56,36 @@ def main() -> int:
         log(f"eval round {r + 1}/{args.repeats}: " + ", ".join(f"{n} {t[-1]:.2f}s" for n, t in times.items()))
 
     n = len(x)
-    result = {name: {"samples_per_s": round(n / median(ts)), "median_s": round(median(ts), 4),
-                     "runs_s": [round(t, 4) for t in ts]} for name, ts in times.items()}
+    result = {
+        name: {
+            "samples_per_s": round(n / median(ts)),
+            "median_s": round(median(ts), 4),
+            "runs_s": [round(t, 4) for t in ts],
+        }
+        for name, ts in times.items()
+    }
     ratio = result["cnnkit"]["samples_per_s"] / result["plain"]["samples_per_s"]
-    emit({
-        "benchmark": "eval_throughput",
-        "config": {"net": "notes' MNIST CNN (configs/mnist.yaml), fresh weights", "samples": n,
-                   "repeats": args.repeats, "cnnkit_batch_size": 256, "plain_batch_size": 32},
-        "variants": result,
-        "ratio_cnnkit_vs_plain": round(ratio, 3),
-        "ratio_cnnkit_vs_plain_batch256": round(
-            result["cnnkit"]["samples_per_s"] / result["plain_batch256"]["samples_per_s"], 3),
-        # Same model, same images: the variants must agree (float32 x*(1/255) vs float64 x/255).
-        "max_abs_prob_diff": float(np.abs(outputs["cnnkit"] - outputs["plain"]).max()),
-        "argmax_agreement": float((outputs["cnnkit"].argmax(1) == outputs["plain"].argmax(1)).mean()),
-        "loadavg_end": loadavg(),
-    })
+    emit(
+        {
+            "benchmark": "eval_throughput",
+            "config": {
+                "net": "notes' MNIST CNN (configs/mnist.yaml), fresh weights",
+                "samples": n,
+                "repeats": args.repeats,
+                "cnnkit_batch_size": 256,
+                "plain_batch_size": 32,
+            },
+            "variants": result,
+            "ratio_cnnkit_vs_plain": round(ratio, 3),
+            "ratio_cnnkit_vs_plain_batch256": round(
+                result["cnnkit"]["samples_per_s"] / result["plain_batch256"]["samples_per_s"], 3
+            ),
+            # Same model, same images: the variants must agree (float32 x*(1/255) vs float64 x/255).
+            "max_abs_prob_diff": float(np.abs(outputs["cnnkit"] - outputs["plain"]).max()),
+            "argmax_agreement": float((outputs["cnnkit"].argmax(1) == outputs["plain"].argmax(1)).mean()),
+            "loadavg_end": loadavg(),
+        }
+    )
     return 0
 
 

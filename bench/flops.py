@@ -47,27 +47,42 @@ def cpu_peak() -> dict:
         ghz, clock_src = float(fields.get("cpu MHz", "0")) / 1000, "/proc/cpuinfo `cpu MHz` (no cpufreq in /sys)"
     cores = len(os.sched_getaffinity(0))
     peak = cores * FMA_UNITS * lanes * 2 * ghz
-    return {"cpu": fields.get("model name"), "cores": cores, "fma_units_per_core": FMA_UNITS, "fp32_lanes": lanes,
-            "clock_ghz": ghz, "peak_gflops": round(peak, 1),
-            "derivation": f"{cores} cores (CPUs this process may run on) x {FMA_UNITS} FMA units (ASSUMED: server "
-                          f"core) x {lanes} lanes ({isa}) x 2 FLOP/FMA x {ghz:.2f} GHz ({clock_src}) "
-                          f"= {peak:.1f} GFLOP/s; AVX-512 clocks often run below nominal, so this is an upper "
-                          f"bound"}
+    return {
+        "cpu": fields.get("model name"),
+        "cores": cores,
+        "fma_units_per_core": FMA_UNITS,
+        "fp32_lanes": lanes,
+        "clock_ghz": ghz,
+        "peak_gflops": round(peak, 1),
+        "derivation": f"{cores} cores (CPUs this process may run on) x {FMA_UNITS} FMA units (ASSUMED: server "
+        f"core) x {lanes} lanes ({isa}) x 2 FLOP/FMA x {ghz:.2f} GHz ({clock_src}) "
+        f"= {peak:.1f} GFLOP/s; AVX-512 clocks often run below nominal, so this is an upper "
+        f"bound",
+    }
 
 
 def forward_macs() -> int:
-    done = subprocess.run(cnnkit_cmd() + ["summary", str(MNIST_SPEC), "--json"], cwd=REPO, capture_output=True,
-                          text=True, check=True)
+    done = subprocess.run(
+        cnnkit_cmd() + ["summary", str(MNIST_SPEC), "--json"], cwd=REPO, capture_output=True, text=True, check=True
+    )
     return int(json.loads(done.stdout)["total_macs"])
 
 
 def measure_samples_per_s(data: Path, max_samples: int) -> float:
-    from cnnkit.train import TrainRequest, train
+    from cnnkit.run.train import TrainRequest, train
 
     timer = EpochTimer()
     with tempfile.TemporaryDirectory(prefix="cnnkit-bench-") as tmp:
-        result = train(TrainRequest(spec_file=MNIST_SPEC, overrides=(f"data.max_samples={max_samples}",), epochs=2,
-                                    data_dir=str(data), out=Path(tmp), pictures=False), timer)
+        result = train(
+            TrainRequest(
+                spec_file=MNIST_SPEC,
+                overrides=(f"data.max_samples={max_samples}",),
+                epochs=2,
+                data_dir=str(data),
+                out=Path(tmp),
+            ),
+            timer,
+        )
         n_train = json.loads((result.run_dir / "run.json").read_text())["samples"]["train"]
     return n_train / timer.times[-1]
 
@@ -88,19 +103,23 @@ def main() -> int:
         sps, source = measure_samples_per_s(data_dir(args.data_dir), n), f"measured here: 2nd of 2 epochs, {n} samples"
     achieved = sps * 3 * macs * 2 / 1e9
     peak = cpu_peak()
-    emit({
-        "benchmark": "flops",
-        "forward_macs_per_sample": macs,
-        "training_flops_per_sample": 3 * macs * 2,
-        "samples_per_s": round(sps),
-        "samples_per_s_source": source,
-        "achieved_gflops": round(achieved, 2),
-        "peak": peak,
-        "fraction_of_peak": round(achieved / peak["peak_gflops"], 4),
-        "notes": ["achieved = samples/s x 3 x forward MACs x 2; samples/s counts training samples over an epoch "
-                  "that also runs validation (1/4 as many samples, forward only), which this formula leaves "
-                  "out (~8% more work), and pooling/activation/optimizer arithmetic is not counted either"],
-    })
+    emit(
+        {
+            "benchmark": "flops",
+            "forward_macs_per_sample": macs,
+            "training_flops_per_sample": 3 * macs * 2,
+            "samples_per_s": round(sps),
+            "samples_per_s_source": source,
+            "achieved_gflops": round(achieved, 2),
+            "peak": peak,
+            "fraction_of_peak": round(achieved / peak["peak_gflops"], 4),
+            "notes": [
+                "achieved = samples/s x 3 x forward MACs x 2; samples/s counts training samples over an epoch "
+                "that also runs validation (1/4 as many samples, forward only), which this formula leaves "
+                "out (~8% more work), and pooling/activation/optimizer arithmetic is not counted either"
+            ],
+        }
+    )
     return 0
 
 

@@ -25,16 +25,25 @@ from _common import REPO, loadavg, log
 
 BENCH = Path(__file__).resolve().parent
 ORDER = ("startup", "summary_speed", "eval_throughput", "train_throughput", "flops", "scaling")
-TIMEOUT_S = {"startup": 300, "summary_speed": 300, "eval_throughput": 300, "train_throughput": 1200,
-             "flops": 600, "scaling": 1200}
+TIMEOUT_S = {
+    "startup": 300,
+    "summary_speed": 300,
+    "eval_throughput": 300,
+    "train_throughput": 1200,
+    "flops": 600,
+    "scaling": 1200,
+}
 
 
 def machine() -> dict:
     cpuinfo = Path("/proc/cpuinfo").read_text()
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
-                 platform.processor())
-    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                  if line.startswith("MemTotal:"))
+    model = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
+        platform.processor(),
+    )
+    mem_kb = next(
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal:")
+    )
 
     def version(pkg):
         try:
@@ -42,11 +51,19 @@ def machine() -> dict:
         except metadata.PackageNotFoundError:
             return None
 
-    return {"cpu_model": model, "cpus_online": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
-            "memory_gib": round(mem_kb / 2**20, 1), "python": platform.python_version(),
-            "tensorflow": version("tensorflow") or version("tensorflow-cpu"), "keras": version("keras"),
-            "numpy": version("numpy"), "cnnkit": version("cnnkit"), "platform": platform.platform(),
-            "loadavg_at_start": loadavg()}
+    return {
+        "cpu_model": model,
+        "cpus_online": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "memory_gib": round(mem_kb / 2**20, 1),
+        "python": platform.python_version(),
+        "tensorflow": version("tensorflow") or version("tensorflow-cpu"),
+        "keras": version("keras"),
+        "numpy": version("numpy"),
+        "cnnkit": version("cnnkit"),
+        "platform": platform.platform(),
+        "loadavg_at_start": loadavg(),
+    }
 
 
 def run(name: str, extra: list[str]) -> dict:
@@ -54,8 +71,9 @@ def run(name: str, extra: list[str]) -> dict:
     log(f"== {name}: {' '.join(cmd[1:])}")
     start = time.perf_counter()
     try:
-        done = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              timeout=TIMEOUT_S[name])
+        done = subprocess.run(
+            cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=TIMEOUT_S[name]
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {TIMEOUT_S[name]} s", "seconds": TIMEOUT_S[name]}
     took = round(time.perf_counter() - start, 1)
@@ -68,8 +86,12 @@ def run(name: str, extra: list[str]) -> dict:
     except json.JSONDecodeError:
         result = None
     if done.returncode != 0 or result is None:
-        return {"error": f"exit code {done.returncode}", "seconds": took, "result": result,
-                "stderr_tail": done.stderr.strip().splitlines()[-20:]}
+        return {
+            "error": f"exit code {done.returncode}",
+            "seconds": took,
+            "result": result,
+            "stderr_tail": done.stderr.strip().splitlines()[-20:],
+        }
     result["seconds"] = took
     return result
 
@@ -82,28 +104,40 @@ def headline(results: dict) -> list[str]:
             lines.append(f"{name:17s} FAILED: {r['error']}")
         elif name == "startup":
             cmds = ", ".join(f"{k.split()[1]} {v['median_s']:.2f}s" for k, v in r["commands"].items())
-            lines.append(f"{name:17s} {cmds} (import tensorflow {r['import_tensorflow']['median_s']:.2f}s); "
-                         f"target <0.5s, no TF: {'ok' if r['all_meet_target'] else 'MISSED'}")
+            lines.append(
+                f"{name:17s} {cmds} (import tensorflow {r['import_tensorflow']['median_s']:.2f}s); "
+                f"target <0.5s, no TF: {'ok' if r['all_meet_target'] else 'MISSED'}"
+            )
         elif name == "summary_speed":
             slow = max(r["commands"].items(), key=lambda kv: kv[1]["subprocess_median_s"] or 0)
-            lines.append(f"{name:17s} slowest subprocess {slow[0]} {slow[1]['subprocess_median_s']}s, TF imported: "
-                         f"{r['tensorflow_imported_in_process']}; target <1s: "
-                         f"{'ok' if r['all_meet_target'] else 'MISSED'}")
+            lines.append(
+                f"{name:17s} slowest subprocess {slow[0]} {slow[1]['subprocess_median_s']}s, TF imported: "
+                f"{r['tensorflow_imported_in_process']}; target <1s: "
+                f"{'ok' if r['all_meet_target'] else 'MISSED'}"
+            )
         elif name == "eval_throughput":
             v = r["variants"]
-            lines.append(f"{name:17s} cnnkit {v['cnnkit']['samples_per_s']}/s vs plain {v['plain']['samples_per_s']}/s "
-                         f"(x{r['ratio_cnnkit_vs_plain']}; plain@256 {v['plain_batch256']['samples_per_s']}/s)")
+            lines.append(
+                f"{name:17s} cnnkit {v['cnnkit']['samples_per_s']}/s vs plain {v['plain']['samples_per_s']}/s "
+                f"(x{r['ratio_cnnkit_vs_plain']}; plain@256 {v['plain_batch256']['samples_per_s']}/s)"
+            )
         elif name == "train_throughput":
-            lines.append(f"{name:17s} cnnkit {r['cnnkit']['samples_per_s']}/s vs plain {r['plain_keras']['samples_per_s']}/s "
-                         f"(x{r['ratio_samples_per_s']}, target >=1.05: {'ok' if r['meets_speed_target'] else 'MISSED'}); "
-                         f"peak RSS {r['cnnkit']['peak_rss_mb']:.0f} vs {r['plain_keras']['peak_rss_mb']:.0f} MB "
-                         f"(x{r['ratio_peak_rss']}, target <=0.6: {'ok' if r['meets_rss_target'] else 'MISSED'})")
+            lines.append(
+                f"{name:17s} cnnkit {r['cnnkit']['samples_per_s']}/s vs plain {r['plain_keras']['samples_per_s']}/s "
+                f"(x{r['ratio_samples_per_s']}, target >=1.05: {'ok' if r['meets_speed_target'] else 'MISSED'}); "
+                f"peak RSS {r['cnnkit']['peak_rss_mb']:.0f} vs {r['plain_keras']['peak_rss_mb']:.0f} MB "
+                f"(x{r['ratio_peak_rss']}, target <=0.6: {'ok' if r['meets_rss_target'] else 'MISSED'})"
+            )
         elif name == "flops":
-            lines.append(f"{name:17s} {r['achieved_gflops']} GFLOP/s of {r['peak']['peak_gflops']} peak "
-                         f"({r['fraction_of_peak']:.1%})")
+            lines.append(
+                f"{name:17s} {r['achieved_gflops']} GFLOP/s of {r['peak']['peak_gflops']} peak "
+                f"({r['fraction_of_peak']:.1%})"
+            )
         elif name == "scaling":
-            lines.append(f"{name:17s} time ~ samples^{r['exponent_time_vs_samples']} (expect ~1), "
-                         f"~ MACs^{r['exponent_time_vs_forward_macs']} over widths")
+            lines.append(
+                f"{name:17s} time ~ samples^{r['exponent_time_vs_samples']} (expect ~1), "
+                f"~ MACs^{r['exponent_time_vs_forward_macs']} over widths"
+            )
     return lines
 
 
@@ -118,8 +152,12 @@ def main() -> int:
 
     common = (["--quick"] if args.quick else []) + (["--data-dir", args.data_dir] if args.data_dir else [])
     started = time.perf_counter()
-    report = {"machine": machine(), "quick": args.quick, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "benchmarks": {}}
+    report = {
+        "machine": machine(),
+        "quick": args.quick,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "benchmarks": {},
+    }
     for name in ORDER:
         if name not in args.only:
             continue
@@ -136,8 +174,10 @@ def main() -> int:
         print(line)
     if args.quick:
         print("(--quick: tiny sizes for a smoke test; the targets are meant for the default sizes)")
-    print(f"wrote {out} ({report['total_s']} s; load average {report['machine']['loadavg_at_start']} -> "
-          f"{report['machine']['loadavg_at_end']} on {report['machine']['cpus_usable']} CPUs)")
+    print(
+        f"wrote {out} ({report['total_s']} s; load average {report['machine']['loadavg_at_start']} -> "
+        f"{report['machine']['loadavg_at_end']} on {report['machine']['cpus_usable']} CPUs)"
+    )
     return 1 if any("error" in r for r in report["benchmarks"].values()) else 0
 
 

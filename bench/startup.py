@@ -49,21 +49,27 @@ def main() -> int:
     for name, argv in commands.items():
         heavy = imported_modules(["-m", "cnnkit", *argv])
         med = median(times[name])
-        results[name] = {"median_s": round(med, 3), "runs_s": [round(t, 3) for t in times[name]],
-                         "fraction_of_tf_import": round(med / tf_s, 3),
-                         "imports_tensorflow": "tensorflow" in heavy, "imports_keras": "keras" in heavy,
-                         "meets_target": med < TARGET_S and not heavy}
-    emit({
-        "benchmark": "startup",
-        "target_s": TARGET_S,
-        "commands": results,
-        "import_tensorflow": {"median_s": round(tf_s, 3), "runs_s": [round(t, 3) for t in tf_times]},
-        "all_meet_target": all(r["meets_target"] for r in results.values()),
-        "loadavg_end": loadavg(),
-        "method": f"wall time of a fresh subprocess, median of {args.repeats} (TF import: median of "
-                  f"{args.tf_repeats}), rounds interleaved after one untimed warm-up run (none with --quick); TensorFlow/Keras "
-                  f"detection via `python -X importtime -m cnnkit ...`",
-    })
+        results[name] = {
+            "median_s": round(med, 3),
+            "runs_s": [round(t, 3) for t in times[name]],
+            "fraction_of_tf_import": round(med / tf_s, 3),
+            "imports_tensorflow": "tensorflow" in heavy,
+            "imports_keras": "keras" in heavy,
+            "meets_target": med < TARGET_S and not heavy,
+        }
+    emit(
+        {
+            "benchmark": "startup",
+            "target_s": TARGET_S,
+            "commands": results,
+            "import_tensorflow": {"median_s": round(tf_s, 3), "runs_s": [round(t, 3) for t in tf_times]},
+            "all_meet_target": all(r["meets_target"] for r in results.values()),
+            "loadavg_end": loadavg(),
+            "method": f"wall time of a fresh subprocess, median of {args.repeats} (TF import: median of "
+            f"{args.tf_repeats}), rounds interleaved after one untimed warm-up run (none with --quick); TensorFlow/Keras "
+            f"detection via `python -X importtime -m cnnkit ...`",
+        }
+    )
     return 0
 
 

@@ -24,8 +24,9 @@ TARGET_S = 1.0
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--quick", action="store_true",
-                        help="1 subprocess run, of the mnist.yaml commands only (in-process: all)")
+    parser.add_argument(
+        "--quick", action="store_true", help="1 subprocess run, of the mnist.yaml commands only (in-process: all)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.repeats = 1
@@ -80,21 +81,25 @@ def main() -> int:
     rows = {}
     for name in jobs:
         runs = subprocess_s.get(name, [])
-        rows[name] = {"in_process_s": round(in_process[name], 3),
-                      "subprocess_median_s": round(median(runs), 3) if runs else None,
-                      "subprocess_runs_s": [round(t, 3) for t in runs],
-                      "meets_target": in_process[name] < TARGET_S and (not runs or median(runs) < TARGET_S)}
-    emit({
-        "benchmark": "summary_speed",
-        "target_s": TARGET_S,
-        "commands": rows,
-        "in_process_warmup_s": round(warmup_s, 3),
-        "method": "in-process: CliRunner, after one untimed warm-up call whose time (mostly the matplotlib "
-                  "import) is in_process_warmup_s; subprocess: fresh `cnnkit ...` processes, median of runs",
-        "tensorflow_imported_in_process": tf_imported,
-        "all_meet_target": all(r["meets_target"] for r in rows.values()) and not tf_imported,
-        "loadavg_end": loadavg(),
-    })
+        rows[name] = {
+            "in_process_s": round(in_process[name], 3),
+            "subprocess_median_s": round(median(runs), 3) if runs else None,
+            "subprocess_runs_s": [round(t, 3) for t in runs],
+            "meets_target": in_process[name] < TARGET_S and (not runs or median(runs) < TARGET_S),
+        }
+    emit(
+        {
+            "benchmark": "summary_speed",
+            "target_s": TARGET_S,
+            "commands": rows,
+            "in_process_warmup_s": round(warmup_s, 3),
+            "method": "in-process: CliRunner, after one untimed warm-up call whose time (mostly the matplotlib "
+            "import) is in_process_warmup_s; subprocess: fresh `cnnkit ...` processes, median of runs",
+            "tensorflow_imported_in_process": tf_imported,
+            "all_meet_target": all(r["meets_target"] for r in rows.values()) and not tf_imported,
+            "loadavg_end": loadavg(),
+        }
+    )
     # The no-TensorFlow promise is a correctness check, not a timing: fail loudly if it breaks.
     return 1 if tf_imported else 0
 

@@ -19,9 +19,19 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
-from _common import (MNIST_SPEC, NOTES_SCRIPT, cnnkit_cmd, data_dir, emit, loadavg, log, median,
-                     run_measured, steady_epoch_s, subset_npz)
+from _common import (
+    MNIST_SPEC,
+    NOTES_SCRIPT,
+    cnnkit_cmd,
+    data_dir,
+    emit,
+    loadavg,
+    log,
+    median,
+    run_measured,
+    steady_epoch_s,
+    subset_npz,
+)
 
 TARGET_SPEED_RATIO = 1.05
 TARGET_RSS_RATIO = 0.6
@@ -29,8 +39,20 @@ EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+)\s+([\d.]+)s\b")
 
 
 def run_cnnkit(npz: Path, epochs: int, out: Path) -> dict:
-    m = run_measured(cnnkit_cmd() + ["train", str(MNIST_SPEC), "--data-dir", str(npz.parent), "--no-pictures",
-                                     "--epochs", str(epochs), "--out", str(out)]).check()
+    m = run_measured(
+        cnnkit_cmd()
+        + [
+            "train",
+            str(MNIST_SPEC),
+            "--data-dir",
+            str(npz.parent),
+            "--no-pictures",
+            "--epochs",
+            str(epochs),
+            "--out",
+            str(out),
+        ]
+    ).check()
     printed, arrived = [], []
     for t, line in m.lines:
         match = EPOCH_LINE.match(line)
@@ -47,11 +69,20 @@ def run_cnnkit(npz: Path, epochs: int, out: Path) -> dict:
     # Cross-check with finer resolution: the gaps between the epoch lines' arrival (each gap is one
     # whole epoch, callbacks included). Printed times are rounded to 0.1 s.
     gaps = [b - a for a, b in zip(arrived, arrived[1:])]
-    return {"before_first_epoch_s": arrived[0] - printed[0], "exit_after_last_output_s": m.wall_s - m.lines[-1][0],
-            "samples_per_s": n_train / epoch_s, "epoch_s": epoch_s, "epoch_s_all": printed,
-            "epoch_s_from_line_gaps": round(median(gaps), 3) if gaps else None,
-            "n_train": n_train, "test_acc": metrics["test"]["accuracy"], "wall_s": m.wall_s, "cpu_s": m.cpu_s,
-            "peak_rss_mb": m.peak_rss_mb, "peak_tree_rss_mb": m.peak_tree_rss_mb}
+    return {
+        "before_first_epoch_s": arrived[0] - printed[0],
+        "exit_after_last_output_s": m.wall_s - m.lines[-1][0],
+        "samples_per_s": n_train / epoch_s,
+        "epoch_s": epoch_s,
+        "epoch_s_all": printed,
+        "epoch_s_from_line_gaps": round(median(gaps), 3) if gaps else None,
+        "n_train": n_train,
+        "test_acc": metrics["test"]["accuracy"],
+        "wall_s": m.wall_s,
+        "cpu_s": m.cpu_s,
+        "peak_rss_mb": m.peak_rss_mb,
+        "peak_tree_rss_mb": m.peak_tree_rss_mb,
+    }
 
 
 def run_plain(npz: Path, epochs: int) -> dict:
@@ -59,11 +90,19 @@ def run_plain(npz: Path, epochs: int) -> dict:
     report = json.loads([line for _, line in m.lines if line.startswith("{")][-1])
     with np.load(npz, allow_pickle=False) as d:
         n_train = int(len(d["y_train"]) * 0.8)  # the script's own count
-    return {"samples_per_s": n_train / report["epoch_s_median"], "epoch_s": report["epoch_s_median"],
-            "first_epoch_s": report["first_epoch_s"], "fit_s": report["fit_s"], "n_train": n_train,
-            "exit_after_last_output_s": m.wall_s - m.lines[-1][0],
-            "test_acc": report["test_acc"], "wall_s": m.wall_s, "cpu_s": m.cpu_s,
-            "peak_rss_mb": m.peak_rss_mb, "peak_tree_rss_mb": m.peak_tree_rss_mb}
+    return {
+        "samples_per_s": n_train / report["epoch_s_median"],
+        "epoch_s": report["epoch_s_median"],
+        "first_epoch_s": report["first_epoch_s"],
+        "fit_s": report["fit_s"],
+        "n_train": n_train,
+        "exit_after_last_output_s": m.wall_s - m.lines[-1][0],
+        "test_acc": report["test_acc"],
+        "wall_s": m.wall_s,
+        "cpu_s": m.cpu_s,
+        "peak_rss_mb": m.peak_rss_mb,
+        "peak_tree_rss_mb": m.peak_tree_rss_mb,
+    }
 
 
 def side_summary(runs: list[dict]) -> dict:
@@ -83,7 +122,9 @@ def side_summary(runs: list[dict]) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=4)  # the median of epochs 2..4: one noisy epoch (this VM stalls ~3 s at random) cannot decide it
+    parser.add_argument(
+        "--epochs", type=int, default=4
+    )  # the median of epochs 2..4: one noisy epoch (this VM stalls ~3 s at random) cannot decide it
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--quick", action="store_true", help="3,000 train / 1,000 test samples, 2 epochs, 1 round")
@@ -104,48 +145,61 @@ def main() -> int:
         for r in range(args.rounds):
             log(f"train round {r + 1}/{args.rounds}: cnnkit ...")
             cnnkit_runs.append(run_cnnkit(npz, args.epochs, tmp / f"runs{r}"))
-            log(f"  cnnkit {cnnkit_runs[-1]['samples_per_s']:.0f} samples/s, "
-                f"{cnnkit_runs[-1]['peak_rss_mb']:.0f} MB; plain Keras ...")
+            log(
+                f"  cnnkit {cnnkit_runs[-1]['samples_per_s']:.0f} samples/s, "
+                f"{cnnkit_runs[-1]['peak_rss_mb']:.0f} MB; plain Keras ..."
+            )
             plain_runs.append(run_plain(npz, args.epochs))
             log(f"  plain  {plain_runs[-1]['samples_per_s']:.0f} samples/s, {plain_runs[-1]['peak_rss_mb']:.0f} MB")
 
     cnnkit, plain = side_summary(cnnkit_runs), side_summary(plain_runs)
     speed_ratio = cnnkit["samples_per_s"] / plain["samples_per_s"]
     rss_ratio = cnnkit["peak_rss_mb"] / plain["peak_rss_mb"]
-    emit({
-        "benchmark": "train_throughput",
-        "config": {"net": "notes' MNIST CNN (configs/mnist.yaml)", "data": str(npz), "epochs": args.epochs,
-                   "rounds": args.rounds, "batch_size": 64, "optimizer": "adam", "validation_split": 0.2,
-                   "quick": args.quick},
-        "cnnkit": cnnkit,
-        "plain_keras": plain,
-        "ratio_samples_per_s": round(speed_ratio, 3),
-        "ratio_samples_per_s_best": round(cnnkit["samples_per_s_best"] / plain["samples_per_s_best"], 3),
-        "ratio_samples_per_s_per_round": [round(c["samples_per_s"] / p["samples_per_s"], 3)
-                                          for c, p in zip(cnnkit_runs, plain_runs)],
-        "target_ratio_samples_per_s": f">= {TARGET_SPEED_RATIO}",
-        "meets_speed_target": speed_ratio >= TARGET_SPEED_RATIO,
-        # CPU seconds barely move with load from other processes (wall time does): a second opinion.
-        "ratio_cpu_s_whole_process": round(median(r["cpu_s"] for r in cnnkit_runs) /
-                                           median(r["cpu_s"] for r in plain_runs), 3),
-        "ratio_peak_rss": round(rss_ratio, 3),
-        "target_ratio_peak_rss": f"<= {TARGET_RSS_RATIO}",
-        "meets_rss_target": rss_ratio <= TARGET_RSS_RATIO,
-        "loadavg_start_end": [load_start, loadavg()],
-        "notes": [
-            "cnnkit epoch times are its printed `epoch i/N  T s` lines (0.1 s resolution); "
-            "epoch_s_from_line_gaps cross-checks them at ms resolution",
-            "peak_rss_mb: os.wait4 ru_maxrss of each child (exact high-water mark); peak_tree_rss_mb: "
-            "sum of VmRSS over the process tree polled every 50 ms",
-            "the validation sets differ (the notes take the last 20%, cnnkit a seeded random 20%), so test "
-            "accuracies are comparable in level, not identical",
-            "cpu_s: user+system CPU seconds of the whole process (import, data, fit, test evaluation); "
-            "samples_per_s_best: the fastest round, least disturbed by other load",
-            "exit_after_last_output_s: from the last stdout line to process exit (interpreter/TF teardown); "
-            "before_first_epoch_s (cnnkit): process start to the start of epoch 1 (imports, data, model)",
-            "cnnkit epochs also include its per-epoch backup checkpoint and best.keras save; plain Keras has none",
-        ],
-    })
+    emit(
+        {
+            "benchmark": "train_throughput",
+            "config": {
+                "net": "notes' MNIST CNN (configs/mnist.yaml)",
+                "data": str(npz),
+                "epochs": args.epochs,
+                "rounds": args.rounds,
+                "batch_size": 64,
+                "optimizer": "adam",
+                "validation_split": 0.2,
+                "quick": args.quick,
+            },
+            "cnnkit": cnnkit,
+            "plain_keras": plain,
+            "ratio_samples_per_s": round(speed_ratio, 3),
+            "ratio_samples_per_s_best": round(cnnkit["samples_per_s_best"] / plain["samples_per_s_best"], 3),
+            "ratio_samples_per_s_per_round": [
+                round(c["samples_per_s"] / p["samples_per_s"], 3) for c, p in zip(cnnkit_runs, plain_runs)
+            ],
+            "target_ratio_samples_per_s": f">= {TARGET_SPEED_RATIO}",
+            "meets_speed_target": speed_ratio >= TARGET_SPEED_RATIO,
+            # CPU seconds barely move with load from other processes (wall time does): a second opinion.
+            "ratio_cpu_s_whole_process": round(
+                median(r["cpu_s"] for r in cnnkit_runs) / median(r["cpu_s"] for r in plain_runs), 3
+            ),
+            "ratio_peak_rss": round(rss_ratio, 3),
+            "target_ratio_peak_rss": f"<= {TARGET_RSS_RATIO}",
+            "meets_rss_target": rss_ratio <= TARGET_RSS_RATIO,
+            "loadavg_start_end": [load_start, loadavg()],
+            "notes": [
+                "cnnkit epoch times are its printed `epoch i/N  T s` lines (0.1 s resolution); "
+                "epoch_s_from_line_gaps cross-checks them at ms resolution",
+                "peak_rss_mb: os.wait4 ru_maxrss of each child (exact high-water mark); peak_tree_rss_mb: "
+                "sum of VmRSS over the process tree polled every 50 ms",
+                "the validation sets differ (the notes take the last 20%, cnnkit a seeded random 20%), so test "
+                "accuracies are comparable in level, not identical",
+                "cpu_s: user+system CPU seconds of the whole process (import, data, fit, test evaluation); "
+                "samples_per_s_best: the fastest round, least disturbed by other load",
+                "exit_after_last_output_s: from the last stdout line to process exit (interpreter/TF teardown); "
+                "before_first_epoch_s (cnnkit): process start to the start of epoch 1 (imports, data, model)",
+                "cnnkit epochs also include its per-epoch backup checkpoint and best.keras save; plain Keras has none",
+            ],
+        }
+    )
     return 0
 
 

@@ -19,9 +19,13 @@ from rich.console import Console
 from cnnkit import __version__
 from cnnkit.errors import CnnkitError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-                  help="cnnkit: design, train and look inside convolutional networks from a YAML file.\n\n"
-                       "Example: cnnkit summary configs/mnist.yaml")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="cnnkit: design, train and look inside convolutional networks from a YAML file.\n\n"
+    "Example: cnnkit summary configs/mnist.yaml",
+)
 # Tables need ~120 columns; when piped, rich would otherwise assume 80 and wrap every row.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 130)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -52,8 +56,11 @@ def _version(value: bool):
 
 
 @app.callback()
-def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")):
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+):
     pass
 
 
@@ -73,14 +80,14 @@ def summary(
 
     Example: cnnkit summary configs/mnist.yaml --json
     """
-    from cnnkit.spec import load_spec
-    from cnnkit.summary import summarize
+    from cnnkit.spec.parse import load_spec
+    from cnnkit.spec.summary import summarize
 
     spec = load_spec(spec_file, set_)
     result = summarize(spec)
     keras_rows = None
     if with_keras:
-        from cnnkit.keras_check import compare_with_keras
+        from cnnkit.run.keras_check import compare_with_keras
 
         keras_rows = compare_with_keras(spec, result)
     if as_json:
@@ -89,12 +96,12 @@ def summary(
             data["keras"] = keras_rows
         _print_json(data)
         return
-    from cnnkit.report import summary_table, summary_totals
+    from cnnkit.viz.tables import summary_table, summary_totals
 
     out.print(summary_table(result))
     out.print(summary_totals(result))
     if keras_rows is not None:
-        from cnnkit.report import keras_table
+        from cnnkit.viz.tables import keras_table
 
         out.print(keras_table(keras_rows))
         out.print("Keras agrees: every output shape and parameter count matches.")
@@ -107,7 +114,7 @@ def validate(spec_files: List[Path] = typer.Argument(..., help="One or more spec
 
     Example: cnnkit validate configs/*.yaml
     """
-    from cnnkit.spec import load_spec
+    from cnnkit.spec.parse import load_spec
 
     failures = 0
     for path in spec_files:
@@ -128,7 +135,7 @@ def schema():
 
     Example: cnnkit schema > cnnkit.schema.json
     """
-    from cnnkit.schema import spec_schema
+    from cnnkit.spec.schema import spec_schema
 
     _print_json(spec_schema())
 
@@ -142,15 +149,18 @@ def list_layers():
     """
     from rich.table import Table
 
-    from cnnkit.layers import LAYERS, REQUIRED
+    from cnnkit.spec.layers import LAYERS, REQUIRED
 
     table = Table(title="Layer types (names are case-insensitive)")
     table.add_column("Layer")
     table.add_column("Also")
     table.add_column("Arguments (required in bold)")
     for name, entry in LAYERS.items():
-        args = ", ".join(f"[bold]{a}[/bold]" if spec.default is REQUIRED else a
-                         for a, spec in entry.args.items() if a not in ("name", "trainable"))
+        args = ", ".join(
+            f"[bold]{a}[/bold]" if spec.default is REQUIRED else a
+            for a, spec in entry.args.items()
+            if a not in ("name", "trainable")
+        )
         table.add_row(name, ", ".join(entry.aliases), args)
     out.print(table)
 
@@ -161,8 +171,9 @@ def train(
     spec_file: Optional[Path] = typer.Argument(None, help="The spec YAML file (omit with --resume)."),
     set_: List[str] = typer.Option([], "--set", help="Override a spec value, e.g. --set train.epochs=3"),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Override train.epochs."),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with dataset files "
-                                           "(default: $CNNKIT_DATA_DIR, then the Keras cache)."),
+    data_dir: Optional[str] = typer.Option(
+        None, "--data-dir", help="Folder with dataset files (default: $CNNKIT_DATA_DIR, then the Keras cache)."
+    ),
     device: str = typer.Option("auto", "--device", help="cpu, gpu or auto."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Override train.seed."),
     out_dir: Path = typer.Option(Path("runs"), "--out", help="Parent folder of run folders."),
@@ -174,12 +185,22 @@ def train(
 
     Example: cnnkit train configs/digits.yaml --epochs 10
     """
-    from cnnkit.progress import Reporter, history_table
-    from cnnkit.train import TrainRequest, train as run_training
+    from cnnkit.run.progress import Reporter, history_table
+    from cnnkit.run.train import TrainRequest
+    from cnnkit.run.train import train as run_training
 
-    request = TrainRequest(spec_file=spec_file, overrides=tuple(set_), epochs=epochs, data_dir=data_dir,
-                           device=device, seed=seed, out=out_dir, resume=resume, strategy=strategy,
-                           pictures=not no_pictures)
+    request = TrainRequest(
+        spec_file=spec_file,
+        overrides=tuple(set_),
+        epochs=epochs,
+        data_dir=data_dir,
+        device=device,
+        seed=seed,
+        out=out_dir,
+        resume=resume,
+        strategy=strategy,
+        after_training=None if no_pictures else _draw_run_pictures,
+    )
     reporter = Reporter(out)
     try:
         result = run_training(request, reporter)
@@ -201,8 +222,9 @@ def train(
 @_run
 def evaluate(
     target: Path = typer.Argument(..., help="A run folder (or its parent with `latest`) or a .keras file."),
-    data: Optional[str] = typer.Option(None, "--data", help="Dataset name or .npz/.csv file/image folder "
-                                       "(default: the run's own test split)."),
+    data: Optional[str] = typer.Option(
+        None, "--data", help="Dataset name or .npz/.csv file/image folder (default: the run's own test split)."
+    ),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with dataset files."),
     top_k: Optional[int] = typer.Option(None, "--top-k", min=1, help="k for top-k accuracy (default train.top_k)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
@@ -211,14 +233,14 @@ def evaluate(
 
     Example: cnnkit evaluate runs/latest
     """
-    from cnnkit.evaluate import evaluate as run_evaluation
+    from cnnkit.run.evaluate import evaluate as run_evaluation
 
     result = run_evaluation(target, data=data, data_dir=data_dir, top_k=top_k)
     result.pop("_arrays")
     if as_json:
         _print_json(result)
         return
-    from cnnkit.report import confusion_table, per_class_table
+    from cnnkit.viz.tables import confusion_table, per_class_table
 
     out.print(f"{result['model']} on {result['data']} ({result['samples']:,} test samples)")
     out.print("  ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items()) or f"accuracy {result['accuracy']:.4f}")
@@ -241,7 +263,7 @@ def predict(
 
     Example: cnnkit predict runs/latest digit.png --top 3
     """
-    from cnnkit.predict import predict as run_prediction
+    from cnnkit.run.predict import predict as run_prediction
 
     results = run_prediction(target, inputs, top=top)
     if as_json:
@@ -265,21 +287,24 @@ def time_command(
 
     Example: cnnkit time configs/mnist.yaml --batch-size 64
     """
-    from cnnkit.spec import load_spec
-    from cnnkit.timing import time_layers
+    from cnnkit.run.timing import time_layers
+    from cnnkit.spec.parse import load_spec
 
     result = time_layers(load_spec(spec_file), batch_size=batch_size, iterations=iterations, device=device)
     if as_json:
         _print_json(result)
         return
-    from cnnkit.report import timing_table
+    from cnnkit.viz.tables import timing_table
 
     out.print(timing_table(result))
 
 
-plot_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
-                       help="Draw pictures (PNG): training curves, confusion matrix, filters, feature maps, "
-                            "architecture, kernel playground.\n\nExample: cnnkit plot curves runs/latest")
+plot_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Draw pictures (PNG): training curves, confusion matrix, filters, feature maps, "
+    "architecture, kernel playground.\n\nExample: cnnkit plot curves runs/latest",
+)
 app.add_typer(plot_app, name="plot")
 
 
@@ -290,92 +315,113 @@ def _printed(paths) -> None:
 
 @plot_app.command("curves")
 @_run
-def plot_curves(run: Path = typer.Argument(..., help="A run folder."),
-                out_file: Optional[Path] = typer.Option(None, "--out", help="PNG path (default RUN/plots/).")):
+def plot_curves(
+    run: Path = typer.Argument(..., help="A run folder."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="PNG path (default RUN/plots/)."),
+):
     """Loss and metrics per epoch, train vs validation, best epoch marked.
 
     Example: cnnkit plot curves runs/latest
     """
-    from cnnkit import pictures
+    from cnnkit.viz import pictures
 
     _printed(pictures.curves(run, out_file))
 
 
 @plot_app.command("confusion")
 @_run
-def plot_confusion(run: Path = typer.Argument(..., help="A run folder or .keras file."),
-                   out_file: Optional[Path] = typer.Option(None, "--out", help="PNG path (default RUN/plots/)."),
-                   data: Optional[str] = typer.Option(None, "--data", help="Dataset name or file."),
-                   data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with dataset files.")):
+def plot_confusion(
+    run: Path = typer.Argument(..., help="A run folder or .keras file."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="PNG path (default RUN/plots/)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset name or file."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with dataset files."),
+):
     """Confusion matrix (counts and row-normalised) and the most confident mistakes.
 
     Example: cnnkit plot confusion runs/latest
     """
-    from cnnkit import pictures
+    from cnnkit.viz import pictures
 
     _printed(pictures.confusion(run, out_file, data=data, data_dir=data_dir))
 
 
 @plot_app.command("filters")
 @_run
-def plot_filters(run: Path = typer.Argument(..., help="A run folder or .keras file."),
-                 layer: Optional[int] = typer.Option(None, "--layer", help="Layer index (default: first conv)."),
-                 out_file: Optional[Path] = typer.Option(None, "--out", help="PNG path (default RUN/plots/).")):
+def plot_filters(
+    run: Path = typer.Argument(..., help="A run folder or .keras file."),
+    layer: Optional[int] = typer.Option(None, "--layer", help="Layer index (default: first conv)."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="PNG path (default RUN/plots/)."),
+):
     """The learned kernels of a conv layer as a grid of small images.
 
     Example: cnnkit plot filters runs/latest --layer 0
     """
-    from cnnkit import pictures
+    from cnnkit.viz import pictures
 
     _printed(pictures.filters(run, out_file, layer=layer))
 
 
 @plot_app.command("feature-maps")
 @_run
-def plot_feature_maps(run: Path = typer.Argument(..., help="A run folder or .keras file."),
-                      image: Optional[Path] = typer.Option(None, "--image", help="An image file to look at."),
-                      index: int = typer.Option(0, "--index", help="Else test image number N."),
-                      out_file: Optional[Path] = typer.Option(None, "--out", help="PNG path (default RUN/plots/)."),
-                      data: Optional[str] = typer.Option(None, "--data", help="Dataset name or file."),
-                      data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with dataset files.")):
+def plot_feature_maps(
+    run: Path = typer.Argument(..., help="A run folder or .keras file."),
+    image: Optional[Path] = typer.Option(None, "--image", help="An image file to look at."),
+    index: int = typer.Option(0, "--index", help="Else test image number N."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="PNG path (default RUN/plots/)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset name or file."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with dataset files."),
+):
     """The activation maps of every conv/pool layer for one input image.
 
     Example: cnnkit plot feature-maps runs/latest --index 7
     """
-    from cnnkit import pictures
+    from cnnkit.viz import pictures
 
     _printed(pictures.feature_maps(run, out_file, image=image, index=index, data=data, data_dir=data_dir))
 
 
 @plot_app.command("architecture")
 @_run
-def plot_architecture(spec_file: Path = typer.Argument(..., help="The spec YAML file."),
-                      out_file: Path = typer.Option(Path("architecture.png"), "--out", help="PNG path.")):
+def plot_architecture(
+    spec_file: Path = typer.Argument(..., help="The spec YAML file."),
+    out_file: Path = typer.Option(Path("architecture.png"), "--out", help="PNG path."),
+):
     """The layer stack drawn from the spec alone, blocks sized by output shape (no TensorFlow).
 
     Example: cnnkit plot architecture configs/mnist.yaml --out mnist.png
     """
-    from cnnkit import pictures
+    from cnnkit.viz import pictures
 
     _printed(pictures.architecture(spec_file, out_file))
 
 
 @plot_app.command("kernels")
 @_run
-def plot_kernels(image: Path = typer.Argument(..., help="An image file."),
-                 kernel: List[str] = typer.Option(["sobel_x", "sobel_y", "sharpen", "laplacian"], "--kernel",
-                                                  help="Kernel name (repeat for several): sobel_x, sobel_y, "
-                                                       "sharpen, laplacian, ... (see cnnkit.kernels.KERNELS)."),
-                 strides: int = typer.Option(1, "--strides", help="Stride, as in Conv2D."),
-                 padding: str = typer.Option("same", "--padding", help="valid or same, as in Conv2D."),
-                 out_file: Path = typer.Option(Path("kernels.png"), "--out", help="PNG path.")):
+def plot_kernels(
+    image: Path = typer.Argument(..., help="An image file."),
+    kernel: List[str] = typer.Option(
+        ["sobel_x", "sobel_y", "sharpen", "laplacian"],
+        "--kernel",
+        help="Kernel name (repeat for several): sobel_x, sobel_y, "
+        "sharpen, laplacian, ... (see cnnkit.viz.kernels.KERNELS).",
+    ),
+    strides: int = typer.Option(1, "--strides", help="Stride, as in Conv2D."),
+    padding: str = typer.Option("same", "--padding", help="valid or same, as in Conv2D."),
+    out_file: Path = typer.Option(Path("kernels.png"), "--out", help="PNG path."),
+):
     """Apply hand-designed kernels (edges, sharpen, lines) with Conv2D semantics, side by side.
 
     Example: cnnkit plot kernels digit.png --kernel sobel_x --kernel sobel_y
     """
-    from cnnkit import pictures
+    from cnnkit.viz import pictures
 
     _printed(pictures.kernels(image, kernel, out_file, strides=strides, padding=padding))
+
+
+def _draw_run_pictures(run_dir, **held):
+    from cnnkit.viz.pictures import draw_run_pictures
+
+    return draw_run_pictures(run_dir, **held)
 
 
 def main() -> None:

@@ -24,8 +24,15 @@ class CnnkitError(Exception):
 class SpecError(CnnkitError):
     """A problem in a spec file: carries the file, line and field path."""
 
-    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
-                 path: str | None = None, hint: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        path: str | None = None,
+        hint: str | None = None,
+    ):
         self.file, self.line, self.path = file, line, path
         where = ""
         if file:

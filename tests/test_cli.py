@@ -52,10 +52,17 @@ def test_summary_json_shape():
     data = json.loads(result.output)
     assert data["total_params"] == 121930 and data["non_trainable_params"] == 0
     first = data["layers"][0]
-    assert {k: first[k] for k in ("index", "type", "output_shape", "params", "trainable_params", "macs",
-                                  "receptive_field")} == {
-        "index": 0, "type": "Conv2D", "output_shape": [26, 26, 32], "params": 320, "trainable_params": 320,
-        "macs": 194688, "receptive_field": 3}
+    assert {
+        k: first[k] for k in ("index", "type", "output_shape", "params", "trainable_params", "macs", "receptive_field")
+    } == {
+        "index": 0,
+        "type": "Conv2D",
+        "output_shape": [26, 26, 32],
+        "params": 320,
+        "trainable_params": 320,
+        "macs": 194688,
+        "receptive_field": 3,
+    }
 
 
 def test_summary_set_override():
@@ -83,7 +90,7 @@ def test_schema_accepts_every_config_and_rejects_typos(tmp_path):
 
 
 def test_layers_lists_every_registered_layer():
-    from cnnkit.layers import LAYERS
+    from cnnkit.spec.layers import LAYERS
 
     result = runner.invoke(app, ["layers"], terminal_width=200)
     assert result.exit_code == 0
@@ -97,18 +104,29 @@ def test_validate_many_files(tmp_path):
     result = runner.invoke(app, ["validate", "configs/mnist.yaml", str(bad)])
     assert result.exit_code == 2
     assert "ok  configs/mnist.yaml" in result.stdout
-    assert result.stderr == (f"Error: {bad}:3: layers[0].Conv2D.filters: must be a positive integer. "
-                             "Received: filters=0.\n")
+    assert result.stderr == (
+        f"Error: {bad}:3: layers[0].Conv2D.filters: must be a positive integer. Received: filters=0.\n"
+    )
 
 
-@pytest.mark.parametrize("args", [["--help"], ["summary", "configs/mnist.yaml"], ["validate", "configs/lenet5.yaml"],
-                                  ["schema"], ["layers"], ["plot", "architecture", "configs/mnist.yaml",
-                                                           "--out", "{tmp}/a.png"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["summary", "configs/mnist.yaml"],
+        ["validate", "configs/lenet5.yaml"],
+        ["schema"],
+        ["layers"],
+        ["plot", "architecture", "configs/mnist.yaml", "--out", "{tmp}/a.png"],
+    ],
+)
 def test_light_commands_never_import_tensorflow(args, tmp_path):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    code = ("import sys\nfrom cnnkit.cli import app\ntry:\n    app(%r)\nexcept SystemExit:\n    pass\n"
-            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
-            "assert 'keras' not in sys.modules, 'keras imported'\n" % (args,))
+    code = (
+        "import sys\nfrom cnnkit.cli import app\ntry:\n    app(%r)\nexcept SystemExit:\n    pass\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
+        "assert 'keras' not in sys.modules, 'keras imported'\n" % (args,)
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 

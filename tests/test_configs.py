@@ -4,17 +4,16 @@ from pathlib import Path
 
 import pytest
 
-from cnnkit import options
-from cnnkit.spec import load_spec
-from cnnkit.summary import summarize
+from cnnkit.spec import options
+from cnnkit.spec.parse import load_spec
+from cnnkit.spec.summary import summarize
 
 CONFIGS = sorted(Path("configs").glob("*.yaml"))
 
 
 def test_there_are_configs():
     names = {p.stem for p in CONFIGS}
-    assert {"mnist", "digits", "notes_binary", "notes_deep", "notes_conv1d", "lenet5", "color",
-            "vgg_cifar10"} <= names
+    assert {"mnist", "digits", "notes_binary", "notes_deep", "notes_conv1d", "lenet5", "color", "vgg_cifar10"} <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -29,8 +28,14 @@ def test_config_is_valid_and_commented(path):
 def test_notes_mnist_numbers():
     rows = summarize(load_spec("configs/mnist.yaml")).layers
     assert [(r.type, tuple(r.output_shape), r.params) for r in rows] == [
-        ("Conv2D", (26, 26, 32), 320), ("MaxPooling2D", (13, 13, 32), 0), ("Conv2D", (11, 11, 64), 18496),
-        ("MaxPooling2D", (5, 5, 64), 0), ("Flatten", (1600,), 0), ("Dense", (64,), 102464), ("Dense", (10,), 650)]
+        ("Conv2D", (26, 26, 32), 320),
+        ("MaxPooling2D", (13, 13, 32), 0),
+        ("Conv2D", (11, 11, 64), 18496),
+        ("MaxPooling2D", (5, 5, 64), 0),
+        ("Flatten", (1600,), 0),
+        ("Dense", (64,), 102464),
+        ("Dense", (10,), 650),
+    ]
     assert sum(r.params for r in rows) == 121930
 
 

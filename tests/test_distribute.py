@@ -22,8 +22,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cnnkit.cli import app
-from cnnkit.devices import parse_tf_config
 from cnnkit.errors import DeviceError
+from cnnkit.run.devices import parse_tf_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 300
@@ -38,8 +38,17 @@ def _env(tmp_path: Path, **extra) -> dict:
 
 
 def _train_args(spec: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", "cnnkit", "train", str(ROOT / "configs" / spec), "--device", "cpu",
-            "--no-pictures", *args]
+    return [
+        sys.executable,
+        "-m",
+        "cnnkit",
+        "train",
+        str(ROOT / "configs" / spec),
+        "--device",
+        "cpu",
+        "--no-pictures",
+        *args,
+    ]
 
 
 def _free_ports(n: int) -> list[int]:
@@ -54,8 +63,9 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _tf_config(ports: list[int], index: int) -> str:
-    return json.dumps({"cluster": {"worker": [f"localhost:{p}" for p in ports]},
-                       "task": {"type": "worker", "index": index}})
+    return json.dumps(
+        {"cluster": {"worker": [f"localhost:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}
+    )
 
 
 class Cluster:
@@ -68,8 +78,13 @@ class Cluster:
         log = self.tmp_path / f"worker{index}{tag}.log"
         self.logs[index] = log
         with open(log, "w") as handle:
-            self.procs[index] = subprocess.Popen(args, cwd=self.tmp_path, stdout=handle, stderr=subprocess.STDOUT,
-                                                 env=_env(self.tmp_path, TF_CONFIG=_tf_config(self.ports, index)))
+            self.procs[index] = subprocess.Popen(
+                args,
+                cwd=self.tmp_path,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                env=_env(self.tmp_path, TF_CONFIG=_tf_config(self.ports, index)),
+            )
 
     def wait(self, index: int, deadline: float) -> int:
         try:
@@ -103,6 +118,7 @@ def _sha(output: str) -> str:
 
 # --- mirrored ---------------------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 @pytest.mark.data
 def test_mirrored_over_two_logical_cpus_matches_single_device(tmp_path):
@@ -117,22 +133,36 @@ def test_mirrored_over_two_logical_cpus_matches_single_device(tmp_path):
     two_cpus = ["--strategy", "mirrored", "--set", "train.distribution.devices=[/cpu:0, /cpu:1]"]
     for name, extra in (("single", ["--strategy", "none"]), ("mirrored", two_cpus)):
         out = tmp_path / name
-        result = subprocess.run(_train_args("mnist.yaml", *common, *extra, "--out", str(out)), cwd=tmp_path,
-                                env=_env(tmp_path), capture_output=True, text=True, timeout=TIMEOUT_S)
+        result = subprocess.run(
+            _train_args("mnist.yaml", *common, *extra, "--out", str(out)),
+            cwd=tmp_path,
+            env=_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         run = json.loads((out / "latest" / "run.json").read_text())
         accuracy[name] = json.loads((out / "latest" / "metrics.json").read_text())["test"]["accuracy"]
         if name == "mirrored":
-            assert ("mirrored over 2 replicas (CPU:0, CPU:1): global batch 64 = 32 per replica; learning rate not "
-                    "scaled") in result.stdout
-            assert run["distribution"] == {"strategy": "mirrored", "replicas": 2, "workers": 1,
-                                           "devices": ["CPU:0", "CPU:1"], "global_batch": 64,
-                                           "per_replica_batch": 32, "learning_rate_scaled": False}
+            assert (
+                "mirrored over 2 replicas (CPU:0, CPU:1): global batch 64 = 32 per replica; learning rate not scaled"
+            ) in result.stdout
+            assert run["distribution"] == {
+                "strategy": "mirrored",
+                "replicas": 2,
+                "workers": 1,
+                "devices": ["CPU:0", "CPU:1"],
+                "global_batch": 64,
+                "per_replica_batch": 32,
+                "learning_rate_scaled": False,
+            }
     assert min(accuracy.values()) > 0.94, accuracy
     assert abs(accuracy["single"] - accuracy["mirrored"]) < 0.03, accuracy
 
 
 # --- multi_worker -----------------------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_two_workers_train_in_sync_and_only_the_chief_writes(tmp_path, cluster):
@@ -141,8 +171,9 @@ def test_two_workers_train_in_sync_and_only_the_chief_writes(tmp_path, cluster):
     deadline = time.monotonic() + TIMEOUT_S
     chief_out, other_out = tmp_path / "runs", tmp_path / "elsewhere"
     for index, out in enumerate((chief_out, other_out)):
-        cluster.start(index, _train_args("digits.yaml", "--epochs", "2", "--strategy", "multi_worker",
-                                         "--out", str(out)))
+        cluster.start(
+            index, _train_args("digits.yaml", "--epochs", "2", "--strategy", "multi_worker", "--out", str(out))
+        )
     codes = [cluster.wait(i, deadline) for i in (0, 1)]
     assert codes == [0, 0], cluster.output(0) + cluster.output(1)
     chief, other = cluster.output(0), cluster.output(1)
@@ -162,7 +193,8 @@ def test_two_workers_train_in_sync_and_only_the_chief_writes(tmp_path, cluster):
     result = runner.invoke(app, ["evaluate", str(run_dir), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["accuracy"] == pytest.approx(
-        json.loads((run_dir / "metrics.json").read_text())["test"]["accuracy"], abs=1e-6)
+        json.loads((run_dir / "metrics.json").read_text())["test"]["accuracy"], abs=1e-6
+    )
 
 
 @pytest.mark.slow
@@ -200,35 +232,53 @@ def test_a_killed_worker_is_noticed_and_the_restarted_cluster_finishes(tmp_path,
 
 # --- errors -----------------------------------------------------------------------------------------------
 
-HINT = ("(hint: set TF_CONFIG on every worker, e.g. TF_CONFIG='{\"cluster\": {\"worker\": [\"host1:12345\", "
-        "\"host2:12345\"]}, \"task\": {\"type\": \"worker\", \"index\": 0}}' (see README, 'Distributed training'))")
+HINT = (
+    '(hint: set TF_CONFIG on every worker, e.g. TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", '
+    '"host2:12345"]}, "task": {"type": "worker", "index": 0}}\' (see README, \'Distributed training\'))'
+)
 
 
 def test_multi_worker_without_tf_config_is_one_clear_line(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     result = runner.invoke(app, ["train", "configs/digits.yaml", "--strategy", "multi_worker"])
     assert result.exit_code == 2
-    assert result.output == ("Error: strategy multi_worker: the TF_CONFIG environment variable is not set; it "
-                             f"names the cluster's workers and this worker's task {HINT}\n")
+    assert result.output == (
+        "Error: strategy multi_worker: the TF_CONFIG environment variable is not set; it "
+        f"names the cluster's workers and this worker's task {HINT}\n"
+    )
     assert "TF_USE_LEGACY_KERAS" not in os.environ or os.environ["TF_USE_LEGACY_KERAS"] != "1"
 
 
-@pytest.mark.parametrize("tf_config, problem", [
-    ("{cluster: 1}", "TF_CONFIG is not valid JSON (Expecting property name enclosed in double quotes at character 1)"),
-    ("[1, 2]", "TF_CONFIG must be a JSON object with `cluster` and `task`. Received: [1, 2]"),
-    ('{"task": {"type": "worker", "index": 0}}', "TF_CONFIG has no `cluster` object. Received keys: 'task'"),
-    ('{"cluster": {"worker": ["a:1"]}}', "TF_CONFIG has no `task` object. Received keys: 'cluster'"),
-    ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 2}}',
-     "TF_CONFIG task.index must be 0..1 (cluster.worker has 2 addresses). Received: 2"),
-    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "ps", "index": 0}}',
-     "TF_CONFIG task.type must be 'chief' or 'worker'. Received: 'ps'"),
-    ('{"cluster": {"worker": ["a"]}, "task": {"type": "worker", "index": 0}}',
-     "TF_CONFIG cluster.worker must be a list of \"host:port\" strings. Received: [\"a\"]"),
-    ('{"cluster": {"worker": ["a:1"], "ps": ["b:1"]}, "task": {"type": "worker", "index": 0}}',
-     "TF_CONFIG cluster has job(s) ps; multi_worker trains with `chief` and `worker` tasks only (parameter "
-     "servers are a different strategy)"),
-    ('{"cluster": {}, "task": {"type": "worker", "index": 0}}', "TF_CONFIG cluster lists no workers"),
-])
+@pytest.mark.parametrize(
+    "tf_config, problem",
+    [
+        (
+            "{cluster: 1}",
+            "TF_CONFIG is not valid JSON (Expecting property name enclosed in double quotes at character 1)",
+        ),
+        ("[1, 2]", "TF_CONFIG must be a JSON object with `cluster` and `task`. Received: [1, 2]"),
+        ('{"task": {"type": "worker", "index": 0}}', "TF_CONFIG has no `cluster` object. Received keys: 'task'"),
+        ('{"cluster": {"worker": ["a:1"]}}', "TF_CONFIG has no `task` object. Received keys: 'cluster'"),
+        (
+            '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 2}}',
+            "TF_CONFIG task.index must be 0..1 (cluster.worker has 2 addresses). Received: 2",
+        ),
+        (
+            '{"cluster": {"worker": ["a:1"]}, "task": {"type": "ps", "index": 0}}',
+            "TF_CONFIG task.type must be 'chief' or 'worker'. Received: 'ps'",
+        ),
+        (
+            '{"cluster": {"worker": ["a"]}, "task": {"type": "worker", "index": 0}}',
+            'TF_CONFIG cluster.worker must be a list of "host:port" strings. Received: ["a"]',
+        ),
+        (
+            '{"cluster": {"worker": ["a:1"], "ps": ["b:1"]}, "task": {"type": "worker", "index": 0}}',
+            "TF_CONFIG cluster has job(s) ps; multi_worker trains with `chief` and `worker` tasks only (parameter "
+            "servers are a different strategy)",
+        ),
+        ('{"cluster": {}, "task": {"type": "worker", "index": 0}}', "TF_CONFIG cluster lists no workers"),
+    ],
+)
 def test_malformed_tf_config_says_what_is_wrong(tf_config, problem):
     with pytest.raises(DeviceError) as caught:
         parse_tf_config(tf_config)
@@ -236,10 +286,12 @@ def test_malformed_tf_config_says_what_is_wrong(tf_config, problem):
 
 
 def test_tf_config_chief_rule_and_run_name():
-    chief = parse_tf_config('{"cluster": {"chief": ["c:1"], "worker": ["a:1", "b:1"]}, '
-                            '"task": {"type": "chief", "index": 0}}')
-    worker0 = parse_tf_config('{"cluster": {"chief": ["c:1"], "worker": ["a:1", "b:1"]}, '
-                              '"task": {"type": "worker", "index": 0}}')
+    chief = parse_tf_config(
+        '{"cluster": {"chief": ["c:1"], "worker": ["a:1", "b:1"]}, "task": {"type": "chief", "index": 0}}'
+    )
+    worker0 = parse_tf_config(
+        '{"cluster": {"chief": ["c:1"], "worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}'
+    )
     assert (chief.is_chief, worker0.is_chief, chief.size, worker0.rank) == (True, False, 3, 1)
     no_chief = parse_tf_config('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}')
     moved = parse_tf_config('{"cluster": {"worker": ["x:2", "y:2"]}, "task": {"type": "worker", "index": 1}}')
@@ -253,31 +305,67 @@ def test_tf_config_chief_rule_and_run_name():
 @pytest.mark.slow
 def test_a_keras3_only_argument_under_multi_worker_is_refused_before_any_folder(tmp_path):
     """A one-worker cluster is enough: tf-keras cannot build LeakyReLU(negative_slope=...) (Keras 2 calls it alpha)."""
-    spec = (ROOT / "configs" / "digits.yaml").read_text().replace(
-        "  - Flatten\n", "  - LeakyReLU: {negative_slope: 0.1}\n  - Flatten\n")
+    spec = (
+        (ROOT / "configs" / "digits.yaml")
+        .read_text()
+        .replace("  - Flatten\n", "  - LeakyReLU: {negative_slope: 0.1}\n  - Flatten\n")
+    )
     (tmp_path / "leaky.yaml").write_text(spec)
     args = _train_args("digits.yaml", "--strategy", "multi_worker", "--out", str(tmp_path / "runs"))
     args[4] = str(tmp_path / "leaky.yaml")
-    result = subprocess.run(args, cwd=tmp_path, env=_env(tmp_path, TF_CONFIG=_tf_config(_free_ports(1), 0)),
-                            capture_output=True, text=True, timeout=TIMEOUT_S)
+    result = subprocess.run(
+        args,
+        cwd=tmp_path,
+        env=_env(tmp_path, TF_CONFIG=_tf_config(_free_ports(1), 0)),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
     assert result.returncode == 2, result.stdout + result.stderr
-    assert (f"Error: strategy multi_worker trains with tf-keras {version('tf-keras')}, which cannot build this "
-            "spec: ('Keyword argument not understood:', 'negative_slope') (hint: use layers and arguments tf-keras "
-            "(Keras 2) has, or train with strategy none/mirrored)") in result.stderr
+    assert (
+        f"Error: strategy multi_worker trains with tf-keras {version('tf-keras')}, which cannot build this "
+        "spec: ('Keyword argument not understood:', 'negative_slope') (hint: use layers and arguments tf-keras "
+        "(Keras 2) has, or train with strategy none/mirrored)"
+    ) in result.stderr
     assert not (tmp_path / "runs").exists()
 
 
 def test_mirrored_without_gpus_or_named_devices_is_a_clear_error():
-    result = runner.invoke(app, ["train", "configs/digits.yaml", "--strategy", "mirrored", "--device", "cpu",
-                                 "--no-pictures", "--out", "/nonexistent/never-written"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "configs/digits.yaml",
+            "--strategy",
+            "mirrored",
+            "--device",
+            "cpu",
+            "--no-pictures",
+            "--out",
+            "/nonexistent/never-written",
+        ],
+    )
     assert result.exit_code == 2
     assert result.output == (
         "Error: strategy mirrored found no GPUs to mirror over (hint: name the devices in "
-        "train.distribution.devices (e.g. ['/cpu:0', '/cpu:1'] for a CPU try-out) or use strategy: none)\n")
+        "train.distribution.devices (e.g. ['/cpu:0', '/cpu:1'] for a CPU try-out) or use strategy: none)\n"
+    )
 
 
 def test_mirrored_over_a_device_that_is_not_there():
-    result = runner.invoke(app, ["train", "configs/digits.yaml", "--strategy", "mirrored", "--device", "cpu",
-                                 "--set", "train.distribution.devices=[/gpu:0, /gpu:1]", "--no-pictures"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "configs/digits.yaml",
+            "--strategy",
+            "mirrored",
+            "--device",
+            "cpu",
+            "--set",
+            "train.distribution.devices=[/gpu:0, /gpu:1]",
+            "--no-pictures",
+        ],
+    )
     assert result.exit_code == 2
     assert result.output.startswith("Error: strategy mirrored: no device /gpu:0, /gpu:1; TensorFlow sees /cpu:0")

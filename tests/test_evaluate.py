@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clitools import cli
 from PIL import Image
 
-from clitools import cli
-from cnnkit.kernels import KERNELS
+from cnnkit.viz.kernels import KERNELS
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_SIZE = 359  # digits: 1,797 images, test_split 0.2
@@ -54,7 +54,7 @@ def run(tmp_path_factory) -> Path:
 def digit_png(run) -> Path:
     """Test image #0 of the run, as an 8x8 grayscale PNG (what a user would hand to predict)."""
     from cnnkit.data import load_splits
-    from cnnkit.spec import load_spec
+    from cnnkit.spec.parse import load_spec
 
     spec = load_spec(run / "spec.yaml")
     splits = load_splits(spec.data, seed=spec.train["seed"])
@@ -70,8 +70,17 @@ def evaluation(run) -> dict:
 
 # ------------------------------------------------------------------------------------------------ evaluate
 def test_evaluate_json_and_eval_json(run, evaluation):
-    assert {"model", "data", "samples", "metrics", "accuracy", "top_5_accuracy", "class_names", "confusion_matrix",
-            "per_class"} <= set(evaluation)
+    assert {
+        "model",
+        "data",
+        "samples",
+        "metrics",
+        "accuracy",
+        "top_5_accuracy",
+        "class_names",
+        "confusion_matrix",
+        "per_class",
+    } <= set(evaluation)
     assert evaluation["model"] == str(run / "model.keras") and evaluation["samples"] == TEST_SIZE
     cm = np.array(evaluation["confusion_matrix"])
     assert cm.shape == (10, 10) and cm.sum() == TEST_SIZE
@@ -106,14 +115,16 @@ def test_evaluate_bare_model_file_needs_data(run, tmp_path, evaluation):
     shutil.copy(run / "model.keras", bare)
     assert refused("evaluate", bare) == (
         f"Error: {bare} is a bare model file: say which data to use with --data (a dataset name such as mnist, "
-        "or an .npz file)\n")
+        "or an .npz file)\n"
+    )
     result = json.loads(cli("evaluate", bare, "--data", "digits", "--json").stdout)
     # The same test images (the test cut depends only on seed and test_split), so the same confusion matrix.
     assert result["samples"] == TEST_SIZE and result["confusion_matrix"] == evaluation["confusion_matrix"]
     assert not (tmp_path / "eval.json").exists()  # a bare file has no run folder to write into
     assert refused("evaluate", bare, "--data", "nosuch") == (
         "Error: --data 'nosuch' is neither a dataset name (digits, mnist, fashion_mnist, cifar10, cifar100, npz, "
-        "image_folder, csv) nor an .npz/.csv file or image folder\n")
+        "image_folder, csv) nor an .npz/.csv file or image folder\n"
+    )
 
 
 def _keras_with_extra_member(run: Path, path: Path) -> Path:
@@ -139,13 +150,18 @@ def test_refused_model_files(case, command, run, tmp_path, digit_png):
         expected = f"Error: {target}: expected a .keras file, found no such file\n"
     elif case == "not_a_run":
         target = tmp_path
-        expected = (f"Error: {target} is not a cnnkit run folder (no spec.yaml) (hint: pass a folder made by "
-                    "`cnnkit train`)\n")
+        expected = (
+            f"Error: {target} is not a cnnkit run folder (no spec.yaml) (hint: pass a folder made by `cnnkit train`)\n"
+        )
     else:
         target = _keras_with_extra_member(run, tmp_path / "extra.keras")
-        expected = (f"Error: {target}: expected only the zip members config.json, metadata.json, model.weights.h5, "
-                    "found the extra member 'extra.py'\n")
-    args = [command, target] + ([digit_png] if command == "predict" else ["--data", "digits"] * (case == "extra_member"))
+        expected = (
+            f"Error: {target}: expected only the zip members config.json, metadata.json, model.weights.h5, "
+            "found the extra member 'extra.py'\n"
+        )
+    args = [command, target] + (
+        [digit_png] if command == "predict" else ["--data", "digits"] * (case == "extra_member")
+    )
     assert refused(*args) == expected
 
 
@@ -164,7 +180,7 @@ def test_predict_an_image(run, digit_png):
 def test_predict_agrees_with_evaluate_on_test_images(run, tmp_path, digit_png):
     """An .npz of test images: one row per image, and the PNG of image #0 gets the same answer as the array."""
     from cnnkit.data import load_splits
-    from cnnkit.spec import load_spec
+    from cnnkit.spec.parse import load_spec
 
     spec = load_spec(run / "spec.yaml")
     x = load_splits(spec.data, seed=spec.train["seed"]).x_test[:5]
@@ -180,13 +196,15 @@ def test_predict_refuses_bad_inputs(run, tmp_path):
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"GIF89a but not really")
     assert refused("predict", run, corrupt) == (
-        f"Error: {corrupt}: not a readable image (cannot identify image file '{corrupt}')\n")
+        f"Error: {corrupt}: not a readable image (cannot identify image file '{corrupt}')\n"
+    )
     missing = tmp_path / "missing.png"
     assert refused("predict", run, missing) == f"Error: {missing}: file not found\n"
     npz = tmp_path / "labels.npz"
     np.savez(npz, y=np.arange(3))
     assert refused("predict", run, npz) == (
-        f"Error: {npz}: no image array found; expected one of x_test, x, images, x_train (found: y)\n")
+        f"Error: {npz}: no image array found; expected one of x_test, x, images, x_train (found: y)\n"
+    )
 
 
 # --------------------------------------------------------------------------------------------------- plots
@@ -194,7 +212,8 @@ def test_plot_curves_and_confusion(run):
     assert cli("plot", "curves", run).stdout == f"wrote {run / 'plots' / 'curves.png'}\n"
     assert_picture(run / "plots" / "curves.png")
     assert cli("plot", "confusion", run).stdout == (
-        f"wrote {run / 'plots' / 'confusion.png'}\nwrote {run / 'plots' / 'misclassified.png'}\n")
+        f"wrote {run / 'plots' / 'confusion.png'}\nwrote {run / 'plots' / 'misclassified.png'}\n"
+    )
     assert_picture(run / "plots" / "confusion.png")
     assert_picture(run / "plots" / "misclassified.png")
 
@@ -221,8 +240,9 @@ def test_plot_feature_maps_index_and_image(run, tmp_path, digit_png):
 def test_plot_architecture_and_kernels(tmp_path, digit_png):
     cli("plot", "architecture", REPO / "configs" / "mnist.yaml", "--out", tmp_path / "arch.png")
     assert_picture(tmp_path / "arch.png")
-    out = cli("plot", "kernels", digit_png, "--kernel", "sobel_x", "--kernel", "sharpen", "--out",
-              tmp_path / "kernels.png").stdout
+    out = cli(
+        "plot", "kernels", digit_png, "--kernel", "sobel_x", "--kernel", "sharpen", "--out", tmp_path / "kernels.png"
+    ).stdout
     assert out == f"wrote {tmp_path / 'kernels.png'}\n"
     assert_picture(tmp_path / "kernels.png")
 
@@ -240,38 +260,50 @@ def dense_only_model(tmp_path_factory) -> Path:
 
 def test_plot_refusals(run, tmp_path, digit_png, dense_only_model):
     assert refused("plot", "filters", run, "--layer", "99") == (
-        "Error: layer index 99 is out of range: the model has 9 layers (0..8)\n")
+        "Error: layer index 99 is out of range: the model has 9 layers (0..8)\n"
+    )
     # Keras numbers auto-named layers per process (flatten, flatten_1, ...): the name depends on earlier tests.
-    assert re.fullmatch(r"Error: layer 5 \(flatten(_\d+)?\) has no convolution kernel; conv layers: 0, 1, 3\n",
-                        refused("plot", "filters", run, "--layer", "5"))
+    assert re.fullmatch(
+        r"Error: layer 5 \(flatten(_\d+)?\) has no convolution kernel; conv layers: 0, 1, 3\n",
+        refused("plot", "filters", run, "--layer", "5"),
+    )
     assert refused("plot", "feature-maps", run, "--index", "99999") == (
-        f"Error: test image #99999 does not exist: the test split has {TEST_SIZE} images (0..{TEST_SIZE - 1})\n")
+        f"Error: test image #99999 does not exist: the test split has {TEST_SIZE} images (0..{TEST_SIZE - 1})\n"
+    )
     assert refused("plot", "feature-maps", dense_only_model, "--image", digit_png) == (
-        f"Error: {digit_png}: the model's input (64,) is not an image\n")
-    assert re.fullmatch(r"Error: model 'sequential(_\d+)?' has no convolution layer to show filters of\n",
-                        refused("plot", "filters", dense_only_model))
+        f"Error: {digit_png}: the model's input (64,) is not an image\n"
+    )
+    assert re.fullmatch(
+        r"Error: model 'sequential(_\d+)?' has no convolution layer to show filters of\n",
+        refused("plot", "filters", dense_only_model),
+    )
     missing = tmp_path / "no-such-run"
     for command in ("curves", "confusion", "filters", "feature-maps"):
         assert refused("plot", command, missing) == (
-            f"Error: run folder {missing} does not exist (hint: pass a folder made by `cnnkit train`)\n")
+            f"Error: run folder {missing} does not exist (hint: pass a folder made by `cnnkit train`)\n"
+        )
     assert refused("plot", "kernels", digit_png, "--kernel", "nope", "--out", tmp_path / "k.png") == (
-        f"Error: unknown kernel 'nope': expected one of {', '.join(sorted(KERNELS))}\n")
+        f"Error: unknown kernel 'nope': expected one of {', '.join(sorted(KERNELS))}\n"
+    )
     assert not (tmp_path / "k.png").exists()
 
 
 def test_metrics_from_one_pass_equal_keras_evaluate(run):
     """evaluate computes loss/metrics from its single predict pass; they must equal model.evaluate."""
     from cnnkit.backend import tensorflow
-    from cnnkit.evaluate import evaluate, load_test_split, resolve_target
-    from cnnkit.modelfile import load_model
+    from cnnkit.run.evaluate import evaluate, load_test_split, resolve_target
+    from cnnkit.run.modelfile import load_model
 
     tf = tensorflow()
     result = evaluate(run)
     target = resolve_target(run)
     model = load_model(target.model_path)
     x, y, _ = load_test_split(target, None, None, model)
-    ds = tf.data.Dataset.from_tensor_slices((x, tf.keras.utils.to_categorical(y, 10))).batch(64).map(
-        lambda b, t: (tf.cast(b, tf.float32) / 255.0, t))
+    ds = (
+        tf.data.Dataset.from_tensor_slices((x, tf.keras.utils.to_categorical(y, 10)))
+        .batch(64)
+        .map(lambda b, t: (tf.cast(b, tf.float32) / 255.0, t))
+    )
     reference = model.evaluate(ds, verbose=0, return_dict=True)
     assert result["metrics"].keys() == reference.keys()
     for key, value in reference.items():

@@ -27,20 +27,22 @@ from hypothesis import HealthCheck, assume, event, given, note, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from cnnkit import argtypes
-from cnnkit.argtypes import ACTIVATIONS, INITIALIZERS
 from cnnkit.cli import app
 from cnnkit.errors import SpecError
-from cnnkit.layers import LAYERS
-from cnnkit.spec import load_spec, load_spec_text
-from cnnkit.summary import summarize
+from cnnkit.spec import argtypes
+from cnnkit.spec.argtypes import ACTIVATIONS, INITIALIZERS
+from cnnkit.spec.layers import LAYERS
+from cnnkit.spec.parse import load_spec, load_spec_text
+from cnnkit.spec.summary import summarize
 
 CONFIGS = sorted(Path(__file__).resolve().parent.parent.joinpath("configs").glob("*.yaml"))
-SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
-                                                      HealthCheck.data_too_large])
+SETTINGS = dict(
+    deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large]
+)
 
 
 # --- strategies ----------------------------------------------------------------------------------
+
 
 def _small_float(lo=None, hi=None, exclusive_min=False, exclusive_max=False):
     """Multiples of 1/1000 within the bounds, the bounds themselves included unless exclusive."""
@@ -60,8 +62,9 @@ def arg_values(layer: str, arg: str, argtype, shape: tuple, index: int):
     if layer == "Reshape" and arg == "target_shape":
         return _reshape_targets(shape)
     if layer == "Permute" and arg == "dims":
-        return st.one_of(st.permutations(list(range(1, rank + 1))).map(list),
-                         st.permutations(list(range(1, rank + 2))).map(list))
+        return st.one_of(
+            st.permutations(list(range(1, rank + 1))).map(list), st.permutations(list(range(1, rank + 2))).map(list)
+        )
     if isinstance(argtype, argtypes.Int):
         top = {"filters": 6, "units": 6, "depth_multiplier": 3, "groups": 3}.get(arg, 9)
         return st.integers(argtype.minimum, max(argtype.minimum, top))
@@ -94,8 +97,16 @@ def arg_values(layer: str, arg: str, argtype, shape: tuple, index: int):
     if isinstance(argtype, argtypes.Regularizer):
         return st.sampled_from([None, "l1", "l2", "l1_l2", {"l2": 0.001}, {"l1": 0.01, "l2": 0.0}])
     if isinstance(argtype, argtypes.Constraint):
-        return st.sampled_from([None, "non_neg", "unit_norm", "max_norm", {"max_norm": 3},
-                                {"min_max_norm": {"min_value": 0.0, "max_value": 2.0}}])
+        return st.sampled_from(
+            [
+                None,
+                "non_neg",
+                "unit_norm",
+                "max_norm",
+                {"max_norm": 3},
+                {"min_max_norm": {"min_value": 0.0, "max_value": 2.0}},
+            ]
+        )
     if isinstance(argtype, argtypes.Axis):
         # in range, the batch axis 0, and one past the end
         return st.integers(-(rank + 1), rank + 1)
@@ -155,6 +166,7 @@ def _input_shapes(ranks):
         top = {1: 16, 2: 16, 3: 10, 4: 6}[rank]
         spatial = st.lists(st.integers(1, top), min_size=rank - 1, max_size=rank - 1)
         return st.tuples(spatial, st.integers(1, 4)).map(lambda sc: [*sc[0], sc[1]])
+
     return st.sampled_from(sorted(ranks)).flatmap(shape_of)
 
 
@@ -208,9 +220,10 @@ def render(spec: dict, flow: bool) -> str:
 
 # --- the comparison --------------------------------------------------------------------------------
 
+
 def keras_layers(spec) -> list[dict] | Exception:
     """Per layer: output shape (no batch), params, trainable, non-trainable; or why Keras refused."""
-    from cnnkit.build import build_model
+    from cnnkit.run.build import build_model
 
     try:
         model = build_model(spec)
@@ -219,9 +232,14 @@ def keras_layers(spec) -> list[dict] | Exception:
     rows = []
     for layer in model.layers:
         shape = [int(d) for d in layer.output.shape[1:]]
-        rows.append({"output_shape": shape, "params": int(layer.count_params()),
-                     "trainable_params": sum(math.prod(w.shape) for w in layer.trainable_weights),
-                     "non_trainable_params": sum(math.prod(w.shape) for w in layer.non_trainable_weights)})
+        rows.append(
+            {
+                "output_shape": shape,
+                "params": int(layer.count_params()),
+                "trainable_params": sum(math.prod(w.shape) for w in layer.trainable_weights),
+                "non_trainable_params": sum(math.prod(w.shape) for w in layer.non_trainable_weights),
+            }
+        )
     if any(d < 1 for row in rows for d in row["output_shape"]):
         return ValueError(f"Keras built a shape with an empty axis: {[r['output_shape'] for r in rows]}")
     return rows
@@ -231,8 +249,8 @@ def keras_refusal(spec_dict: dict) -> Exception | None:
     """Build the spec's layers directly from the dict, bypassing cnnkit's checks."""
     from types import SimpleNamespace
 
-    from cnnkit.layers import LAYERS as registry
-    from cnnkit.layers import lookup
+    from cnnkit.spec.layers import LAYERS as registry
+    from cnnkit.spec.layers import lookup
 
     layers = []
     for index, item in enumerate(spec_dict["layers"]):
@@ -257,7 +275,7 @@ def keras_refusal(spec_dict: dict) -> Exception | None:
         return None
     import numpy as np
 
-    from cnnkit.build import build_model
+    from cnnkit.run.build import build_model
 
     try:
         build_model(fake)(np.zeros((2, *fake.input_shape), "float32"), training=True)
@@ -277,8 +295,11 @@ def _stricter_on_purpose(error: SpecError) -> bool:
       scale are off, and normalizes across samples;
     * an orthogonal initializer for a vector (bias, beta, gamma) builds only while that vector
       is switched off (use_bias: false, center: false, ...)."""
-    return (bool(_IMAGE_ONLY.search(error.message)) or "is the batch axis" in error.message
-            or "orthogonal needs a weight matrix" in error.message)
+    return (
+        bool(_IMAGE_ONLY.search(error.message))
+        or "is the batch axis" in error.message
+        or "orthogonal needs a weight matrix" in error.message
+    )
 
 
 def assert_matches_keras(spec_dict: dict, text: str) -> bool:
@@ -348,6 +369,7 @@ def test_strategy_covers_every_argument_type(layer):
 
 # --- configs/ ----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_config_matches_keras(path):
     spec = load_spec(path)
@@ -356,8 +378,11 @@ def test_config_matches_keras(path):
     assert not isinstance(rows, Exception), rows
     for ours, theirs in zip(summary.layers, rows, strict=True):
         assert (ours.output_shape, ours.params, ours.trainable_params, ours.non_trainable_params) == (
-            theirs["output_shape"], theirs["params"], theirs["trainable_params"],
-            theirs["non_trainable_params"]), f"{path.name} layers[{ours.index}] {ours.type}"
+            theirs["output_shape"],
+            theirs["params"],
+            theirs["trainable_params"],
+            theirs["non_trainable_params"],
+        ), f"{path.name} layers[{ours.index}] {ours.type}"
 
 
 # --- the course notes' MNIST numbers ---------------------------------------------------------------
@@ -394,16 +419,27 @@ def test_mnist_json_output():
     result = CliRunner().invoke(app, ["summary", str(MNIST), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert {"name", "input_shape", "layers", "total_params", "trainable_params", "non_trainable_params",
-            "total_macs"} <= set(data)
+    assert {
+        "name",
+        "input_shape",
+        "layers",
+        "total_params",
+        "trainable_params",
+        "non_trainable_params",
+        "total_macs",
+    } <= set(data)
     assert data["name"] == "notes-mnist"
     assert data["input_shape"] == [28, 28, 1]
     assert (data["total_params"], data["trainable_params"], data["non_trainable_params"]) == (121_930, 121_930, 0)
     assert data["total_macs"] == sum(layer["macs"] for layer in data["layers"])
     for index, (layer, (kind, shape, params)) in enumerate(zip(data["layers"], MNIST_ROWS, strict=True)):
-        assert {"index", "type", "output_shape", "params", "trainable_params", "macs",
-                "receptive_field"} <= set(layer)
-        assert (layer["index"], layer["type"], layer["output_shape"], layer["params"],
-                layer["trainable_params"]) == (index, kind, shape, params, params)
+        assert {"index", "type", "output_shape", "params", "trainable_params", "macs", "receptive_field"} <= set(layer)
+        assert (layer["index"], layer["type"], layer["output_shape"], layer["params"], layer["trainable_params"]) == (
+            index,
+            kind,
+            shape,
+            params,
+            params,
+        )
     assert data["layers"][0]["macs"] == 194_688
     assert [layer["receptive_field"] for layer in data["layers"]] == [3, 4, 8, 10, None, None, None]

@@ -29,8 +29,8 @@ from typer.testing import CliRunner
 
 from cnnkit.cli import app
 from cnnkit.errors import SpecError
-from cnnkit.layers import LAYERS, all_names
-from cnnkit.spec import TOP_LEVEL_KEYS, Spec, load_spec, load_spec_text
+from cnnkit.spec.layers import LAYERS, all_names
+from cnnkit.spec.parse import TOP_LEVEL_KEYS, Spec, load_spec, load_spec_text
 
 EXAMPLES = int(os.environ.get("CNNKIT_FUZZ_EXAMPLES", "2000"))
 CLI_EXAMPLES = 50
@@ -40,29 +40,97 @@ CONFIGS = sorted(Path(__file__).resolve().parent.parent.joinpath("configs").glob
 TEXTS = [path.read_text(encoding="utf-8") for path in CONFIGS]
 DOCUMENTS = [yaml.safe_load(text) for text in TEXTS]
 DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: the pure-Python dumper would dominate
-FUZZ_SETTINGS = dict(deadline=None, database=None,
-                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                            HealthCheck.large_base_example])
+FUZZ_SETTINGS = dict(
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
 
 # --- values and keys a hostile (or just careless) user might write ------------------------------
 
 ARG_NAMES = sorted({arg for entry in LAYERS.values() for arg in entry.args})
-NAMES = sorted({*all_names(), *ARG_NAMES, *TOP_LEVEL_KEYS, "epochs", "optimizer", "loss", "metrics",
-                "dataset", "learning_rate", "batch_size", "validation_split", "filtres", "conv2d"})
-SPECIAL_NUMBERS = [0, -1, -0.0, 1, 2, 10**30, -10**30, 2**63, 2**64 + 1, 1e308, 1e-320, 0.5,
-                   math.nan, math.inf, -math.inf]
-SPECIAL_TEXT = ["", " ", "relu", "same", "valid", "causal", "channels_first", "Conv2D", "𝓒onv2D", "ÿ",
-                "\u202e", "nan", ".inf", "1e-3", "0x10", "~", "null", "yes", "no", "a\nb", "tab\there",
-                "日本語", "💥", "\x7f", "'", '"', "{", "[1, 2", "- x", "&a", "*a"]
+NAMES = sorted(
+    {
+        *all_names(),
+        *ARG_NAMES,
+        *TOP_LEVEL_KEYS,
+        "epochs",
+        "optimizer",
+        "loss",
+        "metrics",
+        "dataset",
+        "learning_rate",
+        "batch_size",
+        "validation_split",
+        "filtres",
+        "conv2d",
+    }
+)
+SPECIAL_NUMBERS = [
+    0,
+    -1,
+    -0.0,
+    1,
+    2,
+    10**30,
+    -(10**30),
+    2**63,
+    2**64 + 1,
+    1e308,
+    1e-320,
+    0.5,
+    math.nan,
+    math.inf,
+    -math.inf,
+]
+SPECIAL_TEXT = [
+    "",
+    " ",
+    "relu",
+    "same",
+    "valid",
+    "causal",
+    "channels_first",
+    "Conv2D",
+    "𝓒onv2D",
+    "ÿ",
+    "\u202e",
+    "nan",
+    ".inf",
+    "1e-3",
+    "0x10",
+    "~",
+    "null",
+    "yes",
+    "no",
+    "a\nb",
+    "tab\there",
+    "日本語",
+    "💥",
+    "\x7f",
+    "'",
+    '"',
+    "{",
+    "[1, 2",
+    "- x",
+    "&a",
+    "*a",
+]
 
 scalars = st.one_of(
-    st.none(), st.booleans(),
-    st.sampled_from(SPECIAL_NUMBERS), st.integers(-(10**30), 10**30), st.integers(-3, 40),
+    st.none(),
+    st.booleans(),
+    st.sampled_from(SPECIAL_NUMBERS),
+    st.integers(-(10**30), 10**30),
+    st.integers(-3, 40),
     st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from(SPECIAL_TEXT), st.sampled_from(NAMES), st.text(max_size=12),
+    st.sampled_from(SPECIAL_TEXT),
+    st.sampled_from(NAMES),
+    st.text(max_size=12),
 )
-keys = st.one_of(st.sampled_from(NAMES), st.sampled_from(SPECIAL_TEXT), st.text(max_size=10), st.integers(-2, 5),
-                 st.booleans())
+keys = st.one_of(
+    st.sampled_from(NAMES), st.sampled_from(SPECIAL_TEXT), st.text(max_size=10), st.integers(-2, 5), st.booleans()
+)
 values = st.recursive(
     scalars,
     lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(keys, children, max_size=4)),
@@ -70,9 +138,12 @@ values = st.recursive(
 )
 layer_entries = st.one_of(
     st.sampled_from(sorted(all_names())),
-    st.dictionaries(st.sampled_from(sorted(all_names())),
-                    st.one_of(st.none(), st.dictionaries(st.sampled_from(ARG_NAMES), values, max_size=4), values),
-                    min_size=1, max_size=2),
+    st.dictionaries(
+        st.sampled_from(sorted(all_names())),
+        st.one_of(st.none(), st.dictionaries(st.sampled_from(ARG_NAMES), values, max_size=4), values),
+        min_size=1,
+        max_size=2,
+    ),
 )
 
 
@@ -126,11 +197,59 @@ def mutated_documents(draw):
     return data
 
 
-TOKENS = ["[", "]", "{", "}", ":", ": ", "\t", "- ", "-", ",", "&a ", "*a", "*b", "<<: *a\n",
-          "!!python/object/apply:os.system ['echo hi']", "!!binary aGk=", "!!timestamp ", "!!set ",
-          "!!omap ", "!foo ", "%YAML 1.1\n---\n", "---\n", "...\n", "\x00", "\ufeff", "'", '"', "#", "|",
-          ">", "? ", "@", "`", "\r", "\u2028", "\x85", "é", "🙂", "2001-01-01", "0b101", "0o17", "1_000",
-          "=", "!", "\n", "\n  ", "    ", "1e400", ".nan", "-.inf", "10000000000000000000000000000000"]
+TOKENS = [
+    "[",
+    "]",
+    "{",
+    "}",
+    ":",
+    ": ",
+    "\t",
+    "- ",
+    "-",
+    ",",
+    "&a ",
+    "*a",
+    "*b",
+    "<<: *a\n",
+    "!!python/object/apply:os.system ['echo hi']",
+    "!!binary aGk=",
+    "!!timestamp ",
+    "!!set ",
+    "!!omap ",
+    "!foo ",
+    "%YAML 1.1\n---\n",
+    "---\n",
+    "...\n",
+    "\x00",
+    "\ufeff",
+    "'",
+    '"',
+    "#",
+    "|",
+    ">",
+    "? ",
+    "@",
+    "`",
+    "\r",
+    "\u2028",
+    "\x85",
+    "é",
+    "🙂",
+    "2001-01-01",
+    "0b101",
+    "0o17",
+    "1_000",
+    "=",
+    "!",
+    "\n",
+    "\n  ",
+    "    ",
+    "1e400",
+    ".nan",
+    "-.inf",
+    "10000000000000000000000000000000",
+]
 
 
 @st.composite
@@ -145,10 +264,10 @@ def damaged_texts(draw, source):
             token = draw(st.one_of(st.sampled_from(TOKENS), st.text(max_size=4)))
             text = text[:at] + token + text[at:]
         elif kind == "delete":
-            text = text[:at] + text[at + draw(st.integers(1, 20)):]
+            text = text[:at] + text[at + draw(st.integers(1, 20)) :]
         elif kind == "dup_line" and lines:
             i = draw(st.integers(0, len(lines) - 1))
-            text = "".join(lines[:i + 1] + [lines[i]] + lines[i + 1:])  # often a duplicate key
+            text = "".join(lines[: i + 1] + [lines[i]] + lines[i + 1 :])  # often a duplicate key
         elif kind == "swap_lines" and len(lines) > 1:
             i, j = draw(st.integers(0, len(lines) - 1)), draw(st.integers(0, len(lines) - 1))
             lines[i], lines[j] = lines[j], lines[i]
@@ -162,8 +281,9 @@ def damaged_texts(draw, source):
 
 
 def _dump(data, flow: bool, unicode: bool) -> str:
-    return yaml.dump(data, Dumper=DUMPER, sort_keys=False, allow_unicode=unicode,
-                     default_flow_style=None if flow else False)
+    return yaml.dump(
+        data, Dumper=DUMPER, sort_keys=False, allow_unicode=unicode, default_flow_style=None if flow else False
+    )
 
 
 rendered_documents = st.builds(_dump, mutated_documents(), st.booleans(), st.booleans())
@@ -174,18 +294,26 @@ hostile_texts = st.one_of(
     damaged_texts(rendered_documents),
 )
 overrides = st.lists(
-    st.builds(lambda k, v: f"{k}={v}",
-              st.lists(st.one_of(st.sampled_from(NAMES), st.integers(-1, 9).map(str), st.text(max_size=4)),
-                       min_size=1, max_size=4).map(".".join),
-              st.one_of(st.sampled_from(TOKENS + SPECIAL_TEXT), st.integers(-5, 10**20).map(str),
-                        values.map(lambda v: yaml.dump(v, Dumper=DUMPER, default_flow_style=True).strip()))) |
-    st.sampled_from(["", "=", "noequals", "=3", ".=1", "layers.99.Conv2D.filters=3", "train=[1",
-                     "layers=[]", "input_shape=[0]"]),
+    st.builds(
+        lambda k, v: f"{k}={v}",
+        st.lists(
+            st.one_of(st.sampled_from(NAMES), st.integers(-1, 9).map(str), st.text(max_size=4)), min_size=1, max_size=4
+        ).map(".".join),
+        st.one_of(
+            st.sampled_from(TOKENS + SPECIAL_TEXT),
+            st.integers(-5, 10**20).map(str),
+            values.map(lambda v: yaml.dump(v, Dumper=DUMPER, default_flow_style=True).strip()),
+        ),
+    )
+    | st.sampled_from(
+        ["", "=", "noequals", "=3", ".=1", "layers.99.Conv2D.filters=3", "train=[1", "layers=[]", "input_shape=[0]"]
+    ),
     max_size=3,
 )
 
 
 # --- the checks -------------------------------------------------------------------------------
+
 
 class CaseTooSlow(Exception):
     pass
@@ -195,6 +323,7 @@ class CaseTooSlow(Exception):
 def time_limit(seconds: float):
     """A case may use `seconds` of CPU (immune to a busy machine); a hang is interrupted after
     HANG_SECONDS of wall time, so it fails the test instead of stalling the suite."""
+
     def expire(signum, frame):
         raise CaseTooSlow(f"case still running after {HANG_SECONDS} s")
 
@@ -237,8 +366,10 @@ def test_fuzz_load_spec_text(report):
 
     started = time.perf_counter()
     run()
-    report.append(f"fuzz load_spec_text: {tally['cases']} cases ({tally['valid']} valid, "
-                  f"{tally['SpecError']} SpecError) in {time.perf_counter() - started:.1f} s")
+    report.append(
+        f"fuzz load_spec_text: {tally['cases']} cases ({tally['valid']} valid, "
+        f"{tally['SpecError']} SpecError) in {time.perf_counter() - started:.1f} s"
+    )
     print(report[-1])
     assert tally["SpecError"] and tally["valid"]  # both outcomes are reached
 
@@ -262,8 +393,10 @@ def test_fuzz_load_spec_files_and_overrides(tmp_path, report):
 
     started = time.perf_counter()
     run()
-    report.append(f"fuzz load_spec (files, --set): {tally['cases']} cases ({tally['valid']} valid, "
-                  f"{tally['SpecError']} SpecError) in {time.perf_counter() - started:.1f} s")
+    report.append(
+        f"fuzz load_spec (files, --set): {tally['cases']} cases ({tally['valid']} valid, "
+        f"{tally['SpecError']} SpecError) in {time.perf_counter() - started:.1f} s"
+    )
     print(report[-1])
     assert tally["SpecError"] and tally["valid"]
 

@@ -1,4 +1,4 @@
-"""cnnkit.kernels: the hand-made kernel registry, a numpy Conv2D that must equal Keras', and image loading."""
+"""cnnkit.viz.kernels: the hand-made kernel registry, a numpy Conv2D that must equal Keras', and image loading."""
 
 from __future__ import annotations
 
@@ -6,14 +6,29 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnkit import kernels
 from cnnkit.errors import CnnkitError, DataError
-from cnnkit.kernels import KERNELS, conv2d, get_kernel, load_image
+from cnnkit.viz import kernels
+from cnnkit.viz.kernels import KERNELS, conv2d, get_kernel, load_image
 
 # The kernels the course notes and the OpenCV notebook name; the registry may grow, never lose these.
-REQUIRED = ("sobel_x", "sobel_y", "scharr_x", "scharr_y", "prewitt_x", "prewitt_y", "laplacian", "sharpen",
-            "box_blur", "gaussian_blur", "emboss", "outline", "horizontal_lines", "vertical_lines", "identity",
-            "notes_x")
+REQUIRED = (
+    "sobel_x",
+    "sobel_y",
+    "scharr_x",
+    "scharr_y",
+    "prewitt_x",
+    "prewitt_y",
+    "laplacian",
+    "sharpen",
+    "box_blur",
+    "gaussian_blur",
+    "emboss",
+    "outline",
+    "horizontal_lines",
+    "vertical_lines",
+    "identity",
+    "notes_x",
+)
 
 
 def test_registry_has_the_notes_kernels():
@@ -39,8 +54,21 @@ def test_smoothing_kernels_keep_brightness(name):
     np.testing.assert_allclose(out, 0.4)
 
 
-@pytest.mark.parametrize("name", ["sobel_x", "sobel_y", "scharr_x", "scharr_y", "prewitt_x", "prewitt_y",
-                                  "laplacian", "outline", "horizontal_lines", "vertical_lines"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sobel_x",
+        "sobel_y",
+        "scharr_x",
+        "scharr_y",
+        "prewitt_x",
+        "prewitt_y",
+        "laplacian",
+        "outline",
+        "horizontal_lines",
+        "vertical_lines",
+    ],
+)
 def test_edge_kernels_ignore_flat_regions(name):
     np.testing.assert_allclose(conv2d(np.full((6, 6), 0.7), KERNELS[name]), 0.0, atol=1e-12)
 
@@ -108,20 +136,30 @@ def test_conv2d_matches_keras(keras, shape, kernel_name, strides, padding):
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
 
 
-@pytest.mark.parametrize("size, k, s, padding, expected", [
-    (28, 3, 1, "valid", 26), (28, 3, 2, "valid", 13), (28, 5, 1, "same", 28), (28, 3, 2, "same", 14),
-    (7, 2, 2, "same", 4), (7, 3, 2, "valid", 3),
-])
+@pytest.mark.parametrize(
+    "size, k, s, padding, expected",
+    [
+        (28, 3, 1, "valid", 26),
+        (28, 3, 2, "valid", 13),
+        (28, 5, 1, "same", 28),
+        (28, 3, 2, "same", 14),
+        (7, 2, 2, "same", 4),
+        (7, 3, 2, "valid", 3),
+    ],
+)
 def test_output_size_formulas(size, k, s, padding, expected):
     out = conv2d(np.zeros((size, size)), np.zeros((k, k)), strides=s, padding=padding)
     assert out.shape == (expected, expected)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"padding": "full"}, "invalid padding 'full': expected one of valid, same"),
-    ({"strides": 0}, "invalid strides: expected a positive int or a pair of positive ints, got 0"),
-    ({"strides": (1, 2, 3)}, "invalid strides: expected a positive int or a pair of positive ints, got (1, 2, 3)"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"padding": "full"}, "invalid padding 'full': expected one of valid, same"),
+        ({"strides": 0}, "invalid strides: expected a positive int or a pair of positive ints, got 0"),
+        ({"strides": (1, 2, 3)}, "invalid strides: expected a positive int or a pair of positive ints, got (1, 2, 3)"),
+    ],
+)
 def test_conv2d_argument_errors(kwargs, message):
     with pytest.raises(CnnkitError) as info:
         conv2d(np.zeros((5, 5)), np.ones((3, 3)), **kwargs)
@@ -173,5 +211,6 @@ def test_load_image_unreadable_file(tmp_path):
     path.write_text("this is not a picture")
     with pytest.raises(DataError) as info:
         load_image(path)
-    assert str(info.value) == (f"cannot load image {path}: expected a PNG/JPEG/BMP/GIF file, "
-                               "got unreadable data (UnidentifiedImageError)")
+    assert str(info.value) == (
+        f"cannot load image {path}: expected a PNG/JPEG/BMP/GIF file, got unreadable data (UnidentifiedImageError)"
+    )

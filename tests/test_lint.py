@@ -16,7 +16,7 @@ FORBIDDEN = {
     r"safe_mode\s*=\s*False": "Keras loading with safe_mode off",
     r"enable_unsafe_deserialization": "Keras' global switch for unsafe loading",
     r"allow_pickle\s*=\s*True": "numpy loading pickles",
-    r"yaml\.load(_all)?\s*\(": "yaml.load (use yaml.safe_load or cnnkit.yamlio)",
+    r"yaml\.load(_all)?\s*\(": "yaml.load (use yaml.safe_load or cnnkit.spec.yamlio)",
     r"FullLoader|full_load": "PyYAML's FullLoader",
     r"unsafe_load|UnsafeLoader": "PyYAML's unsafe loader",
 }

@@ -1,4 +1,4 @@
-"""cnnkit.plots and cnnkit.probe: every picture, for an MNIST-like and a CIFAR-like model.
+"""cnnkit.viz.plots and cnnkit.viz.probe: every picture, for an MNIST-like and a CIFAR-like model.
 
 Each picture is checked the same way: a PNG exists at the path returned, its pixel size is the documented
 figsize × DPI, and it is not blank (grey-level spread above a floor). Models are tiny and untrained: the random
@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnkit import plots
 from cnnkit.errors import CnnkitError, DataError
-from cnnkit.kernels import KERNELS, conv2d
+from cnnkit.viz import plots
+from cnnkit.viz.kernels import KERNELS, conv2d
 
 keras = pytest.importorskip("keras")
-from cnnkit import probe  # noqa: E402  (after the keras skip: probe is useless without it)
+from cnnkit.viz import probe  # noqa: E402  (after the keras skip: probe is useless without it)
 
 DPI = plots.DPI
 DIGITS = [str(i) for i in range(10)]
@@ -57,15 +57,18 @@ def _build(case: str):
     shape, names = CASES[case]
     keras.utils.set_random_seed(0)
     L = keras.layers
-    model = keras.Sequential([
-        keras.Input(shape),
-        L.Conv2D(8, 3, activation="relu", name="conv_a"),
-        L.MaxPooling2D(2, name="pool_a"),
-        L.Conv2D(16, 3, activation="relu", name="conv_b"),
-        L.MaxPooling2D(2, name="pool_b"),
-        L.Flatten(name="flatten"),
-        L.Dense(len(names), activation="softmax", name="classifier"),
-    ], name=f"tiny-{case}")
+    model = keras.Sequential(
+        [
+            keras.Input(shape),
+            L.Conv2D(8, 3, activation="relu", name="conv_a"),
+            L.MaxPooling2D(2, name="pool_a"),
+            L.Conv2D(16, 3, activation="relu", name="conv_b"),
+            L.MaxPooling2D(2, name="pool_b"),
+            L.Flatten(name="flatten"),
+            L.Dense(len(names), activation="softmax", name="classifier"),
+        ],
+        name=f"tiny-{case}",
+    )
     return model
 
 
@@ -87,7 +90,7 @@ def _sample_image(shape) -> np.ndarray:
         image[5:9, 7:21] = 1.0
         for r in range(9, 24):
             col = 20 - (r - 9) // 2
-            image[r, col - 2:col + 1] = 1.0
+            image[r, col - 2 : col + 1] = 1.0
     else:
         image[..., 2] = np.linspace(0.2, 0.9, w)[None, :]
         image[8:24, 10:22, 0] = 0.9
@@ -97,10 +100,22 @@ def _sample_image(shape) -> np.ndarray:
 
 def _summary(model, input_shape) -> dict:
     """The summary dict the architecture picture takes, made here from Keras (the real one comes from shapes.py)."""
-    layers = [{"index": i, "type": type(layer).__name__, "output_shape": list(layer.output.shape[1:]),
-               "params": int(layer.count_params())} for i, layer in enumerate(model.layers)]
-    return {"name": model.name, "input_shape": list(input_shape), "layers": layers,
-            "total_params": int(model.count_params()), "total_macs": 123456}
+    layers = [
+        {
+            "index": i,
+            "type": type(layer).__name__,
+            "output_shape": list(layer.output.shape[1:]),
+            "params": int(layer.count_params()),
+        }
+        for i, layer in enumerate(model.layers)
+    ]
+    return {
+        "name": model.name,
+        "input_shape": list(input_shape),
+        "layers": layers,
+        "total_params": int(model.count_params()),
+        "total_macs": 123456,
+    }
 
 
 # --------------------------------------------------------------------------------------------- pictures
@@ -108,9 +123,12 @@ def test_curves(case, tmp_path):
     name, *_ = case
     metric = "accuracy" if name == "mnist" else "top_k_categorical_accuracy"
     epochs = np.arange(8)
-    history = {"loss": list(1.5 * np.exp(-epochs / 3)), metric: list(1 - 0.8 * np.exp(-epochs / 2)),
-               "val_loss": list(1.6 * np.exp(-epochs / 3) + 0.05 * np.maximum(epochs - 4, 0)),
-               f"val_{metric}": list(1 - 0.85 * np.exp(-epochs / 2))}
+    history = {
+        "loss": list(1.5 * np.exp(-epochs / 3)),
+        metric: list(1 - 0.8 * np.exp(-epochs / 2)),
+        "val_loss": list(1.6 * np.exp(-epochs / 3) + 0.05 * np.maximum(epochs - 4, 0)),
+        f"val_{metric}": list(1 - 0.85 * np.exp(-epochs / 2)),
+    }
     out = plots.plot_curves(history, tmp_path / "deep" / "curves.png")
     assert out == tmp_path / "deep" / "curves.png"  # parent folders are created
     assert_picture(out, (4.5 * 2, 3.4 + 0.6))
@@ -124,11 +142,14 @@ def test_curves_without_validation_and_with_a_learning_rate(tmp_path):
     assert_picture(plots.plot_curves(one_epoch, tmp_path / "one.png", monitor="val_accuracy"), (4.5, 4.0))
 
 
-@pytest.mark.parametrize("history, message", [
-    ({}, "history must be a non-empty dict of name -> per-epoch values, got {}"),
-    ({"loss": []}, "history has no epochs: every quantity is an empty list"),
-    ({"loss": ["a"]}, "history['loss'] must be a list of numbers, got ['a']"),
-])
+@pytest.mark.parametrize(
+    "history, message",
+    [
+        ({}, "history must be a non-empty dict of name -> per-epoch values, got {}"),
+        ({"loss": []}, "history has no epochs: every quantity is an empty list"),
+        ({"loss": ["a"]}, "history['loss'] must be a list of numbers, got ['a']"),
+    ],
+)
 def test_curves_errors(history, message, tmp_path):
     with pytest.raises(DataError) as info:
         plots.plot_curves(history, tmp_path / "c.png")
@@ -196,12 +217,15 @@ def test_filters(case, tmp_path):
     assert_picture(plots.plot_filters(deeper, tmp_path / "f2.png", title="conv_b"), (5.5, 1.15 * 4 + 0.9))
 
 
-@pytest.mark.parametrize("shape, size", [
-    ((3, 3, 3, 64), (8 * 1.15, 8 * 1.15 + 0.9)),  # colour patches, 8 columns
-    ((5, 5, 1, 100), (8 * 1.15, 8 * 1.15 + 0.9)),  # capped at max_filters=64
-    ((7, 1, 16), (4 * 1.5, 4 * 1.5 + 0.9)),  # 1-D kernels as bars
-    ((3, 3, 3, 2, 6), (5.5, 2 * 1.15 + 0.9)),  # 3-D kernels: middle depth slice
-])
+@pytest.mark.parametrize(
+    "shape, size",
+    [
+        ((3, 3, 3, 64), (8 * 1.15, 8 * 1.15 + 0.9)),  # colour patches, 8 columns
+        ((5, 5, 1, 100), (8 * 1.15, 8 * 1.15 + 0.9)),  # capped at max_filters=64
+        ((7, 1, 16), (4 * 1.5, 4 * 1.5 + 0.9)),  # 1-D kernels as bars
+        ((3, 3, 3, 2, 6), (5.5, 2 * 1.15 + 0.9)),  # 3-D kernels: middle depth slice
+    ],
+)
 def test_filters_other_ranks(shape, size, tmp_path):
     kernel = np.random.default_rng(4).normal(size=shape)
     assert_picture(plots.plot_filters(kernel, tmp_path / "f.png", title="k"), size)
@@ -253,29 +277,59 @@ def _deep_summary(n_layers: int) -> dict:
             layers.append({"type": "MaxPooling2D", "output_shape": [size, size, channels], "params": 0})
         else:
             channels = min(channels * 2, 1024) if i % 4 == 0 else channels
-            layers.append({"type": "Conv2D", "output_shape": [size, size, channels], "params": 9 * channels ** 2,
-                           "receptive_field": 3 + 2 * i})
-    layers += [{"type": "GlobalAveragePooling2D", "output_shape": [channels], "params": 0},
-               {"type": "Dropout", "output_shape": [channels], "params": 0},
-               {"type": "Dense", "output_shape": [1000], "params": channels * 1000 + 1000}]
-    return {"name": "deep", "input_shape": [224, 224, 3], "layers": layers,
-            "total_params": sum(layer["params"] for layer in layers), "total_macs": 3.2e9}
+            layers.append(
+                {
+                    "type": "Conv2D",
+                    "output_shape": [size, size, channels],
+                    "params": 9 * channels**2,
+                    "receptive_field": 3 + 2 * i,
+                }
+            )
+    layers += [
+        {"type": "GlobalAveragePooling2D", "output_shape": [channels], "params": 0},
+        {"type": "Dropout", "output_shape": [channels], "params": 0},
+        {"type": "Dense", "output_shape": [1000], "params": channels * 1000 + 1000},
+    ]
+    return {
+        "name": "deep",
+        "input_shape": [224, 224, 3],
+        "layers": layers,
+        "total_params": sum(layer["params"] for layer in layers),
+        "total_macs": 3.2e9,
+    }
 
 
 SHAPED_SUMMARIES = {
-    "conv1d": {"name": "seq", "input_shape": [10, 32], "total_params": 12417, "layers": [
-        {"type": "Conv1D", "output_shape": [10, 64], "params": 6208},
-        {"type": "GlobalMaxPooling1D", "output_shape": [64], "params": 0},
-        {"type": "Dense", "output_shape": [1], "params": 65}]},
-    "conv3d": {"name": "video", "input_shape": [16, 32, 32, 1], "total_params": 25426, "layers": [
-        {"type": "Conv3D", "output_shape": [14, 30, 30, 8], "params": 224},
-        {"type": "MaxPooling3D", "output_shape": [7, 15, 15, 8], "params": 0},
-        {"type": "Flatten", "output_shape": [12600], "params": 0},
-        {"type": "Dense", "output_shape": [2], "params": 25202}]},
-    "unknown_dims": {"name": "any-size", "input_shape": [None, None, 3], "layers": [
-        {"type": "Conv2D", "output_shape": [None, None, 16], "params": 448},
-        {"type": "GlobalAveragePooling2D", "output_shape": [16], "params": 0},
-        {"type": "SomethingNew", "output_shape": [16], "params": None}]},
+    "conv1d": {
+        "name": "seq",
+        "input_shape": [10, 32],
+        "total_params": 12417,
+        "layers": [
+            {"type": "Conv1D", "output_shape": [10, 64], "params": 6208},
+            {"type": "GlobalMaxPooling1D", "output_shape": [64], "params": 0},
+            {"type": "Dense", "output_shape": [1], "params": 65},
+        ],
+    },
+    "conv3d": {
+        "name": "video",
+        "input_shape": [16, 32, 32, 1],
+        "total_params": 25426,
+        "layers": [
+            {"type": "Conv3D", "output_shape": [14, 30, 30, 8], "params": 224},
+            {"type": "MaxPooling3D", "output_shape": [7, 15, 15, 8], "params": 0},
+            {"type": "Flatten", "output_shape": [12600], "params": 0},
+            {"type": "Dense", "output_shape": [2], "params": 25202},
+        ],
+    },
+    "unknown_dims": {
+        "name": "any-size",
+        "input_shape": [None, None, 3],
+        "layers": [
+            {"type": "Conv2D", "output_shape": [None, None, 16], "params": 448},
+            {"type": "GlobalAveragePooling2D", "output_shape": [16], "params": 0},
+            {"type": "SomethingNew", "output_shape": [16], "params": None},
+        ],
+    },
     "deep40": _deep_summary(40),
 }
 
@@ -297,8 +351,7 @@ def test_architecture_shapes_and_speed(key, tmp_path):
 def test_architecture_rejects_a_malformed_summary(tmp_path):
     with pytest.raises(CnnkitError) as info:
         plots.plot_architecture({"name": "x", "layers": [{"type": "Dense"}]}, tmp_path / "a.png")
-    assert str(info.value) == ("summary layer 0 must be a dict with 'type' and 'output_shape', "
-                               "got {'type': 'Dense'}")
+    assert str(info.value) == ("summary layer 0 must be a dict with 'type' and 'output_shape', got {'type': 'Dense'}")
 
 
 def test_kernel_playground(case, tmp_path):
@@ -352,13 +405,13 @@ def test_pictures_and_kernels_never_import_tensorflow(tmp_path):
     # Drawing runs in the CLI's fast paths (summary, kernels); pulling in TensorFlow would add seconds.
     code = f"""
 import sys, numpy as np
-import cnnkit.plots as plots, cnnkit.kernels as kernels, cnnkit.probe
+import cnnkit.viz.plots as plots, cnnkit.viz.kernels as kernels, cnnkit.viz.probe
 img = np.random.default_rng(0).random((12, 12))
 plots.plot_kernel_playground(img, [("sobel_x", kernels.conv2d(img, kernels.get_kernel("sobel_x")))],
-                             r"{tmp_path / 'p.png'}", kernels=kernels.KERNELS)
+                             r"{tmp_path / "p.png"}", kernels=kernels.KERNELS)
 plots.plot_architecture({{"name": "n", "input_shape": [8, 8, 1], "layers": [
-    {{"type": "Conv2D", "output_shape": [6, 6, 4], "params": 40}}]}}, r"{tmp_path / 'a.png'}")
-plots.plot_curves({{"loss": [1.0, 0.5]}}, r"{tmp_path / 'c.png'}")
+    {{"type": "Conv2D", "output_shape": [6, 6, 4], "params": 40}}]}}, r"{tmp_path / "a.png"}")
+plots.plot_curves({{"loss": [1.0, 0.5]}}, r"{tmp_path / "c.png"}")
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "jax", "torch"))
 print(",".join(heavy))
 """
@@ -370,8 +423,8 @@ print(",".join(heavy))
 @pytest.mark.parametrize("config", sorted(p.name for p in (Path(__file__).parent.parent / "configs").glob("*.yaml")))
 def test_architecture_of_every_config(config, tmp_path):
     # The real summary dicts (spec -> summarize, no TensorFlow) for every shipped example, each well under 1 s.
-    from cnnkit.spec import load_spec
-    from cnnkit.summary import summarize
+    from cnnkit.spec.parse import load_spec
+    from cnnkit.spec.summary import summarize
 
     summary = summarize(load_spec(Path(__file__).parent.parent / "configs" / config)).to_dict()
     plots.plot_architecture(summary, tmp_path / "warm.png")

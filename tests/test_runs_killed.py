@@ -41,10 +41,19 @@ layers:
 data: {{dataset: digits, max_samples: 400}}
 train: {{optimizer: adam, epochs: {EPOCHS}, batch_size: 32}}
 """
-FINAL_NAMES = {"spec.yaml", "run.json", "history.json", "history.csv", "best.keras", "model.keras", "metrics.json",
-               "eval.json", "plots", "backup"}
-BACKUP_NAMES = {"latest.weights.h5", "training_metadata.json", "latest.weights.h5.bkp",
-                "training_metadata.json.bkp"}
+FINAL_NAMES = {
+    "spec.yaml",
+    "run.json",
+    "history.json",
+    "history.csv",
+    "best.keras",
+    "model.keras",
+    "metrics.json",
+    "eval.json",
+    "plots",
+    "backup",
+}
+BACKUP_NAMES = {"latest.weights.h5", "training_metadata.json", "latest.weights.h5.bkp", "training_metadata.json.bkp"}
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 HINT = "(hint: free disk space or check the folder's permissions)"
 
@@ -81,8 +90,8 @@ def status(run: Path) -> str | None:
 
 def assert_consistent(run: Path) -> str:
     """Every file that looks final is complete; returns a short description of the state, for messages."""
-    from cnnkit.modelfile import load_model
-    from cnnkit.spec import load_spec
+    from cnnkit.run.modelfile import load_model
+    from cnnkit.spec.parse import load_spec
 
     for path in run.iterdir():
         if path.name.startswith("."):  # leftovers of a write that was cut short are named as temp files
@@ -117,7 +126,9 @@ def assert_resumes(run: Path) -> str:
     if status(run) == "completed":
         result = cli("train", "--resume", run, ok=False)
         assert (result.exit_code, result.stderr) == (
-            2, f"Error: run {run} already completed all its epochs; nothing to resume\n")
+            2,
+            f"Error: run {run} already completed all its epochs; nothing to resume\n",
+        )
     else:
         result = cli("train", "--resume", run)
     assert status(run) == "completed" and rows(run) == EPOCHS
@@ -156,10 +167,22 @@ def _start_and_kill(spec: Path, tmp_path: Path, attempts: range, rng: random.Ran
     for attempt in attempts:
         out = tmp_path / f"runs{attempt}"
         log = open(tmp_path / f"stderr{attempt}", "w")
-        proc = subprocess.Popen([sys.executable, "-m", "cnnkit", "train", str(spec), "--no-pictures", "--out",
-                                 str(out)], stdout=subprocess.DEVNULL, stderr=log, cwd=tmp_path)
-        procs.append({"out": out, "proc": proc, "log": log, "anchor": rng.randint(0, EPOCHS),
-                      "jitter": rng.uniform(0.0, 0.6), "at": None})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cnnkit", "train", str(spec), "--no-pictures", "--out", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            cwd=tmp_path,
+        )
+        procs.append(
+            {
+                "out": out,
+                "proc": proc,
+                "log": log,
+                "anchor": rng.randint(0, EPOCHS),
+                "jitter": rng.uniform(0.0, 0.6),
+                "at": None,
+            }
+        )
     try:
         deadline = time.monotonic() + 300
         pending = list(procs)
@@ -237,19 +260,21 @@ def train_until_killed(spec: Path, out: Path) -> Path:
 
 
 def test_killed_before_spec_yaml_cannot_be_resumed(tmp_path, spec, monkeypatch):
-    import cnnkit.runs  # noqa: F401  (train() imports atomic_write from it when it writes spec.yaml)
+    import cnnkit.run.folder  # noqa: F401  (train() imports atomic_write from it when it writes spec.yaml)
 
-    crash_on(monkeypatch, "cnnkit.runs.atomic_write", lambda path, *rest: Path(path).name == "spec.yaml")
+    crash_on(monkeypatch, "cnnkit.run.folder.atomic_write", lambda path, *rest: Path(path).name == "spec.yaml")
     run = train_until_killed(spec, tmp_path / "runs")
     monkeypatch.undo()
     assert list(run.iterdir()) == []
     result = cli("train", "--resume", run, ok=False)
     assert (result.exit_code, result.stderr) == (
-        2, f"Error: {run} is not a cnnkit run folder (no spec.yaml) (hint: pass a folder made by `cnnkit train`)\n")
+        2,
+        f"Error: {run} is not a cnnkit run folder (no spec.yaml) (hint: pass a folder made by `cnnkit train`)\n",
+    )
 
 
 def test_killed_before_run_json_resumes(tmp_path, spec, monkeypatch):
-    crash_on(monkeypatch, "cnnkit.train.write_json", nth_call(1))
+    crash_on(monkeypatch, "cnnkit.run.train.write_json", nth_call(1))
     run = train_until_killed(spec, tmp_path / "runs")
     monkeypatch.undo()
     assert {p.name for p in run.iterdir()} == {"spec.yaml"}
@@ -258,7 +283,7 @@ def test_killed_before_run_json_resumes(tmp_path, spec, monkeypatch):
 
 def test_killed_between_history_and_backup_rewrites_that_epoch(tmp_path, spec, monkeypatch):
     """Epoch 2's history row is being written; its backup is not. Resume redoes epoch 2, and no row is missing."""
-    crash_on(monkeypatch, "cnnkit.train.write_history", nth_call(2))
+    crash_on(monkeypatch, "cnnkit.run.train.write_history", nth_call(2))
     run = train_until_killed(spec, tmp_path / "runs")
     monkeypatch.undo()
     assert rows(run) == 1 and status(run) == "running"
@@ -270,10 +295,13 @@ def test_killed_between_history_and_backup_rewrites_that_epoch(tmp_path, spec, m
 @pytest.mark.parametrize("moment", ["saving model.keras", "marking run.json completed"])
 def test_killed_after_the_last_epoch_does_not_train_again(moment, tmp_path, spec, monkeypatch):
     if moment == "saving model.keras":
-        crash_on(monkeypatch, "cnnkit.train._save_model", lambda model, path, *twin: path.name == "model.keras")
+        crash_on(monkeypatch, "cnnkit.run.train._save_model", lambda model, path, *twin: path.name == "model.keras")
     else:
-        crash_on(monkeypatch, "cnnkit.train.write_json",
-                 lambda path, data, *rest: path.name == "run.json" and data.get("status") == "completed")
+        crash_on(
+            monkeypatch,
+            "cnnkit.run.train.write_json",
+            lambda path, data, *rest: path.name == "run.json" and data.get("status") == "completed",
+        )
     run = train_until_killed(spec, tmp_path / "runs")
     monkeypatch.undo()
     history = (run / "history.json").read_text()
@@ -290,7 +318,7 @@ def killed_after_three_epochs(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("killed")
     (folder / "killme.yaml").write_text(SPEC)
     with pytest.MonkeyPatch.context() as monkeypatch:
-        crash_on(monkeypatch, "cnnkit.train.write_history", nth_call(3))
+        crash_on(monkeypatch, "cnnkit.run.train.write_history", nth_call(3))
         run = train_until_killed(folder / "killme.yaml", folder / "runs")
     backup = run / "backup"
     assert {p.name for p in backup.iterdir()} == BACKUP_NAMES and rows(run) == 2
@@ -356,7 +384,9 @@ def test_full_disk_at_the_start(tmp_path, spec, monkeypatch):
     result = cli("train", spec, "--out", tmp_path / "runs", ok=False)
     run = the_run(tmp_path / "runs")
     assert (result.exit_code, result.stderr) == (
-        2, f"Error: cannot write {run / 'spec.yaml'}: No space left on device {HINT}\n")
+        2,
+        f"Error: cannot write {run / 'spec.yaml'}: No space left on device {HINT}\n",
+    )
     assert list(run.iterdir()) == []
 
 
@@ -365,7 +395,9 @@ def test_full_disk_mid_training_then_resume(tmp_path, spec, monkeypatch):
     result = cli("train", spec, "--no-pictures", "--out", tmp_path / "runs", ok=False)
     run = the_run(tmp_path / "runs")
     assert (result.exit_code, result.stderr) == (
-        2, f"Error: cannot write {run / 'history.json'}: No space left on device {HINT}\n")
+        2,
+        f"Error: cannot write {run / 'history.json'}: No space left on device {HINT}\n",
+    )
     assert rows(run) == 1
     assert_nothing_presented_as_complete(run)
     monkeypatch.undo()  # space freed
@@ -383,7 +415,9 @@ def test_full_disk_while_keras_saves_a_model(tmp_path, spec, monkeypatch):
     result = cli("train", spec, "--out", tmp_path / "runs", ok=False)
     run = the_run(tmp_path / "runs")
     assert (result.exit_code, result.stderr) == (
-        2, f"Error: cannot write {run / 'best.keras'}: No space left on device {HINT}\n")
+        2,
+        f"Error: cannot write {run / 'best.keras'}: No space left on device {HINT}\n",
+    )
     assert not (run / "best.keras").exists()
     assert_nothing_presented_as_complete(run)
 
@@ -398,8 +432,10 @@ def test_full_disk_while_keras_writes_its_backup(tmp_path, spec, monkeypatch):
     result = cli("train", spec, "--out", tmp_path / "runs", ok=False)
     run = the_run(tmp_path / "runs")
     assert (result.exit_code, result.stderr) == (
-        2, f"Error: cannot write to {run}: No space left on device (hint: free disk space, then: cnnkit train "
-           f"--resume {run})\n")
+        2,
+        f"Error: cannot write to {run}: No space left on device (hint: free disk space, then: cnnkit train "
+        f"--resume {run})\n",
+    )
     assert_nothing_presented_as_complete(run)
     monkeypatch.undo()
     assert_resumes(run)
@@ -420,8 +456,10 @@ def test_read_only_parent_folder(tmp_path, spec, monkeypatch):
     monkeypatch.setattr(Path, "mkdir", mkdir)
     result = cli("train", spec, "--out", read_only / "runs", ok=False)
     assert (result.exit_code, result.stderr) == (
-        2, f"Error: cannot create a run folder in {read_only / 'runs'}: Read-only file system (hint: check free "
-           "disk space and write permission, or pass another --out folder)\n")
+        2,
+        f"Error: cannot create a run folder in {read_only / 'runs'}: Read-only file system (hint: check free "
+        "disk space and write permission, or pass another --out folder)\n",
+    )
     assert list(read_only.iterdir()) == []
 
 
@@ -435,6 +473,8 @@ def test_read_only_parent_folder_for_real(tmp_path, spec):
     finally:
         parent.chmod(0o755)
     assert (result.exit_code, result.stderr) == (
-        2, f"Error: cannot create a run folder in {parent}: Permission denied (hint: check free disk space and "
-           "write permission, or pass another --out folder)\n")
+        2,
+        f"Error: cannot create a run folder in {parent}: Permission denied (hint: check free disk space and "
+        "write permission, or pass another --out folder)\n",
+    )
     assert list(parent.iterdir()) == []

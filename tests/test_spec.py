@@ -4,9 +4,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cnnkit.cli import app
-from cnnkit.defaults import DATA_DEFAULTS, TRAIN_DEFAULTS
 from cnnkit.errors import SpecError
-from cnnkit.spec import load_spec, load_spec_text
+from cnnkit.spec.defaults import DATA_DEFAULTS, TRAIN_DEFAULTS
+from cnnkit.spec.parse import load_spec, load_spec_text
 
 HEAD = "input_shape: [8, 8, 1]\nlayers: [Flatten, {Dense: {units: 10, activation: softmax}}]\n"
 
@@ -27,43 +27,69 @@ def test_defaults_fill_everything_not_given():
 
 
 def test_named_options_with_arguments():
-    spec = load_spec_text(HEAD + "train:\n  optimizer: {name: AdamW, learning_rate: 1e-3, weight_decay: 0.0001}\n"
-                                 "  loss: {name: categorical_crossentropy, label_smoothing: 0.1}\n"
-                                 "  metrics: [accuracy, {name: top_k_categorical_accuracy, k: 3}]\n", "net.yaml")
+    spec = load_spec_text(
+        HEAD + "train:\n  optimizer: {name: AdamW, learning_rate: 1e-3, weight_decay: 0.0001}\n"
+        "  loss: {name: categorical_crossentropy, label_smoothing: 0.1}\n"
+        "  metrics: [accuracy, {name: top_k_categorical_accuracy, k: 3}]\n",
+        "net.yaml",
+    )
     assert spec.train["optimizer"] == {"name": "adamw", "args": {"learning_rate": 0.001, "weight_decay": 0.0001}}
     assert spec.train["metrics"][1] == {"name": "top_k_categorical_accuracy", "args": {"k": 3}}
 
 
-@pytest.mark.parametrize("text, message", [
-    ("train: {optimizer: adma}\n",
-     "net.yaml:3: train.optimizer: unknown optimizer 'adma'; valid: adam, adamw, sgd, rmsprop, adagrad, adadelta, "
-     "adamax, nadam, lion, ftrl (hint: did you mean 'adamax' or 'adam' or 'nadam'?)"),
-    ("train: {optimizer: {name: sgd, momentun: 0.9}}\n",
-     "net.yaml:3: train.optimizer.momentun: unknown argument 'momentun' for optimizer sgd (hint: did you mean "
-     "'momentum' or 'ema_momentum'?)"),
-    ("train: {optimizer: {name: adam, learning_rate: -1}}\n",
-     "net.yaml:3: train.optimizer.learning_rate: must be a positive number. Received: learning_rate=-1."),
-    ("train: {loss: sparse_categorical_crossentropy, metrics: [categorical_accuracy]}\n",
-     "net.yaml:3: train.metrics[0]: metric categorical_accuracy does not fit loss sparse_categorical_crossentropy "
-     "(sparse labels) (hint: use accuracy, which Keras matches to the loss)"),
-    ("train: {epochs: 0}\n", "net.yaml:3: train.epochs: must be a positive integer. Received: epochs=0."),
-    ("train: {batchsize: 32}\n",
-     "net.yaml:3: train.batchsize: unknown key 'batchsize' in train settings (hint: did you mean 'batch_size'?)"),
-    ("data: {dataset: mnsit}\n",
-     "net.yaml:3: data.dataset: must be one of: digits, mnist, fashion_mnist, cifar10, cifar100, npz, image_folder, "
-     "csv. Received: dataset='mnsit'. (hint: did you mean 'mnist'?)"),
-    ("data: {dataset: npz}\n", "net.yaml:3: data: dataset 'npz' needs `path` (the file or folder to read)"),
-    ("data: {validation_split: 1.5}\n",
-     "net.yaml:3: data.validation_split: must be a finite number >= 0 and < 1. Received: validation_split=1.5."),
-    ("data: {classes: [3]}\n",
-     "net.yaml:3: data.classes: must be a list of at least 2 distinct class ids. Received: classes=[3]."),
-    ("train:\n  lr_schedule: {name: cosine_decay}\n  reduce_lr_on_plateau: {patience: 2}\n",
-     "net.yaml:5: train.reduce_lr_on_plateau: cannot be combined with lr_schedule: a schedule already sets the "
-     "learning rate at every step (hint: keep one of lr_schedule and reduce_lr_on_plateau)"),
-    ("train: {distribution: {strategy: horovod}}\n",
-     "net.yaml:3: train.distribution.strategy: must be one of: auto, none, mirrored, multi_worker. "
-     "Received: strategy='horovod'."),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "train: {optimizer: adma}\n",
+            "net.yaml:3: train.optimizer: unknown optimizer 'adma'; valid: adam, adamw, sgd, rmsprop, adagrad, adadelta, "
+            "adamax, nadam, lion, ftrl (hint: did you mean 'adamax' or 'adam' or 'nadam'?)",
+        ),
+        (
+            "train: {optimizer: {name: sgd, momentun: 0.9}}\n",
+            "net.yaml:3: train.optimizer.momentun: unknown argument 'momentun' for optimizer sgd (hint: did you mean "
+            "'momentum' or 'ema_momentum'?)",
+        ),
+        (
+            "train: {optimizer: {name: adam, learning_rate: -1}}\n",
+            "net.yaml:3: train.optimizer.learning_rate: must be a positive number. Received: learning_rate=-1.",
+        ),
+        (
+            "train: {loss: sparse_categorical_crossentropy, metrics: [categorical_accuracy]}\n",
+            "net.yaml:3: train.metrics[0]: metric categorical_accuracy does not fit loss sparse_categorical_crossentropy "
+            "(sparse labels) (hint: use accuracy, which Keras matches to the loss)",
+        ),
+        ("train: {epochs: 0}\n", "net.yaml:3: train.epochs: must be a positive integer. Received: epochs=0."),
+        (
+            "train: {batchsize: 32}\n",
+            "net.yaml:3: train.batchsize: unknown key 'batchsize' in train settings (hint: did you mean 'batch_size'?)",
+        ),
+        (
+            "data: {dataset: mnsit}\n",
+            "net.yaml:3: data.dataset: must be one of: digits, mnist, fashion_mnist, cifar10, cifar100, npz, image_folder, "
+            "csv. Received: dataset='mnsit'. (hint: did you mean 'mnist'?)",
+        ),
+        ("data: {dataset: npz}\n", "net.yaml:3: data: dataset 'npz' needs `path` (the file or folder to read)"),
+        (
+            "data: {validation_split: 1.5}\n",
+            "net.yaml:3: data.validation_split: must be a finite number >= 0 and < 1. Received: validation_split=1.5.",
+        ),
+        (
+            "data: {classes: [3]}\n",
+            "net.yaml:3: data.classes: must be a list of at least 2 distinct class ids. Received: classes=[3].",
+        ),
+        (
+            "train:\n  lr_schedule: {name: cosine_decay}\n  reduce_lr_on_plateau: {patience: 2}\n",
+            "net.yaml:5: train.reduce_lr_on_plateau: cannot be combined with lr_schedule: a schedule already sets the "
+            "learning rate at every step (hint: keep one of lr_schedule and reduce_lr_on_plateau)",
+        ),
+        (
+            "train: {distribution: {strategy: horovod}}\n",
+            "net.yaml:3: train.distribution.strategy: must be one of: auto, none, mirrored, multi_worker. "
+            "Received: strategy='horovod'.",
+        ),
+    ],
+)
 def test_training_vocabulary_errors(text, message):
     assert error_of(text) == message
 
@@ -71,8 +97,9 @@ def test_training_vocabulary_errors(text, message):
 def test_set_overrides_nested_values_and_creates_sections(tmp_path):
     path = tmp_path / "net.yaml"
     path.write_text(HEAD)
-    spec = load_spec(path, ["train.epochs=3", "layers.1.Dense.units=10", "data.dataset=mnist",
-                            "train.optimizer.name=sgd"])
+    spec = load_spec(
+        path, ["train.epochs=3", "layers.1.Dense.units=10", "data.dataset=mnist", "train.optimizer.name=sgd"]
+    )
     assert spec.train["epochs"] == 3 and spec.data["dataset"] == "mnist"
     assert spec.train["optimizer"]["name"] == "sgd"
     assert "epochs: 3" in spec.resolved_yaml()
@@ -85,4 +112,7 @@ def test_set_errors_are_one_line(tmp_path):
     assert result.exit_code == 2
     assert result.stderr == "Error: --set expects KEY=VALUE (e.g. train.epochs=3). Received: 'train.epochs'\n"
     result = CliRunner().invoke(app, ["summary", str(path), "--set", "train.epochs=zero"])
-    assert result.stderr == "Error: --set train.epochs=zero: train.epochs: must be a positive integer. Received: epochs='zero'.\n"
+    assert (
+        result.stderr
+        == "Error: --set train.epochs=zero: train.epochs: must be a positive integer. Received: epochs='zero'.\n"
+    )

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clitools import cli
 from PIL import Image
 
 import cnnkit
-from clitools import cli
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -57,10 +57,18 @@ train:
   epochs: 4
   batch_size: 32
 """
-RUN_FILES = {"spec.yaml", "model.keras", "best.keras", "history.csv", "history.json", "metrics.json", "run.json",
-             "eval.json", "plots"}
-PICTURES = {"curves.png", "architecture.png", "confusion.png", "misclassified.png", "filters.png",
-            "feature_maps.png"}
+RUN_FILES = {
+    "spec.yaml",
+    "model.keras",
+    "best.keras",
+    "history.csv",
+    "history.json",
+    "metrics.json",
+    "run.json",
+    "eval.json",
+    "plots",
+}
+PICTURES = {"curves.png", "architecture.png", "confusion.png", "misclassified.png", "filters.png", "feature_maps.png"}
 
 
 def write_spec(folder: Path, text: str, name: str = "spec.yaml") -> Path:
@@ -81,7 +89,7 @@ def run_dirs(out: Path) -> list[Path]:
 
 
 def weights(path: Path) -> list[np.ndarray]:
-    from cnnkit.modelfile import load_model
+    from cnnkit.run.modelfile import load_model
 
     return load_model(path).get_weights()
 
@@ -130,7 +138,7 @@ def test_train_writes_a_complete_run_folder_and_never_overwrites(tmp_path):
     assert {p.name for p in run.iterdir()} == RUN_FILES  # backup/ is gone once the run completed
 
     # spec.yaml is the resolved spec: --epochs is in it, and it loads back on its own.
-    from cnnkit.spec import load_spec
+    from cnnkit.spec.parse import load_spec
 
     spec = load_spec(run / "spec.yaml")
     assert spec.train["epochs"] == 3 and spec.name == "digits"
@@ -150,7 +158,11 @@ def test_train_writes_a_complete_run_folder_and_never_overwrites(tmp_path):
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "completed" and info["epochs_run"] == 3
     assert (info["cnnkit"], info["tensorflow"], info["keras"], info["python"]) == (
-        cnnkit.__version__, tf.__version__, keras.__version__, platform.python_version())
+        cnnkit.__version__,
+        tf.__version__,
+        keras.__version__,
+        platform.python_version(),
+    )
     assert info["device"]["used"] == "cpu" and info["seed"] == 0 and isinstance(info["command"], list)
     assert info["started"] <= info["ended"]
     assert info["samples"] == {"train": 1222, "val": 216, "test": 359}
@@ -163,8 +175,17 @@ def test_train_writes_a_complete_run_folder_and_never_overwrites(tmp_path):
 
     # A second run of the same spec (same second, same name) gets its own folder; `latest` moves to it.
     before = (run / "run.json").read_text()
-    cli("train", CONFIGS / "digits.yaml", "--epochs", "1", "--set", "data.max_samples=100", "--no-pictures",
-        "--out", out)
+    cli(
+        "train",
+        CONFIGS / "digits.yaml",
+        "--epochs",
+        "1",
+        "--set",
+        "data.max_samples=100",
+        "--no-pictures",
+        "--out",
+        out,
+    )
     first, second = runs = run_dirs(out)
     assert first == run and len(runs) == 2 and second.name.startswith("digits-")
     assert (out / "latest").resolve() == second
@@ -183,8 +204,19 @@ def test_set_and_epochs_overrides_reach_history_and_spec_yaml(tmp_path):
     assert json.loads((run / "run.json").read_text())["samples"]["train"] == 200
 
     # --epochs is applied after --set: the explicit flag wins.
-    cli("train", spec, "--set", "train.epochs=4", "--epochs", "1", "--set", "data.max_samples=200", "--no-pictures",
-        "--out", out)
+    cli(
+        "train",
+        spec,
+        "--set",
+        "train.epochs=4",
+        "--epochs",
+        "1",
+        "--set",
+        "data.max_samples=200",
+        "--no-pictures",
+        "--out",
+        out,
+    )
     run = (out / "latest").resolve()
     assert history_rows(run) == 1 and "epochs: 1" in (run / "spec.yaml").read_text()
 
@@ -211,8 +243,12 @@ def test_ctrl_c_then_resume_finishes_the_full_epoch_count(tmp_path):
     spec = write_spec(tmp_path, TINY.replace("epochs: 3", f"epochs: {epochs}").replace("filters: 8", "filters: 32"))
     out = tmp_path / "runs"
     with open(tmp_path / "stdout", "w") as stdout, open(tmp_path / "stderr", "w") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "cnnkit", "train", str(spec), "--no-pictures", "--out",
-                                 str(out)], stdout=stdout, stderr=stderr, cwd=tmp_path)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cnnkit", "train", str(spec), "--no-pictures", "--out", str(out)],
+            stdout=stdout,
+            stderr=stderr,
+            cwd=tmp_path,
+        )
         try:
             deadline = time.monotonic() + 120
             # The backup's own marker: the first epoch has ended and its checkpoint is on disk.
@@ -236,8 +272,10 @@ def test_ctrl_c_then_resume_finishes_the_full_epoch_count(tmp_path):
     done = history_rows(run)
     assert 1 <= done < epochs
     stderr = (tmp_path / "stderr").read_text()
-    assert stderr == (f"Error: interrupted after {done} completed epoch(s); progress is saved in {run} "
-                      f"(hint: resume with: cnnkit train --resume {run})\n")
+    assert stderr == (
+        f"Error: interrupted after {done} completed epoch(s); progress is saved in {run} "
+        f"(hint: resume with: cnnkit train --resume {run})\n"
+    )
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
     assert (run / "backup").is_dir() and not (run / "model.keras").exists() and not (run / "metrics.json").exists()
 
@@ -251,21 +289,29 @@ def test_ctrl_c_then_resume_finishes_the_full_epoch_count(tmp_path):
 
     # Resuming again is refused: nothing is left to do.
     again = cli("train", "--resume", run, ok=False)
-    assert (again.exit_code, again.stderr) == (2, f"Error: run {run} already completed all its epochs; "
-                                                  "nothing to resume\n")
+    assert (again.exit_code, again.stderr) == (
+        2,
+        f"Error: run {run} already completed all its epochs; nothing to resume\n",
+    )
 
 
 def test_resume_refusals(tmp_path):
     missing = tmp_path / "no-such-run"
     result = cli("train", "--resume", missing, ok=False)
     assert (result.exit_code, result.stderr) == (
-        2, f"Error: run folder {missing} does not exist (hint: pass a folder made by `cnnkit train`)\n")
+        2,
+        f"Error: run folder {missing} does not exist (hint: pass a folder made by `cnnkit train`)\n",
+    )
     result = cli("train", "--resume", tmp_path, ok=False)
     assert (result.exit_code, result.stderr) == (
-        2, f"Error: {tmp_path} is not a cnnkit run folder (no spec.yaml) (hint: pass a folder made by `cnnkit train`)\n")
+        2,
+        f"Error: {tmp_path} is not a cnnkit run folder (no spec.yaml) (hint: pass a folder made by `cnnkit train`)\n",
+    )
     result = cli("train", write_spec(tmp_path, TINY), "--resume", tmp_path, ok=False)
     assert (result.exit_code, result.stderr) == (
-        2, "Error: --resume continues a run with its own spec; drop the SPEC argument and --set\n")
+        2,
+        "Error: --resume continues a run with its own spec; drop the SPEC argument and --set\n",
+    )
     result = cli("train", ok=False)
     assert (result.exit_code, result.stderr) == (2, "Error: give a SPEC file to train, or --resume RUN\n")
 
@@ -276,9 +322,11 @@ def test_nan_loss_stops_with_exit_3_and_keeps_the_last_good_state(tmp_path):
     result = cli("train", write_spec(tmp_path, DIVERGES), "--out", out, ok=False)
     (run,) = run_dirs(out)
     assert (result.exit_code, result.stderr) == (
-        3, f"Error: the loss became NaN/inf during epoch 2; training stopped. The last good state (epoch 1) is kept "
-           f"in {run / 'backup'} and best.keras (hint: lower the learning rate or add BatchNormalization, then "
-           "--resume)\n")
+        3,
+        f"Error: the loss became NaN/inf during epoch 2; training stopped. The last good state (epoch 1) is kept "
+        f"in {run / 'backup'} and best.keras (hint: lower the learning rate or add BatchNormalization, then "
+        "--resume)\n",
+    )
     assert not (run / "model.keras").exists() and not (run / "metrics.json").exists()  # not presented as complete
     assert json.loads((run / "run.json").read_text())["status"] == "diverged"
     assert history_rows(run) == 1 and (run / "backup" / "latest.weights.h5").is_file()
@@ -305,40 +353,59 @@ def _mismatch_cases(tmp_path: Path) -> dict[str, tuple[list, str]]:
     wrong = tmp_path / "wrong.npz"
     np.savez(wrong, images=np.zeros((4, 8, 8), np.uint8))
     folder = _image_folder(tmp_path / "folder", corrupt=True)
-    npz_hint = "(hint: save it with np.savez(path, x_train=x, y_train=y[, x_val=..., y_val=..., x_test=..., y_test=...]))"
+    npz_hint = (
+        "(hint: save it with np.savez(path, x_train=x, y_train=y[, x_val=..., y_val=..., x_test=..., y_test=...]))"
+    )
     spec = lambda name, text: write_spec(tmp_path, text, f"{name}.yaml")  # noqa: E731
     return {
         "input_shape": (
             [spec("shape", TINY.replace("[8, 8, 1]", "[28, 28, 1]"))],
             f"Error: the data's samples are 8×8×1 ({digits_source()}) but the model's input_shape is [28, 28, 1] "
-            "(hint: set input_shape: [8, 8, 1] (or data.image_size / color_mode to convert))\n"),
+            "(hint: set input_shape: [8, 8, 1] (or data.image_size / color_mode to convert))\n",
+        ),
         "sigmoid_head_categorical_loss": (
             [spec("head", TINY.replace("{units: 10, activation: softmax}", "{units: 1, activation: sigmoid}"))],
             "Error: the data has 10 classes but the last layer is Dense(1, sigmoid) with loss "
             "categorical_crossentropy (hint: use Dense: {units: 10, activation: softmax} with loss "
-            "categorical_crossentropy)\n"),
+            "categorical_crossentropy)\n",
+        ),
         "bad_npz": (
             [spec("junk", TINY.replace("{dataset: digits}", f"{{dataset: npz, path: {junk}}}"))],
-            f"Error: {junk}: not an .npz file (not a zip archive) {npz_hint}\n"),
+            f"Error: {junk}: not an .npz file (not a zip archive) {npz_hint}\n",
+        ),
         "npz_without_x_train": (
             [spec("wrong", TINY.replace("{dataset: digits}", f"{{dataset: npz, path: {wrong}}}"))],
-            f"Error: {wrong}: missing array 'x_train', 'y_train'; found: images {npz_hint}\n"),
+            f"Error: {wrong}: missing array 'x_train', 'y_train'; found: images {npz_hint}\n",
+        ),
         "corrupt_image": (
             [spec("folder", TINY.replace("{dataset: digits}", f"{{dataset: image_folder, path: {folder}}}"))],
             f"Error: {folder}: 1 unreadable image file: {folder}/b/4.png (not an image Pillow can read) "
-            "(hint: delete or replace them, then run again)\n"),
+            "(hint: delete or replace them, then run again)\n",
+        ),
         "device_gpu": (
             [spec("tiny", TINY), "--device", "gpu"],
             "Error: --device gpu: TensorFlow sees no GPU on this machine (hint: use --device cpu or auto; check "
-            "`nvidia-smi` and the CUDA-enabled tensorflow package)\n"),
+            "`nvidia-smi` and the CUDA-enabled tensorflow package)\n",
+        ),
         "device_unknown": (
             [spec("tiny", TINY), "--device", "tpu"],
-            "Error: --device must be one of auto, cpu, gpu. Received: 'tpu'\n"),
+            "Error: --device must be one of auto, cpu, gpu. Received: 'tpu'\n",
+        ),
     }
 
 
-@pytest.mark.parametrize("case", ["input_shape", "sigmoid_head_categorical_loss", "bad_npz", "npz_without_x_train",
-                                  "corrupt_image", "device_gpu", "device_unknown"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "input_shape",
+        "sigmoid_head_categorical_loss",
+        "bad_npz",
+        "npz_without_x_train",
+        "corrupt_image",
+        "device_gpu",
+        "device_unknown",
+    ],
+)
 def test_data_and_spec_mismatches_are_one_line_exit_2(case, tmp_path):
     if case == "device_gpu":
         import tensorflow as tf
@@ -369,20 +436,27 @@ def test_missing_dataset_lists_every_place_searched(tmp_path, monkeypatch):
     out = tmp_path / "runs"
     result = cli("train", CONFIGS / "mnist.yaml", "--out", out, ok=False)
     d, k = data_dir, keras_home / "datasets"
-    assert (result.exit_code, result.stderr) == (2, (
-        f"Error: dataset 'mnist' not found: searched {d}/mnist.npz, {d}/mnist-idx/*-ubyte.gz, {d}/*-ubyte.gz, "
-        f"{k}/mnist.npz, {k}/mnist-idx/*-ubyte.gz, {k}/*-ubyte.gz; then keras.datasets.mnist.load_data() failed "
-        "(Exception: URL fetch failure on https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz) "
-        "(hint: put mnist.npz (or the 4 MNIST *-ubyte.gz files) in one of those folders, or pass --data-dir DIR "
-        "(or set CNNKIT_DATA_DIR))\n"))
+    assert (result.exit_code, result.stderr) == (
+        2,
+        (
+            f"Error: dataset 'mnist' not found: searched {d}/mnist.npz, {d}/mnist-idx/*-ubyte.gz, {d}/*-ubyte.gz, "
+            f"{k}/mnist.npz, {k}/mnist-idx/*-ubyte.gz, {k}/*-ubyte.gz; then keras.datasets.mnist.load_data() failed "
+            "(Exception: URL fetch failure on https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz) "
+            "(hint: put mnist.npz (or the 4 MNIST *-ubyte.gz files) in one of those folders, or pass --data-dir DIR "
+            "(or set CNNKIT_DATA_DIR))\n"
+        ),
+    )
     assert not out.exists()
 
 
 def test_image_folder_trains_when_every_image_is_good(tmp_path):
     folder = _image_folder(tmp_path / "folder", corrupt=False)
-    spec = write_spec(tmp_path, TINY.replace("{dataset: digits}", f"{{dataset: image_folder, path: {folder}, "
-                                             "validation_split: 0.25, test_split: 0.25}")
-                      .replace("units: 10", "units: 2"))
+    spec = write_spec(
+        tmp_path,
+        TINY.replace(
+            "{dataset: digits}", f"{{dataset: image_folder, path: {folder}, validation_split: 0.25, test_split: 0.25}}"
+        ).replace("units: 10", "units: 2"),
+    )
     cli("train", spec, "--epochs", "1", "--no-pictures", "--out", tmp_path / "runs")
     info = json.loads((tmp_path / "runs" / "latest" / "run.json").read_text())
     assert info["class_names"] == ["a", "b"] and info["status"] == "completed"
@@ -413,8 +487,17 @@ def test_notes_mnist_one_epoch_reaches_98_percent_and_evaluates(tmp_path):
 @pytest.mark.data
 def test_notes_binary_zeros_vs_ones(tmp_path):
     need_data()
-    cli("train", CONFIGS / "notes_binary.yaml", "--epochs", "1", "--set", "data.max_samples=3000", "--no-pictures",
-        "--out", tmp_path / "runs")
+    cli(
+        "train",
+        CONFIGS / "notes_binary.yaml",
+        "--epochs",
+        "1",
+        "--set",
+        "data.max_samples=3000",
+        "--no-pictures",
+        "--out",
+        tmp_path / "runs",
+    )
     run = (tmp_path / "runs" / "latest").resolve()
     info = json.loads((run / "run.json").read_text())
     assert info["class_names"] == ["0", "1"] and info["feed"]["labels"] == "binary"
@@ -427,8 +510,17 @@ def test_notes_binary_zeros_vs_ones(tmp_path):
 @pytest.mark.data
 def test_mnist_conv1d_reads_images_as_sequences(tmp_path):
     need_data()
-    cli("train", CONFIGS / "mnist_conv1d.yaml", "--epochs", "1", "--set", "data.max_samples=3000", "--no-pictures",
-        "--out", tmp_path / "runs")
+    cli(
+        "train",
+        CONFIGS / "mnist_conv1d.yaml",
+        "--epochs",
+        "1",
+        "--set",
+        "data.max_samples=3000",
+        "--no-pictures",
+        "--out",
+        tmp_path / "runs",
+    )
     run = (tmp_path / "runs" / "latest").resolve()
     info = json.loads((run / "run.json").read_text())
     assert info["feed"]["squeeze_channel"] is True and info["samples"]["train"] == 3000
@@ -451,9 +543,16 @@ def test_three_channel_run_draws_colour_pictures(tmp_path):
     grey = (digits.images * (255 / 16)).astype(np.uint8)
     tint = np.random.default_rng(0).uniform(0.4, 1.0, size=(10, 3))
     rgb = (grey[..., None] * tint[digits.target][:, None, None, :]).astype(np.uint8)
-    np.savez(tmp_path / "rgb.npz", x_train=rgb[:1400], y_train=digits.target[:1400],
-             x_test=rgb[1400:], y_test=digits.target[1400:])
-    spec = write_spec(tmp_path, f"""
+    np.savez(
+        tmp_path / "rgb.npz",
+        x_train=rgb[:1400],
+        y_train=digits.target[:1400],
+        x_test=rgb[1400:],
+        y_test=digits.target[1400:],
+    )
+    spec = write_spec(
+        tmp_path,
+        f"""
 name: rgb-digits
 input_shape: [8, 8, 3]
 layers:
@@ -463,7 +562,8 @@ layers:
   - Dense: {{units: 10, activation: softmax}}
 data: {{dataset: npz, path: {tmp_path / "rgb.npz"}}}
 train: {{epochs: 3, batch_size: 32}}
-""")
+""",
+    )
     cli("train", spec, "--out", tmp_path / "runs")
     run = (tmp_path / "runs" / "latest").resolve()
     assert_run_pictures(run)

@@ -41,17 +41,23 @@ def _is_number(cell: str) -> bool:
 def _label_index(label_column, header: list[str] | None, ncols: int, path: str) -> int:
     if isinstance(label_column, str):
         if header is None:
-            raise DataError(f"{path}: label_column {label_column!r} is a column name but the file "
-                            f"has no header row", hint="use a column index, e.g. label_column: 0")
+            raise DataError(
+                f"{path}: label_column {label_column!r} is a column name but the file has no header row",
+                hint="use a column index, e.g. label_column: 0",
+            )
         names = [h.strip() for h in header]
         if label_column not in names:
             shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-            raise DataError(f"{path}: no column named {label_column!r}; header has {shown}",
-                            hint="set data.label_column to one of the header names or an index")
+            raise DataError(
+                f"{path}: no column named {label_column!r}; header has {shown}",
+                hint="set data.label_column to one of the header names or an index",
+            )
         return names.index(label_column)
     if not -ncols <= label_column < ncols:
-        raise DataError(f"{path}: label_column {label_column} is out of range for {ncols} columns",
-                        hint=f"use an index from 0 to {ncols - 1}")
+        raise DataError(
+            f"{path}: label_column {label_column} is out of range for {ncols} columns",
+            hint=f"use an index from 0 to {ncols - 1}",
+        )
     return label_column % ncols
 
 
@@ -62,13 +68,15 @@ def _diagnose(path: str, skip_line: int, ncols: int) -> None:
             continue
         if len(cells) != ncols:
             kind = "short" if len(cells) < ncols else "long"
-            raise DataError(f"{path}: row {line} is {kind}: {len(cells)} columns, expected {ncols} "
-                            f"like the first row",
-                            hint="every row needs one label and the same number of pixels")
+            raise DataError(
+                f"{path}: row {line} is {kind}: {len(cells)} columns, expected {ncols} like the first row",
+                hint="every row needs one label and the same number of pixels",
+            )
         for col, cell in enumerate(cells, start=1):
             if not _is_number(cell):
-                raise DataError(f"{path}: row {line}, column {col}: expected a number, got "
-                                f"{cell!r}", hint="fix or delete that row")
+                raise DataError(
+                    f"{path}: row {line}, column {col}: expected a number, got {cell!r}", hint="fix or delete that row"
+                )
 
 
 def _line_of(path: str, skip_line: int, k: int) -> int:
@@ -87,11 +95,13 @@ def read_csv(path: str, *, header="auto", label_column=0, image_shape=None, inpu
         raise DataError(f"{path}: {what}", hint="check data.path / data.test_path")
     first = next(_rows(path), None)
     if first is None:
-        raise DataError(f"{path}: empty file, expected rows of label, pixel0, ..., pixelN",
-                        hint="check that the file was written completely")
+        raise DataError(
+            f"{path}: empty file, expected rows of label, pixel0, ..., pixelN",
+            hint="check that the file was written completely",
+        )
     first_line, first_cells = first
     if header not in (True, False, "auto"):
-        raise DataError(f"data.header: expected true, false or \"auto\", got {header!r}")
+        raise DataError(f'data.header: expected true, false or "auto", got {header!r}')
     if header == "auto":
         header = not all(_is_number(c) for c in first_cells)
     header_cells = first_cells if header else None
@@ -102,17 +112,19 @@ def read_csv(path: str, *, header="auto", label_column=0, image_shape=None, inpu
     try:
         with open(path, newline="", encoding=_ENCODING) as f, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "input contained no data" is handled below
-            table = np.loadtxt(f, delimiter=",", dtype=np.float32, skiprows=skip_line,
-                               comments=None, ndmin=2)
+            table = np.loadtxt(f, delimiter=",", dtype=np.float32, skiprows=skip_line, comments=None, ndmin=2)
     except ValueError as err:
         _diagnose(path, skip_line, ncols)
-        raise DataError(f"{path}: cannot parse as numbers ({' '.join(str(err).split())})",
-                        hint="expected comma-separated numbers") from None
+        raise DataError(
+            f"{path}: cannot parse as numbers ({' '.join(str(err).split())})", hint="expected comma-separated numbers"
+        ) from None
     if table.size == 0:
         raise DataError(f"{path}: a header row but no data rows", hint="add rows of pixels")
     if table.shape[1] != ncols:  # e.g. a header with fewer names than the data has values
-        raise DataError(f"{path}: header row {first_line} has {ncols} columns but the data has "
-                        f"{table.shape[1]}", hint="fix the header, or set header: false")
+        raise DataError(
+            f"{path}: header row {first_line} has {ncols} columns but the data has {table.shape[1]}",
+            hint="fix the header, or set header: false",
+        )
 
     bad = ~np.isfinite(table)
     labels = table[:, label_at]
@@ -121,17 +133,20 @@ def read_csv(path: str, *, header="auto", label_column=0, image_shape=None, inpu
         k, col = (int(i) for i in np.argwhere(bad)[0])
         line = _line_of(path, skip_line, k)
         what = "a finite integer class label" if col == label_at else "a finite pixel value"
-        raise DataError(f"{path}: row {line}, column {col + 1}: expected {what}, got "
-                        f"{table[k, col]:g}", hint="fix or delete that row")
+        raise DataError(
+            f"{path}: row {line}, column {col + 1}: expected {what}, got {table[k, col]:g}",
+            hint="fix or delete that row",
+        )
     if labels.min() < 0:
         k = int(np.argmax(labels < 0))
-        raise DataError(f"{path}: row {_line_of(path, skip_line, k)}, column {label_at + 1}: "
-                        f"expected a class index 0..K-1, got {labels[k]:g}",
-                        hint="shift labels so the first class is 0")
+        raise DataError(
+            f"{path}: row {_line_of(path, skip_line, k)}, column {label_at + 1}: "
+            f"expected a class index 0..K-1, got {labels[k]:g}",
+            hint="shift labels so the first class is 0",
+        )
 
     pixels = np.delete(table, label_at, axis=1)
-    shape = _image_shape(image_shape, input_shape, pixels.shape[1], path,
-                         lambda: _line_of(path, skip_line, 0))
+    shape = _image_shape(image_shape, input_shape, pixels.shape[1], path, lambda: _line_of(path, skip_line, 0))
     x = as_samples(pixels.reshape((len(pixels), *shape)), path, input_shape)
     return pixels_to_uint8(x, path), labels.astype(np.int64)
 
@@ -142,33 +157,44 @@ def _image_shape(image_shape, input_shape, count: int, path: str, line) -> tuple
     if not shape:
         side = math.isqrt(count)
         if side * side != count:
-            raise DataError(f"{path}: row {line()} has {count} pixel values, which is not a square "
-                            f"image, and no image_shape is set",
-                            hint="set data.image_shape, e.g. [28, 28, 1]")
+            raise DataError(
+                f"{path}: row {line()} has {count} pixel values, which is not a square "
+                f"image, and no image_shape is set",
+                hint="set data.image_shape, e.g. [28, 28, 1]",
+            )
         return (side, side, 1)
     shape = tuple(int(s) for s in shape)
     if len(shape) not in (2, 3):
         raise DataError(f"data.image_shape: expected [H, W] or [H, W, C], got {list(shape)}")
     if math.prod(shape) != count:
-        raise DataError(f"{path}: row {line()} has {count} pixel values but image_shape "
-                        f"{list(shape)} needs {math.prod(shape)}",
-                        hint="set data.image_shape to the shape the pixels were saved in")
+        raise DataError(
+            f"{path}: row {line()} has {count} pixel values but image_shape {list(shape)} needs {math.prod(shape)}",
+            hint="set data.image_shape to the shape the pixels were saved in",
+        )
     return shape
 
 
 def load(cfg: dict, ctx) -> Splits:
     path = cfg.get("path")
     if not path:
-        raise DataError("data.path: the csv dataset needs a .csv file",
-                        hint="set data.path to a file of rows: label, pixel0, ..., pixelN")
-    options = dict(header=cfg.get("header", "auto"), label_column=cfg.get("label_column", 0),
-                   image_shape=cfg.get("image_shape"), input_shape=ctx.input_shape)
+        raise DataError(
+            "data.path: the csv dataset needs a .csv file",
+            hint="set data.path to a file of rows: label, pixel0, ..., pixelN",
+        )
+    options = dict(
+        header=cfg.get("header", "auto"),
+        label_column=cfg.get("label_column", 0),
+        image_shape=cfg.get("image_shape"),
+        input_shape=ctx.input_shape,
+    )
     x, y = read_csv(path, **options)
     x_test = y_test = None
     if cfg.get("test_path"):
         x_test, y_test = read_csv(cfg["test_path"], **options)
         if x_test.shape[1:] != x.shape[1:]:
-            raise DataError(f"{cfg['test_path']}: samples have shape {x_test.shape[1:]} but "
-                            f"{path} has {x.shape[1:]}", hint="use the same layout in both files")
+            raise DataError(
+                f"{cfg['test_path']}: samples have shape {x_test.shape[1:]} but {path} has {x.shape[1:]}",
+                hint="use the same layout in both files",
+            )
     top = max(int(y.max()), int(y_test.max()) if y_test is not None else 0)
     return Splits(x, y, None, None, x_test, y_test, class_names=digit_names(top + 1), source=path)

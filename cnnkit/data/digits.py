@@ -20,5 +20,4 @@ def load(cfg: dict, ctx) -> Splits:
     source = os.path.join(os.path.dirname(datasets.__file__), "data", "digits.csv.gz")
     if not os.path.exists(source):
         source = "sklearn.datasets.load_digits()"
-    return Splits(x, bunch.target.astype(np.int64), None, None, None, None,
-                  class_names=digit_names(10), source=source)
+    return Splits(x, bunch.target.astype(np.int64), None, None, None, None, class_names=digit_names(10), source=source)

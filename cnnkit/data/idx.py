@@ -42,22 +42,24 @@ def read_idx(path: str, rank: int) -> np.ndarray:
         with opener(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError, zlib.error) as err:
-        raise DataError(f"{path}: cannot read ({err})",
-                        hint="download the file again; it may be truncated") from None
+        raise DataError(f"{path}: cannot read ({err})", hint="download the file again; it may be truncated") from None
     expected_magic = 0x0800 | rank
     magic = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
     if magic != expected_magic:
         got = f"0x{magic:08x}" if magic is not None else f"{len(raw)} bytes"
         kind = "image" if rank == 3 else "label"
-        raise DataError(f"{path}: not an IDX {kind} file (magic number {got}, expected "
-                        f"0x{expected_magic:08x})",
-                        hint="use the original *-ubyte(.gz) files")
+        raise DataError(
+            f"{path}: not an IDX {kind} file (magic number {got}, expected 0x{expected_magic:08x})",
+            hint="use the original *-ubyte(.gz) files",
+        )
     header = 4 + 4 * rank
-    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(rank)]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(rank)]
     size = int(np.prod(dims))
     if len(raw) != header + size:
-        raise DataError(f"{path}: IDX header says {dims} = {size} bytes of data, file holds "
-                        f"{len(raw) - header}", hint="download the file again; it is truncated")
+        raise DataError(
+            f"{path}: IDX header says {dims} = {size} bytes of data, file holds {len(raw) - header}",
+            hint="download the file again; it is truncated",
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
@@ -66,14 +68,16 @@ def load_idx_folder(folder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     paths = {key: find_idx_file(folder, base) for key, base in IDX_FILES.items()}
     missing = [IDX_FILES[key] + ".gz" for key, path in paths.items() if path is None]
     if missing:
-        raise DataError(f"{folder}: incomplete IDX set, missing {', '.join(missing)}",
-                        hint="put all four *-ubyte.gz files in the same folder")
+        raise DataError(
+            f"{folder}: incomplete IDX set, missing {', '.join(missing)}",
+            hint="put all four *-ubyte.gz files in the same folder",
+        )
     arrays = {key: read_idx(path, 3 if key[1] == "x" else 1) for key, path in paths.items()}
     for split in ("train", "test"):
         x, y = arrays[(split, "x")], arrays[(split, "y")]
         if len(x) != len(y):
-            raise DataError(f"{paths[(split, 'x')]}: {len(x)} images but "
-                            f"{paths[(split, 'y')]} has {len(y)} labels",
-                            hint="the image and label files come from different downloads")
-    return (arrays[("train", "x")], arrays[("train", "y")],
-            arrays[("test", "x")], arrays[("test", "y")])
+            raise DataError(
+                f"{paths[(split, 'x')]}: {len(x)} images but {paths[(split, 'y')]} has {len(y)} labels",
+                hint="the image and label files come from different downloads",
+            )
+    return (arrays[("train", "x")], arrays[("train", "y")], arrays[("test", "x")], arrays[("test", "y")])

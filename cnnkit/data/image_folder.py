@@ -25,26 +25,26 @@ def class_folders(root: str) -> dict[str, list[str]]:
     """Sorted class name -> sorted image paths under that class folder (recursively)."""
     if not os.path.isdir(root):
         what = "does not exist" if not os.path.exists(root) else "is a file, expected a folder"
-        raise DataError(f"{root}: {what}",
-                        hint="point data.path at a folder with one subfolder per class")
+        raise DataError(f"{root}: {what}", hint="point data.path at a folder with one subfolder per class")
     # Hidden folders (.ipynb_checkpoints, .git) are tool litter, not classes.
-    names = sorted(d for d in os.listdir(root)
-                   if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
+    names = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
     if not names:
-        raise DataError(f"{root}: no class subfolders",
-                        hint="put the images of each class in their own subfolder, e.g. "
-                             f"{os.path.join(root, 'cat')}/, {os.path.join(root, 'dog')}/")
+        raise DataError(
+            f"{root}: no class subfolders",
+            hint="put the images of each class in their own subfolder, e.g. "
+            f"{os.path.join(root, 'cat')}/, {os.path.join(root, 'dog')}/",
+        )
     classes = {}
     for name in names:
         files = []
         for dirpath, dirnames, filenames in os.walk(os.path.join(root, name), followlinks=True):
             dirnames.sort()
-            files += [os.path.join(dirpath, f) for f in sorted(filenames)
-                      if f.lower().endswith(EXTENSIONS)]
+            files += [os.path.join(dirpath, f) for f in sorted(filenames) if f.lower().endswith(EXTENSIONS)]
         if not files:
-            raise DataError(f"{os.path.join(root, name)}: class folder has no images "
-                            f"({'/'.join(EXTENSIONS)})",
-                            hint="add images or remove the folder")
+            raise DataError(
+                f"{os.path.join(root, name)}: class folder has no images ({'/'.join(EXTENSIONS)})",
+                hint="add images or remove the folder",
+            )
         classes[name] = files
     return classes
 
@@ -110,8 +110,10 @@ def load_folder(root: str, size: tuple[int, int], mode: str):
         ImageFile.LOAD_TRUNCATED_IMAGES = tolerant
     bad = [f"{path} ({reason})" for (path, _), (_, reason) in zip(jobs, results) if reason]
     if bad:
-        raise DataError(f"{root}: {len(bad)} unreadable image file{'s' * (len(bad) > 1)}: "
-                        f"{', '.join(bad)}", hint="delete or replace them, then run again")
+        raise DataError(
+            f"{root}: {len(bad)} unreadable image file{'s' * (len(bad) > 1)}: {', '.join(bad)}",
+            hint="delete or replace them, then run again",
+        )
     x = np.stack([arr for arr, _ in results])
     if x.ndim == 3:
         x = x[..., np.newaxis]
@@ -122,20 +124,22 @@ def load_folder(root: str, size: tuple[int, int], mode: str):
 def load(cfg: dict, ctx) -> Splits:
     root = cfg.get("path")
     if not root:
-        raise DataError("data.path: the image_folder dataset needs a folder",
-                        hint="set data.path to a folder with one subfolder per class")
+        raise DataError(
+            "data.path: the image_folder dataset needs a folder",
+            hint="set data.path to a folder with one subfolder per class",
+        )
     size = cfg.get("image_size") or (ctx.input_shape[:2] if ctx.input_shape else None)
     if not size or len(size) != 2:
-        raise DataError(f"data.image_size: expected [height, width], got {size!r}",
-                        hint="set data.image_size, e.g. [64, 64]")
+        raise DataError(
+            f"data.image_size: expected [height, width], got {size!r}", hint="set data.image_size, e.g. [64, 64]"
+        )
     size = (int(size[0]), int(size[1]))
     mode = cfg.get("color_mode")
     if not mode:
         channels = ctx.input_shape[-1] if ctx.input_shape and len(ctx.input_shape) == 3 else 3
         mode = CHANNELS_TO_MODE.get(channels, "rgb")
     if mode not in COLOR_MODES:
-        raise DataError(f"data.color_mode: unknown mode {mode!r}; valid: "
-                        f"{', '.join(COLOR_MODES)}")
+        raise DataError(f"data.color_mode: unknown mode {mode!r}; valid: {', '.join(COLOR_MODES)}")
 
     x, y, names = load_folder(root, size, mode)
     x_test = y_test = None
@@ -144,6 +148,7 @@ def load(cfg: dict, ctx) -> Splits:
         x_test, y_test, test_names = load_folder(test_root, size, mode)
         if test_names != names:
             raise DataError(
-                f"{test_root}: test classes {test_names} differ from training classes {names} "
-                f"in {root}", hint="use the same class subfolder names in both folders")
+                f"{test_root}: test classes {test_names} differ from training classes {names} in {root}",
+                hint="use the same class subfolder names in both folders",
+            )
     return Splits(x, y, None, None, x_test, y_test, class_names=names, source=root)

@@ -12,30 +12,129 @@ import socket
 from dataclasses import dataclass
 
 from cnnkit.data.arrays import digit_names
-from cnnkit.data.cifar_bin import LAYOUTS as CIFAR_BIN, load_cifar_bin
+from cnnkit.data.cifar_bin import LAYOUTS as CIFAR_BIN
+from cnnkit.data.cifar_bin import load_cifar_bin
 from cnnkit.data.idx import has_idx_files, load_idx_folder
 from cnnkit.data.npz import npz_splits, read_npz
 from cnnkit.data.splits import Splits
 from cnnkit.errors import DataError
 
-FASHION_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                 "Sneaker", "Bag", "Ankle boot")
-CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-                 "truck")
+FASHION_NAMES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 # The fine labels in index order (the order of fine_label_names in the CIFAR-100 meta file).
 CIFAR100_NAMES = (
-    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle",
-    "bottle", "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle",
-    "caterpillar", "cattle", "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch",
-    "crab", "crocodile", "cup", "dinosaur", "dolphin", "elephant", "flatfish", "forest", "fox",
-    "girl", "hamster", "house", "kangaroo", "keyboard", "lamp", "lawn_mower", "leopard", "lion",
-    "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain", "mouse", "mushroom",
-    "oak_tree", "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree",
-    "plain", "plate", "poppy", "porcupine", "possum", "rabbit", "raccoon", "ray", "road",
-    "rocket", "rose", "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake",
-    "spider", "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank", "telephone",
-    "television", "tiger", "tractor", "train", "trout", "tulip", "turtle", "wardrobe", "whale",
-    "willow_tree", "wolf", "woman", "worm")
+    "apple",
+    "aquarium_fish",
+    "baby",
+    "bear",
+    "beaver",
+    "bed",
+    "bee",
+    "beetle",
+    "bicycle",
+    "bottle",
+    "bowl",
+    "boy",
+    "bridge",
+    "bus",
+    "butterfly",
+    "camel",
+    "can",
+    "castle",
+    "caterpillar",
+    "cattle",
+    "chair",
+    "chimpanzee",
+    "clock",
+    "cloud",
+    "cockroach",
+    "couch",
+    "crab",
+    "crocodile",
+    "cup",
+    "dinosaur",
+    "dolphin",
+    "elephant",
+    "flatfish",
+    "forest",
+    "fox",
+    "girl",
+    "hamster",
+    "house",
+    "kangaroo",
+    "keyboard",
+    "lamp",
+    "lawn_mower",
+    "leopard",
+    "lion",
+    "lizard",
+    "lobster",
+    "man",
+    "maple_tree",
+    "motorcycle",
+    "mountain",
+    "mouse",
+    "mushroom",
+    "oak_tree",
+    "orange",
+    "orchid",
+    "otter",
+    "palm_tree",
+    "pear",
+    "pickup_truck",
+    "pine_tree",
+    "plain",
+    "plate",
+    "poppy",
+    "porcupine",
+    "possum",
+    "rabbit",
+    "raccoon",
+    "ray",
+    "road",
+    "rocket",
+    "rose",
+    "sea",
+    "seal",
+    "shark",
+    "shrew",
+    "skunk",
+    "skyscraper",
+    "snail",
+    "snake",
+    "spider",
+    "squirrel",
+    "streetcar",
+    "sunflower",
+    "sweet_pepper",
+    "table",
+    "tank",
+    "telephone",
+    "television",
+    "tiger",
+    "tractor",
+    "train",
+    "trout",
+    "tulip",
+    "turtle",
+    "wardrobe",
+    "whale",
+    "willow_tree",
+    "wolf",
+    "woman",
+    "worm",
+)
 
 _TIMEOUT_S = 10  # offline, a download should fail in seconds, not hang
 
@@ -45,25 +144,35 @@ class KerasDataset:
     """Where one dataset may lie in a folder, in the order the folder is searched."""
 
     class_names: tuple[str, ...]
-    npz_names: tuple[str, ...]          # .npz with x_train, y_train, x_test, y_test
-    idx_dirs: tuple[str, ...] = ()      # folders of IDX files; "" is the folder itself
-    keras_dir: str | None = None        # what Keras' own load_data() leaves in its cache
-    provide: str = ""                   # how to provide it, for the not-found hint
+    npz_names: tuple[str, ...]  # .npz with x_train, y_train, x_test, y_test
+    idx_dirs: tuple[str, ...] = ()  # folders of IDX files; "" is the folder itself
+    keras_dir: str | None = None  # what Keras' own load_data() leaves in its cache
+    provide: str = ""  # how to provide it, for the not-found hint
 
 
 KERAS_DATASETS = {
-    "mnist": KerasDataset(tuple(digit_names(10)), ("mnist.npz",), ("mnist-idx", ""),
-                          provide="mnist.npz (or the 4 MNIST *-ubyte.gz files)"),
+    "mnist": KerasDataset(
+        tuple(digit_names(10)), ("mnist.npz",), ("mnist-idx", ""), provide="mnist.npz (or the 4 MNIST *-ubyte.gz files)"
+    ),
     "fashion_mnist": KerasDataset(
-        FASHION_NAMES, ("fashion_mnist.npz", "fashion-mnist.npz"),
+        FASHION_NAMES,
+        ("fashion_mnist.npz", "fashion-mnist.npz"),
         # "fashion-mnist" is the folder Keras downloads the IDX files into.
         ("fashion_mnist-idx", "fashion-mnist", ""),
-        provide="fashion_mnist.npz (or the 4 Fashion-MNIST *-ubyte.gz files)"),
-    "cifar10": KerasDataset(CIFAR10_NAMES, ("cifar10.npz",), keras_dir="cifar-10-batches-py-target",
-                            provide="cifar10.npz or the cifar-10-batches-bin folder"),
-    "cifar100": KerasDataset(CIFAR100_NAMES, ("cifar100.npz",),
-                             keras_dir="cifar-100-python-target",
-                             provide="cifar100.npz or the cifar-100-binary folder"),
+        provide="fashion_mnist.npz (or the 4 Fashion-MNIST *-ubyte.gz files)",
+    ),
+    "cifar10": KerasDataset(
+        CIFAR10_NAMES,
+        ("cifar10.npz",),
+        keras_dir="cifar-10-batches-py-target",
+        provide="cifar10.npz or the cifar-10-batches-bin folder",
+    ),
+    "cifar100": KerasDataset(
+        CIFAR100_NAMES,
+        ("cifar100.npz",),
+        keras_dir="cifar-100-python-target",
+        provide="cifar100.npz or the cifar-100-binary folder",
+    ),
 }
 
 
@@ -106,6 +215,7 @@ def _present(kind: str, path: str) -> bool:
 def _keras_load(name: str):
     """keras.datasets.<name>.load_data(): reads Keras' cache, or downloads into it."""
     from cnnkit.backend import keras as _keras
+
     keras = _keras()  # lazy: importing Keras imports TensorFlow
 
     load_data = getattr(keras.datasets, name).load_data
@@ -128,8 +238,10 @@ def _read(name: str, kind: str, path: str) -> dict:
     try:
         (x_train, y_train), (x_test, y_test) = _keras_load(name)
     except Exception as err:  # Keras raises bare Exception for fetch failures
-        raise DataError(f"{path}: Keras could not read its cached {name} ({_one_line(err)})",
-                        hint="delete that folder so Keras downloads it again") from None
+        raise DataError(
+            f"{path}: Keras could not read its cached {name} ({_one_line(err)})",
+            hint="delete that folder so Keras downloads it again",
+        ) from None
     return dict(zip(keys, (x_train, y_train, x_test, y_test)))
 
 
@@ -166,7 +278,8 @@ def load_named(name: str, cfg: dict, ctx) -> Splits:
             f"dataset '{name}' not found: searched {no_dir}{', '.join(searched)}; then "
             f"keras.datasets.{name}.load_data() failed ({_one_line(err)})",
             hint=f"put {KERAS_DATASETS[name].provide} in one of those folders, or pass "
-                 f"--data-dir DIR (or set CNNKIT_DATA_DIR)") from None
+            f"--data-dir DIR (or set CNNKIT_DATA_DIR)",
+        ) from None
     arrays = dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
     return _splits(name, arrays, f"keras.datasets.{name}.load_data()")
 
@@ -174,18 +287,20 @@ def load_named(name: str, cfg: dict, ctx) -> Splits:
 def _load_explicit(name: str, path: str) -> Splits:
     """data.path names the file (an .npz) or a folder holding one of the known layouts."""
     if not os.path.exists(path):
-        raise DataError(f"data.path: {path} does not exist",
-                        hint=f"point it at {KERAS_DATASETS[name].provide}, or remove it to search "
-                             f"the data dir and the Keras cache")
+        raise DataError(
+            f"data.path: {path} does not exist",
+            hint=f"point it at {KERAS_DATASETS[name].provide}, or remove it to search the data dir and the Keras cache",
+        )
     if not os.path.isdir(path):
         return _splits(name, _read(name, "npz", path), path)
     candidates = _candidates(name, path, in_cache=False)
     for _, kind, where in candidates:
         if _present(kind, where):
             return _splits(name, _read(name, kind, where), where)
-    raise DataError(f"data.path: {path} holds no {name} data; looked for "
-                    f"{', '.join(shown for shown, _, _ in candidates)}",
-                    hint=f"put {KERAS_DATASETS[name].provide} there")
+    raise DataError(
+        f"data.path: {path} holds no {name} data; looked for {', '.join(shown for shown, _, _ in candidates)}",
+        hint=f"put {KERAS_DATASETS[name].provide} there",
+    )
 
 
 def loader(name: str):

@@ -10,18 +10,15 @@ import zipfile
 
 import numpy as np
 
-from cnnkit.data.arrays import (as_samples, check_pairs, digit_names, labels_to_int64,
-                                pixels_to_uint8)
+from cnnkit.data.arrays import as_samples, check_pairs, digit_names, labels_to_int64, pixels_to_uint8
 from cnnkit.data.splits import Splits
 from cnnkit.errors import DataError
 
-_SAVE_HINT = ("save it with np.savez(path, x_train=x, y_train=y[, x_val=..., y_val=..., x_test=..., "
-              "y_test=...])")
+_SAVE_HINT = "save it with np.savez(path, x_train=x, y_train=y[, x_val=..., y_val=..., x_test=..., y_test=...])"
 SPLITS = ("train", "val", "test")
 
 
-def read_npz(path: str, required: tuple[str, ...],
-             optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+def read_npz(path: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """The named arrays of an .npz, never unpickling anything; absent optional keys are skipped."""
     if not os.path.exists(path):
         raise DataError(f"{path}: file not found", hint="check data.path")
@@ -30,8 +27,9 @@ def read_npz(path: str, required: tuple[str, ...],
     with open(path, "rb") as f:
         magic = f.read(6)
     if magic == b"\x93NUMPY":
-        raise DataError(f"{path}: is a single-array .npy file, expected an .npz archive with "
-                        f"x_train and y_train", hint=_SAVE_HINT)
+        raise DataError(
+            f"{path}: is a single-array .npy file, expected an .npz archive with x_train and y_train", hint=_SAVE_HINT
+        )
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path}: not an .npz file (not a zip archive)", hint=_SAVE_HINT)
     try:
@@ -40,8 +38,9 @@ def read_npz(path: str, required: tuple[str, ...],
             missing = [k for k in required if k not in found]
             if missing:
                 raise DataError(
-                    f"{path}: missing array {', '.join(map(repr, missing))}; found: "
-                    f"{', '.join(found) or 'no arrays'}", hint=_SAVE_HINT)
+                    f"{path}: missing array {', '.join(map(repr, missing))}; found: {', '.join(found) or 'no arrays'}",
+                    hint=_SAVE_HINT,
+                )
             arrays = {}
             for key in required + tuple(k for k in optional if k in found):
                 try:
@@ -52,24 +51,22 @@ def read_npz(path: str, required: tuple[str, ...],
                     # allow_pickle=False refuses object arrays: loading one would run pickle
                     # code from the file.
                     raise DataError(
-                        f"{path}: array '{key}' has dtype=object, which cannot be loaded "
-                        f"safely (it would need pickle)",
-                        hint="save plain numeric arrays, e.g. np.asarray(x, dtype=np.uint8)"
+                        f"{path}: array '{key}' has dtype=object, which cannot be loaded safely (it would need pickle)",
+                        hint="save plain numeric arrays, e.g. np.asarray(x, dtype=np.uint8)",
                     ) from None
             return arrays
     except (zipfile.BadZipFile, EOFError, OSError) as err:
-        raise DataError(f"{path}: corrupt .npz archive ({err})",
-                        hint="write the file again") from None
+        raise DataError(f"{path}: corrupt .npz archive ({err})", hint="write the file again") from None
 
 
 def npz_splits(path: str, arrays: dict[str, np.ndarray], input_shape, class_names=None) -> Splits:
     """Validate and normalize x_*/y_* arrays (already read from `path`) into Splits."""
     for split in ("val", "test"):
         if (f"x_{split}" in arrays) != (f"y_{split}" in arrays):
-            have, lack = (f"x_{split}", f"y_{split}") if f"x_{split}" in arrays else (
-                f"y_{split}", f"x_{split}")
-            raise DataError(f"{path}: has '{have}' but no '{lack}'",
-                            hint=f"save both arrays of the {split} split, or neither")
+            have, lack = (f"x_{split}", f"y_{split}") if f"x_{split}" in arrays else (f"y_{split}", f"x_{split}")
+            raise DataError(
+                f"{path}: has '{have}' but no '{lack}'", hint=f"save both arrays of the {split} split, or neither"
+            )
     pairs, width = {}, None
     for split in SPLITS:
         if f"x_{split}" not in arrays:
@@ -88,12 +85,21 @@ def npz_splits(path: str, arrays: dict[str, np.ndarray], input_shape, class_name
         class_names = digit_names(max(top + 1, width or 0))
     for split, (_, y) in pairs.items():
         if y.size and y.max() >= len(class_names):
-            raise DataError(f"{path}: y_{split} has label {int(y.max())} but there are only "
-                            f"{len(class_names)} class names",
-                            hint="labels must be 0..len(class_names)-1")
+            raise DataError(
+                f"{path}: y_{split} has label {int(y.max())} but there are only {len(class_names)} class names",
+                hint="labels must be 0..len(class_names)-1",
+            )
     get = lambda s, i: pairs[s][i] if s in pairs else None  # noqa: E731
-    return Splits(get("train", 0), get("train", 1), get("val", 0), get("val", 1),
-                  get("test", 0), get("test", 1), class_names=list(class_names), source=path)
+    return Splits(
+        get("train", 0),
+        get("train", 1),
+        get("val", 0),
+        get("val", 1),
+        get("test", 0),
+        get("test", 1),
+        class_names=list(class_names),
+        source=path,
+    )
 
 
 def load(cfg: dict, ctx) -> Splits:
@@ -105,8 +111,9 @@ def load(cfg: dict, ctx) -> Splits:
     names = arrays.pop("class_names", None)
     if names is not None:
         if names.ndim != 1 or names.dtype.kind not in "US":
-            raise DataError(f"{path}: class_names must be a 1-D string array, got dtype "
-                            f"{names.dtype} shape {tuple(names.shape)}",
-                            hint="save np.array(['cat', 'dog'])")
+            raise DataError(
+                f"{path}: class_names must be a 1-D string array, got dtype {names.dtype} shape {tuple(names.shape)}",
+                hint="save np.array(['cat', 'dog'])",
+            )
         names = [str(n) for n in names.astype(str)]
     return npz_splits(path, arrays, ctx.input_shape, names)

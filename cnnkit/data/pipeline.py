@@ -7,13 +7,24 @@ import numpy as np
 # Losses that compare the whole predicted probability vector with a target vector, so they
 # need one-hot labels. Names are matched case- and underscore-insensitively, so Keras' class
 # names (CategoricalCrossentropy) work as well as its function names.
-ONE_HOT_LOSSES = ("categorical_crossentropy", "categorical_focal_crossentropy", "kl_divergence",
-                  "kld", "kullback_leibler_divergence", "categorical_hinge")
+ONE_HOT_LOSSES = (
+    "categorical_crossentropy",
+    "categorical_focal_crossentropy",
+    "kl_divergence",
+    "kld",
+    "kullback_leibler_divergence",
+    "categorical_hinge",
+)
 # Losses that take one class index per sample. The binary ones (one sigmoid output) take the
 # 0/1 index as the target; Keras casts y_true to the loss dtype (float32) before computing,
 # so int32 indices arrive as the float 0./1. labels binary_crossentropy expects.
-INDEX_LOSSES = ("sparse_categorical_crossentropy", "binary_crossentropy",
-                "binary_focal_crossentropy", "hinge", "squared_hinge")
+INDEX_LOSSES = (
+    "sparse_categorical_crossentropy",
+    "binary_crossentropy",
+    "binary_focal_crossentropy",
+    "hinge",
+    "squared_hinge",
+)
 
 
 def _key(name: str) -> str:
@@ -32,12 +43,22 @@ def labels_are_one_hot(loss_name: str) -> bool:
         return True
     if key in {_key(n) for n in INDEX_LOSSES}:
         return False
-    raise ValueError(f"loss {loss_name!r}: unknown label format; known losses: "
-                     f"{', '.join(sorted(ONE_HOT_LOSSES + INDEX_LOSSES))}")
+    raise ValueError(
+        f"loss {loss_name!r}: unknown label format; known losses: {', '.join(sorted(ONE_HOT_LOSSES + INDEX_LOSSES))}"
+    )
 
 
-def to_tf_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, num_classes: int,
-                  one_hot: bool, shuffle: bool, seed: int, drop_remainder: bool = False):
+def to_tf_dataset(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    batch_size: int,
+    num_classes: int,
+    one_hot: bool,
+    shuffle: bool,
+    seed: int,
+    drop_remainder: bool = False,
+):
     """A tf.data.Dataset of (float32 images in [0, 1], labels) batches.
 
     Labels are one-hot float32 (N, num_classes) if `one_hot`, else int32 class indices (N,).

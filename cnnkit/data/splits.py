@@ -34,8 +34,7 @@ def _count(n: int, fraction: float) -> int:
     return max(1, int(round(fraction * n)))
 
 
-def carve(splits: Splits, *, validation_split: float, test_split: float,
-          max_samples: int | None, seed: int) -> Splits:
+def carve(splits: Splits, *, validation_split: float, test_split: float, max_samples: int | None, seed: int) -> Splits:
     """Fill in missing val/test sets from train and apply max_samples, all from one seeded shuffle.
 
     One permutation, cut as [test | val | train]: the splits are disjoint by construction, and
@@ -58,11 +57,12 @@ def carve(splits: Splits, *, validation_split: float, test_split: float,
         raise DataError(
             f"{splits.source}: {n} training samples are too few to carve test_split={test_split} "
             f"and validation_split={validation_split}",
-            hint="add samples, lower the split fractions, or provide explicit val/test sets")
+            hint="add samples, lower the split fractions, or provide explicit val/test sets",
+        )
 
     order = np.random.default_rng(seed).permutation(n)
-    test_idx, val_idx = order[:n_test], order[n_test:n_test + n_val]
-    train_idx = order[n_test + n_val:]
+    test_idx, val_idx = order[:n_test], order[n_test : n_test + n_val]
+    train_idx = order[n_test + n_val :]
     if max_samples is not None:
         train_idx = train_idx[:max_samples]
         if n_val:

@@ -40,9 +40,16 @@ class Reporter:
             async_safe = True
 
             def on_train_begin(self, logs=None):
-                self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                         TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[logs]}"),
-                                         console=console, transient=True)
+                self.progress = Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeElapsedColumn(),
+                    TimeRemainingColumn(),
+                    TextColumn("{task.fields[logs]}"),
+                    console=console,
+                    transient=True,
+                )
                 self.epochs = self.progress.add_task("epochs", total=epochs, logs="")
                 self.batches = self.progress.add_task("batches", total=steps, logs="")
                 self.progress.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
-from cnnkit.shapes import fmt_shape
+from cnnkit.spec.shapes import fmt_shape
 
 
 def human_bytes(n: float) -> str:
@@ -36,8 +36,15 @@ def summary_table(summary) -> Table:
         label = row.type + (f" ({row.name})" if row.name else "")
         rf = "" if row.receptive_field is None else _fmt_rf(row.receptive_field, row.jump)
         params = f"{row.params:,}" + (f" ({row.non_trainable_params:,} fixed)" if row.non_trainable_params else "")
-        table.add_row(str(row.index), label, fmt_shape(row.output_shape), params,
-                      human_count(row.macs) if row.macs else "", rf, row.arithmetic)
+        table.add_row(
+            str(row.index),
+            label,
+            fmt_shape(row.output_shape),
+            params,
+            human_count(row.macs) if row.macs else "",
+            rf,
+            row.arithmetic,
+        )
     return table
 
 
@@ -53,7 +60,8 @@ def summary_totals(summary) -> Text:
         f"Total params: {d['total_params']:,} (trainable {d['trainable_params']:,}, "
         f"non-trainable {d['non_trainable_params']:,}) · {human_bytes(d['param_bytes'])}\n"
         f"MACs per sample: {d['total_macs']:,} ({human_count(d['total_macs'])}) · "
-        f"activations per sample: {human_bytes(d['activation_bytes_per_sample'])}")
+        f"activations per sample: {human_bytes(d['activation_bytes_per_sample'])}"
+    )
 
 
 def keras_table(rows: list[dict]) -> Table:
@@ -61,8 +69,9 @@ def keras_table(rows: list[dict]) -> Table:
     for col, justify in (("#", "right"), ("Layer (type)", "left"), ("Output shape", "left"), ("Params", "right")):
         table.add_column(col, justify=justify)
     for row in rows:
-        table.add_row(str(row["index"]), f"{row['name']} ({row['type']})", fmt_shape(row["output_shape"]),
-                      f"{row['params']:,}")
+        table.add_row(
+            str(row["index"]), f"{row['name']} ({row['type']})", fmt_shape(row["output_shape"]), f"{row['params']:,}"
+        )
     return table
 
 
@@ -73,8 +82,11 @@ def confusion_table(cm: list[list[int]], names: list[str]) -> Table:
         table.add_column(str(name)[:8], justify="right")
     for name, row in zip(names, cm):
         total = sum(row) or 1
-        cells = [f"[bold green]{v}[/]" if i == j else (f"[red]{v}[/]" if v and v / total > 0.02 else str(v))
-                 for j, v in enumerate(row) for i in [names.index(name)]]
+        cells = [
+            f"[bold green]{v}[/]" if i == j else (f"[red]{v}[/]" if v and v / total > 0.02 else str(v))
+            for j, v in enumerate(row)
+            for i in [names.index(name)]
+        ]
         table.add_row(str(name), *cells)
     return table
 
@@ -84,18 +96,32 @@ def per_class_table(rows: list[dict]) -> Table:
     for col in ("class", "precision", "recall", "f1", "support"):
         table.add_column(col, justify="left" if col == "class" else "right")
     for row in rows:
-        table.add_row(str(row["class"]), f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
-                      f"{row['support']:,}")
+        table.add_row(
+            str(row["class"]),
+            f"{row['precision']:.3f}",
+            f"{row['recall']:.3f}",
+            f"{row['f1']:.3f}",
+            f"{row['support']:,}",
+        )
     return table
 
 
 def timing_table(result: dict) -> Table:
-    table = Table(title=f"{result['name']} · batch {result['batch_size']} · {result['device']} · "
-                        f"median of {result['iterations']}", title_justify="left")
+    table = Table(
+        title=f"{result['name']} · batch {result['batch_size']} · {result['device']} · "
+        f"median of {result['iterations']}",
+        title_justify="left",
+    )
     for col in ("#", "Layer", "Output shape", "Forward ms", "Backward ms", "Share"):
         table.add_column(col, justify="left" if col in ("Layer", "Output shape") else "right")
     for row in result["layers"]:
-        table.add_row(str(row["index"]), row["type"], fmt_shape(row["output_shape"]), f"{row['forward_ms']:.3f}",
-                      f"{row['backward_ms']:.3f}", f"{row['share']:.1%}")
+        table.add_row(
+            str(row["index"]),
+            row["type"],
+            fmt_shape(row["output_shape"]),
+            f"{row['forward_ms']:.3f}",
+            f"{row['backward_ms']:.3f}",
+            f"{row['share']:.1%}",
+        )
     table.add_row("", "[bold]total[/bold]", "", f"{result['forward_ms']:.3f}", f"{result['backward_ms']:.3f}", "100%")
     return table

@@ -94,7 +94,9 @@ def load_file(path: str | Path) -> Document:
     if size > MAX_FILE_BYTES:
         raise SpecError(
             f"file is {size / 1e6:.1f} MB; spec files are limited to {MAX_FILE_BYTES // 1_000_000} MB",
-            file=name, hint="a spec names layers and settings; data goes in data.path")
+            file=name,
+            hint="a spec names layers and settings; data goes in data.path",
+        )
     raw = path.read_bytes()
     return load_text(raw, name)
 
@@ -105,8 +107,12 @@ def load_text(raw: bytes | str, name: str = "<string>") -> Document:
             text = raw.decode("utf-8-sig")  # -sig: tolerate a UTF-8 byte-order mark
         except UnicodeDecodeError as err:
             line = raw[: err.start].count(b"\n") + 1
-            raise SpecError(f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at offset {err.start})",
-                            file=name, line=line, hint="save the file as UTF-8") from None
+            raise SpecError(
+                f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at offset {err.start})",
+                file=name,
+                line=line,
+                hint="save the file as UTF-8",
+            ) from None
     else:
         text = raw.lstrip("\ufeff")
     if not text.strip():
@@ -122,8 +128,9 @@ def load_text(raw: bytes | str, name: str = "<string>") -> Document:
     try:
         node = loader.get_single_node()
     except _TooDeep as err:
-        raise SpecError(f"nesting deeper than {MAX_DEPTH} levels; refusing to parse", file=name,
-                        line=err.line) from None
+        raise SpecError(
+            f"nesting deeper than {MAX_DEPTH} levels; refusing to parse", file=name, line=err.line
+        ) from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else None
@@ -143,8 +150,12 @@ def load_text(raw: bytes | str, name: str = "<string>") -> Document:
     except (ValueError, OverflowError):
         # PyYAML's scanner calls chr() on "\U..." escapes without a range check
         mark = loader.get_mark()
-        raise SpecError("YAML syntax error: an escape such as \\U... names no Unicode character", file=name, line=mark.line + 1,
-                        hint="escapes go up to \\U0010FFFF") from None
+        raise SpecError(
+            "YAML syntax error: an escape such as \\U... names no Unicode character",
+            file=name,
+            line=mark.line + 1,
+            hint="escapes go up to \\U0010FFFF",
+        ) from None
     except yaml.YAMLError as err:
         raise SpecError(f"YAML error: {err}", file=name) from None
     finally:
@@ -157,45 +168,67 @@ def load_text(raw: bytes | str, name: str = "<string>") -> Document:
     doc.data = _construct(node, (), doc, loader, budget)
     if not isinstance(doc.data, dict):
         kind = type(doc.data).__name__
-        raise SpecError(f"the top level must be a mapping (name, input_shape, layers, ...). Received: a {kind}",
-                        file=name, line=node.start_mark.line + 1)
+        raise SpecError(
+            f"the top level must be a mapping (name, input_shape, layers, ...). Received: a {kind}",
+            file=name,
+            line=node.start_mark.line + 1,
+        )
     return doc
 
 
 def _unprintable(err: yaml.reader.ReaderError, text: str, name: str) -> SpecError:
     """A control character (or a lone surrogate) that YAML does not allow anywhere in a file."""
-    before = text[:err.position]
+    before = text[: err.position]
     line, column = before.count("\n") + 1, err.position - (before.rfind("\n") + 1) + 1
-    return SpecError(f"character U+{err.character:04X} at column {column} is not allowed in YAML", file=name,
-                     line=line, hint="remove it; save the file as plain UTF-8 text")
+    return SpecError(
+        f"character U+{err.character:04X} at column {column} is not allowed in YAML",
+        file=name,
+        line=line,
+        hint="remove it; save the file as plain UTF-8 text",
+    )
 
 
 def _construct(node: yaml.Node, path: tuple, doc: Document, loader: _SpecLoader, budget: list) -> Any:
     budget[0] -= 1
     line = node.start_mark.line + 1
     if budget[0] < 0:
-        raise SpecError(f"document expands to more than {MAX_NODES} values (YAML alias bomb?); refusing it",
-                        file=doc.file, line=line)
+        raise SpecError(
+            f"document expands to more than {MAX_NODES} values (YAML alias bomb?); refusing it",
+            file=doc.file,
+            line=line,
+        )
     doc.lines.setdefault(path, line)
     if node.tag not in _STANDARD_TAGS:
-        raise SpecError(f"YAML tag {node.tag.replace('tag:yaml.org,2002:', '!!')} is not allowed in a spec",
-                        file=doc.file, line=line, hint="specs hold plain values only")
+        raise SpecError(
+            f"YAML tag {node.tag.replace('tag:yaml.org,2002:', '!!')} is not allowed in a spec",
+            file=doc.file,
+            line=line,
+            hint="specs hold plain values only",
+        )
     if isinstance(node, yaml.MappingNode):
         result: dict = {}
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
-                raise SpecError("YAML merge keys (<<) are not supported in a spec", file=doc.file,
-                                line=key_node.start_mark.line + 1)
+                raise SpecError(
+                    "YAML merge keys (<<) are not supported in a spec", file=doc.file, line=key_node.start_mark.line + 1
+                )
             key = _construct(key_node, path + ("<key>",), doc, loader, budget)
             if not isinstance(key, (str, int, float, bool)) or key is None:
-                raise SpecError(f"mapping keys must be plain names. Received: {key!r}", file=doc.file,
-                                line=key_node.start_mark.line + 1)
+                raise SpecError(
+                    f"mapping keys must be plain names. Received: {key!r}",
+                    file=doc.file,
+                    line=key_node.start_mark.line + 1,
+                )
             key_line = key_node.start_mark.line + 1
             if key in result:
                 first = doc.lines.get(path + (key,))
-                raise SpecError(one_line(f"duplicate key '{key}' (first defined on line {first})"),
-                                file=doc.file, line=key_line, path=one_line(_dotted(path)) or None,
-                                hint="YAML would silently keep only the last one; remove one of them")
+                raise SpecError(
+                    one_line(f"duplicate key '{key}' (first defined on line {first})"),
+                    file=doc.file,
+                    line=key_line,
+                    path=one_line(_dotted(path)) or None,
+                    hint="YAML would silently keep only the last one; remove one of them",
+                )
             doc.lines[path + (key,)] = key_line
             result[key] = _construct(value_node, path + (key,), doc, loader, budget)
             doc.lines[path + (key,)] = key_line
@@ -209,11 +242,16 @@ def _construct(node: yaml.Node, path: tuple, doc: Document, loader: _SpecLoader,
     except (ValueError, TypeError, AttributeError, KeyError, OverflowError):
         # PyYAML's constructors crash on explicit tags that do not fit the text (`!!int abc`).
         tag = node.tag.replace("tag:yaml.org,2002:", "!!")
-        raise SpecError(f"cannot read {node.value!r} as {tag}", file=doc.file, line=line,
-                        hint="drop the tag; a spec needs no YAML tags") from None
+        raise SpecError(
+            f"cannot read {node.value!r} as {tag}",
+            file=doc.file,
+            line=line,
+            hint="drop the tag; a spec needs no YAML tags",
+        ) from None
     if isinstance(value, (bytes, bytearray)) or type(value).__module__ == "datetime":
-        raise SpecError(f"unexpected {type(value).__name__} value {node.value!r}; quote it if it is text",
-                        file=doc.file, line=line)
+        raise SpecError(
+            f"unexpected {type(value).__name__} value {node.value!r}; quote it if it is text", file=doc.file, line=line
+        )
     # NaN/inf are let through: the validator knows which fields must be finite.
     return value
 

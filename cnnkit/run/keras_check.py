@@ -12,15 +12,22 @@ class KerasMismatch(CnnkitError):
 
 
 def keras_rows(spec) -> list[dict]:
-    from cnnkit.build import build_model
+    from cnnkit.run.build import build_model
 
     model = build_model(spec)
     rows = []
     for index, layer in enumerate(model.layers):
         trainable = sum(int(w.numpy().size) for w in layer.trainable_weights)
-        rows.append({"index": index, "type": type(layer).__name__, "name": layer.name,
-                     "output_shape": [int(d) for d in layer.output.shape[1:]],
-                     "params": int(layer.count_params()), "trainable_params": trainable})
+        rows.append(
+            {
+                "index": index,
+                "type": type(layer).__name__,
+                "name": layer.name,
+                "output_shape": [int(d) for d in layer.output.shape[1:]],
+                "params": int(layer.count_params()),
+                "trainable_params": trainable,
+            }
+        )
     return rows
 
 
@@ -31,5 +38,6 @@ def compare_with_keras(spec, summary) -> list[dict]:
             raise KerasMismatch(
                 f"layers[{ours.index}] {ours.type}: cnnkit computed shape {ours.output_shape} with "
                 f"{ours.params} params, Keras built {theirs['output_shape']} with {theirs['params']}",
-                hint="this is a cnnkit bug; please report it with the spec")
+                hint="this is a cnnkit bug; please report it with the spec",
+            )
     return rows

@@ -57,8 +57,9 @@ class Int(ArgType):
 
     def __call__(self, name, value):
         if not _is_int(value) or value < self.minimum:
-            kind = {1: "a positive integer", 0: "a non-negative integer"}.get(self.minimum,
-                                                                              f"an integer >= {self.minimum}")
+            kind = {1: "a positive integer", 0: "a non-negative integer"}.get(
+                self.minimum, f"an integer >= {self.minimum}"
+            )
             raise ArgError(f"must be {kind}. {_received(name, value)}")
         return value
 
@@ -75,8 +76,11 @@ class IntTuple(ArgType):
 
     def __call__(self, name, value):
         items = [value] * self.rank if _is_int(value) else value
-        if (not isinstance(items, (list, tuple)) or len(items) != self.rank
-                or not all(_is_int(v) and v >= self.minimum for v in items)):
+        if (
+            not isinstance(items, (list, tuple))
+            or len(items) != self.rank
+            or not all(_is_int(v) and v >= self.minimum for v in items)
+        ):
             kind = "positive" if self.minimum == 1 else "non-negative"
             shape = "an integer" if self.rank == 1 else f"an integer or a list of {self.rank} integers"
             raise ArgError(f"must be {shape}, each {kind}. {_received(name, value)}")
@@ -99,16 +103,21 @@ class Padding(ArgType):
                 return (v, v)
             if isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(x) and x >= 0 for x in v):
                 return tuple(v)
-            raise ArgError(f"must be a non-negative integer, a list of {self.rank} of them, or a list of "
-                           f"{self.rank} [before, after] pairs. {_received(name, value)}")
+            raise ArgError(
+                f"must be a non-negative integer, a list of {self.rank} of them, or a list of "
+                f"{self.rank} [before, after] pairs. {_received(name, value)}"
+            )
+
         if self.rank == 1:
             return (pair(value),)
         if _is_int(value):
             return (pair(value),) * self.rank
         if isinstance(value, (list, tuple)) and len(value) == self.rank:
             return tuple(pair(v) for v in value)
-        raise ArgError(f"must be a non-negative integer, a list of {self.rank} of them, or a list of "
-                       f"{self.rank} [before, after] pairs. {_received(name, value)}")
+        raise ArgError(
+            f"must be a non-negative integer, a list of {self.rank} of them, or a list of "
+            f"{self.rank} [before, after] pairs. {_received(name, value)}"
+        )
 
     def schema(self):
         nn = {"type": "integer", "minimum": 0}
@@ -175,8 +184,9 @@ class FloatOrPair(ArgType):
             try:
                 low, high = (single(name, v) for v in value)
             except ArgError:
-                raise ArgError(f"must be a [low, high] pair, each {single.describe()}. "
-                               f"{_received(name, value)}") from None
+                raise ArgError(
+                    f"must be a [low, high] pair, each {single.describe()}. {_received(name, value)}"
+                ) from None
             if low > high:
                 raise ArgError(f"low must not exceed high. {_received(name, value)}")
             return (low, high)
@@ -212,8 +222,10 @@ class Enum(ArgType):
                 if value == choice or (self.case_insensitive and value.lower() == choice.lower()):
                     return choice
         valid = ", ".join(self.choices)
-        raise ArgError(f"must be one of: {valid}. {_received(name, value)}",
-                       suggest(value, self.choices) if isinstance(value, str) else None)
+        raise ArgError(
+            f"must be one of: {valid}. {_received(name, value)}",
+            suggest(value, self.choices) if isinstance(value, str) else None,
+        )
 
     def schema(self):
         return {"enum": list(self.choices) + ([None] if self.nullable else [])}
@@ -265,8 +277,11 @@ class Shape(ArgType):
     allow_infer: bool = False
 
     def __call__(self, name, value):
-        ok = isinstance(value, (list, tuple)) and len(value) > 0 and all(
-            _is_int(v) and (v > 0 or (self.allow_infer and v == -1)) for v in value)
+        ok = (
+            isinstance(value, (list, tuple))
+            and len(value) > 0
+            and all(_is_int(v) and (v > 0 or (self.allow_infer and v == -1)) for v in value)
+        )
         if ok and list(value).count(-1) > 1:
             ok = False
         if not ok:
@@ -290,8 +305,7 @@ class Number(ArgType):
             return None
         if isinstance(value, str):
             value = _number_from_string(name, value)
-        if (not _is_number(value) or not math.isfinite(value)
-                or (self.minimum is not None and value < self.minimum)):
+        if not _is_number(value) or not math.isfinite(value) or (self.minimum is not None and value < self.minimum):
             bound = "" if self.minimum is None else f" >= {self.minimum:g}"
             raise ArgError(f"must be a finite number{bound}. {_received(name, value)}")
         return value
@@ -306,13 +320,44 @@ class Number(ArgType):
 # --- Keras names: activations, initializers, regularizers, constraints -------------------------
 
 ACTIVATIONS = (
-    "linear", "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "swish", "mish",
-    "sigmoid", "hard_sigmoid", "log_sigmoid", "tanh", "hard_tanh", "softmax", "log_softmax", "softplus",
-    "softsign", "exponential", "hard_silu", "hard_swish",
+    "linear",
+    "relu",
+    "relu6",
+    "leaky_relu",
+    "elu",
+    "selu",
+    "celu",
+    "gelu",
+    "silu",
+    "swish",
+    "mish",
+    "sigmoid",
+    "hard_sigmoid",
+    "log_sigmoid",
+    "tanh",
+    "hard_tanh",
+    "softmax",
+    "log_softmax",
+    "softplus",
+    "softsign",
+    "exponential",
+    "hard_silu",
+    "hard_swish",
 )
 INITIALIZERS = (
-    "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform", "lecun_normal",
-    "zeros", "ones", "random_uniform", "random_normal", "truncated_normal", "orthogonal", "variance_scaling",
+    "glorot_uniform",
+    "glorot_normal",
+    "he_uniform",
+    "he_normal",
+    "lecun_uniform",
+    "lecun_normal",
+    "zeros",
+    "ones",
+    "random_uniform",
+    "random_normal",
+    "truncated_normal",
+    "orthogonal",
+    "variance_scaling",
 )
 REGULARIZERS = ("l1", "l2", "l1_l2")
 CONSTRAINTS = {  # name -> Keras class and the arguments it takes
@@ -342,8 +387,10 @@ class Initializer(ArgType):
     def __call__(self, name, value):
         value = Enum(INITIALIZERS)(name, value)
         if self.vector and value == "orthogonal":
-            raise ArgError(f"orthogonal needs a weight matrix, but {name} initializes a vector. "
-                           f"{_received(name, value)}", "use zeros, ones or random_normal")
+            raise ArgError(
+                f"orthogonal needs a weight matrix, but {name} initializes a vector. {_received(name, value)}",
+                "use zeros, ones or random_normal",
+            )
         return value
 
     def schema(self):
@@ -366,10 +413,17 @@ class Regularizer(ArgType):
         raise ArgError(f"must be l1, l2, l1_l2, or a mapping like {{l2: 0.001}}. {_received(name, value)}")
 
     def schema(self):
-        return {"oneOf": [{"enum": list(REGULARIZERS) + [None]},
-                          {"type": "object", "properties": {"l1": {"type": "number", "minimum": 0},
-                                                            "l2": {"type": "number", "minimum": 0}},
-                           "additionalProperties": False, "minProperties": 1}]}
+        return {
+            "oneOf": [
+                {"enum": list(REGULARIZERS) + [None]},
+                {
+                    "type": "object",
+                    "properties": {"l1": {"type": "number", "minimum": 0}, "l2": {"type": "number", "minimum": 0}},
+                    "additionalProperties": False,
+                    "minProperties": 1,
+                },
+            ]
+        }
 
 
 @dataclass(frozen=True)
@@ -382,7 +436,7 @@ class Constraint(ArgType):
         if isinstance(value, str):
             return {"name": Enum(tuple(CONSTRAINTS))(name, value), "args": {}}
         if isinstance(value, dict) and len(value) == 1:
-            (kind, args), = value.items()
+            ((kind, args),) = value.items()
             kind = Enum(tuple(CONSTRAINTS))(name, kind)
             allowed = CONSTRAINTS[kind][1]
             if _is_number(args) and allowed:
@@ -391,12 +445,12 @@ class Constraint(ArgType):
                 raise ArgError(f"arguments of {kind} must be a mapping. {_received(name, value)}")
             for key, arg in args.items():
                 if key not in allowed:
-                    raise ArgError(f"{kind} takes {', '.join(allowed) or 'no arguments'}. "
-                                   f"{_received(name, value)}")
+                    raise ArgError(f"{kind} takes {', '.join(allowed) or 'no arguments'}. {_received(name, value)}")
                 Number()(f"{name}.{key}", arg)
             return {"name": kind, "args": dict(args)}
-        raise ArgError(f"must be one of {', '.join(CONSTRAINTS)}, or a mapping like {{max_norm: 3}}. "
-                       f"{_received(name, value)}")
+        raise ArgError(
+            f"must be one of {', '.join(CONSTRAINTS)}, or a mapping like {{max_norm: 3}}. {_received(name, value)}"
+        )
 
     def schema(self):
         return {"oneOf": [{"enum": list(CONSTRAINTS) + [None]}, {"type": "object", "maxProperties": 1}]}

@@ -1,6 +1,6 @@
 """Look inside a built Keras model: its conv kernels and the feature maps an image produces.
 
-The only picture-side module that touches Keras, and only inside functions, so `import cnnkit.probe` stays free.
+The only picture-side module that touches Keras, and only inside functions, so `import cnnkit.viz.probe` stays free.
 Layer indices are positions in `model.layers` (an input layer is not counted), the same numbering the summary uses.
 """
 
@@ -13,21 +13,32 @@ from cnnkit.errors import CnnkitError, DataError
 
 def _conv_types():
     from cnnkit.backend import keras as _keras
+
     keras = _keras()
 
     L = keras.layers
-    return (L.Conv1D, L.Conv2D, L.Conv3D, L.SeparableConv1D, L.SeparableConv2D, L.DepthwiseConv1D,
-            L.DepthwiseConv2D, L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)
+    return (
+        L.Conv1D,
+        L.Conv2D,
+        L.Conv3D,
+        L.SeparableConv1D,
+        L.SeparableConv2D,
+        L.DepthwiseConv1D,
+        L.DepthwiseConv2D,
+        L.Conv1DTranspose,
+        L.Conv2DTranspose,
+        L.Conv3DTranspose,
+    )
 
 
 def _pool_types():
     from cnnkit.backend import keras as _keras
+
     keras = _keras()
 
     L = keras.layers
     # Global pooling is left out on purpose: its output is a vector, not a map anyone can look at.
-    return (L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.AveragePooling1D, L.AveragePooling2D,
-            L.AveragePooling3D)
+    return (L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D)
 
 
 def _shape_text(shape) -> str:
@@ -47,12 +58,12 @@ def conv_kernel(model, layer_index: int) -> tuple[str, np.ndarray]:
     depthwise kernel (..spatial.., in, depth_multiplier), the part that looks at the image.
     """
     from cnnkit.backend import keras as _keras
+
     keras = _keras()
 
     layers = model.layers
     count = len(layers)
-    if isinstance(layer_index, bool) or not isinstance(layer_index, (int, np.integer)) \
-            or not 0 <= layer_index < count:
+    if isinstance(layer_index, bool) or not isinstance(layer_index, (int, np.integer)) or not 0 <= layer_index < count:
         raise CnnkitError(f"layer index {layer_index} is out of range: the model has {count} layers (0..{count - 1})")
     layer = layers[layer_index]
     convs = conv_layer_indices(model)
@@ -60,8 +71,10 @@ def conv_kernel(model, layer_index: int) -> tuple[str, np.ndarray]:
         listed = ", ".join(map(str, convs)) or "none"
         raise CnnkitError(f"layer {layer_index} ({layer.name}) has no convolution kernel; conv layers: {listed}")
     if not layer.built:
-        raise CnnkitError(f"layer {layer_index} ({layer.name}) is not built yet: expected a model that has been "
-                          "built or called on data")
+        raise CnnkitError(
+            f"layer {layer_index} ({layer.name}) is not built yet: expected a model that has been "
+            "built or called on data"
+        )
     L = keras.layers
     if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D, L.DepthwiseConv1D, L.DepthwiseConv2D)):
         kernel = layer.depthwise_kernel
@@ -80,6 +93,7 @@ def feature_maps(model, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
     `image` is (H, W, C) float32 as the model takes it; a (H, W) image is accepted for a 1-channel model.
     """
     from cnnkit.backend import keras as _keras
+
     keras = _keras()
 
     try:
@@ -87,8 +101,10 @@ def feature_maps(model, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
     except (AttributeError, ValueError):
         inputs = None
     if not inputs:
-        raise CnnkitError(f"model '{model.name}' has no defined input: expected a model built with an input shape "
-                          "(keras.Input or input_shape=...) or called once on data")
+        raise CnnkitError(
+            f"model '{model.name}' has no defined input: expected a model built with an input shape "
+            "(keras.Input or input_shape=...) or called once on data"
+        )
     if len(inputs) != 1:
         raise CnnkitError(f"model '{model.name}' has {len(inputs)} inputs: expected a single-image model")
     expected = tuple(inputs[0].shape[1:])

@@ -11,14 +11,17 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from cnnkit import __version__, devices, options
+from cnnkit import __version__
 from cnnkit.backend import is_tf_keras, keras_version
-from cnnkit.compat import arrange, check_fit, keep_classes
+from cnnkit.data.feed import arrange, check_fit, keep_classes
 from cnnkit.errors import Interrupted, RunError, SpecError, TrainingDiverged
-from cnnkit.runs import new_run_dir, point_latest, read_json, resolve_run, unwritable, write_history, write_json
-from cnnkit.spec import Spec, load_spec
-from cnnkit.summary import summarize
+from cnnkit.run import devices
+from cnnkit.run.folder import new_run_dir, point_latest, read_json, resolve_run, unwritable, write_history, write_json
+from cnnkit.spec import options
+from cnnkit.spec.parse import Spec, load_spec
+from cnnkit.spec.summary import summarize
 
 BACKUP = "backup"
 
@@ -34,7 +37,9 @@ class TrainRequest:
     out: Path = Path("runs")
     resume: Path | None = None
     strategy: str | None = None
-    pictures: bool = True
+    # Called once the run is complete, as after_training(run_dir, model=, splits=, feed=, summary=): the CLI
+    # passes viz.pictures.draw_run_pictures. A hook, because the run side never imports the picture side.
+    after_training: Callable[..., object] | None = None
 
 
 @dataclass
@@ -99,8 +104,12 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack) -> Tr
     classes, max_samples = spec.data.get("classes"), spec.data.get("max_samples")
     # data.classes before data.max_samples: N training samples of the task asked for, not N of every class
     # of which only the kept classes survive (3,000 MNIST images hold only ~640 zeros and ones).
-    splits = load_splits({**spec.data, "max_samples": None} if classes else spec.data, data_dir=data_dir, seed=seed,
-                         input_shape=tuple(spec.input_shape))
+    splits = load_splits(
+        {**spec.data, "max_samples": None} if classes else spec.data,
+        data_dir=data_dir,
+        seed=seed,
+        input_shape=tuple(spec.input_shape),
+    )
     splits = keep_classes(splits, classes)
     if classes and max_samples:
         from cnnkit.data.splits import carve
@@ -137,20 +146,27 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack) -> Tr
 
     run_dir = resume_dir or _new_run_dir(request.out, spec.name, cluster, shared_dir, cleanup)
     if resume_dir is None:
-        from cnnkit.runs import atomic_write
+        from cnnkit.run.folder import atomic_write
 
         atomic_write(run_dir / "spec.yaml", spec.resolved_yaml())
     run_info = {
-        "cnnkit": __version__, "tensorflow": tf.__version__, "keras": keras_version(keras),
-        "python": platform.python_version(), "platform": platform.platform(),
-        "device": device_info, "strategy": distribution["strategy"], "distribution": distribution,
-        "mixed_precision": mixed, "seed": seed,
-        "deterministic": spec.train["deterministic"], "command": sys.argv,
-        "data_dir": str(Path(data_dir).resolve()) if data_dir else None, "data_source": splits.source,
+        "cnnkit": __version__,
+        "tensorflow": tf.__version__,
+        "keras": keras_version(keras),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": device_info,
+        "strategy": distribution["strategy"],
+        "distribution": distribution,
+        "mixed_precision": mixed,
+        "seed": seed,
+        "deterministic": spec.train["deterministic"],
+        "command": sys.argv,
+        "data_dir": str(Path(data_dir).resolve()) if data_dir else None,
+        "data_source": splits.source,
         "class_names": splits.class_names,
         "samples": {"train": len(splits.x_train), "val": _len(splits.x_val), "test": _len(splits.x_test)},
-        "feed": {"squeeze_channel": feed.squeeze_channel, "channels_first": feed.channels_first,
-                 "labels": feed.labels},
+        "feed": {"squeeze_channel": feed.squeeze_channel, "channels_first": feed.channels_first, "labels": feed.labels},
         "started": previous.get("started") or _now(),
         "resumed": previous.get("resumed", []) + ([_now()] if resume_dir else []),
         "status": "running",
@@ -161,18 +177,30 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack) -> Tr
     history = read_json(run_dir / "history.json", {}) if resume_dir else {}
     if resume_dir:
         _repair_backup(run_dir / BACKUP)
-    callbacks = _callbacks(keras, spec, run_dir, history, val_ds is not None, reporter, steps,
-                           backup_dir=(shared_dir or run_dir) / BACKUP, twin=twin)
+    callbacks = _callbacks(
+        keras,
+        spec,
+        run_dir,
+        history,
+        val_ds is not None,
+        reporter,
+        steps,
+        backup_dir=(shared_dir or run_dir) / BACKUP,
+        twin=twin,
+    )
     try:
         # shuffle=False: the tf.data pipeline already shuffles (seeded) every epoch.
-        model.fit(train_ds, validation_data=val_ds, epochs=spec.train["epochs"], verbose=0, callbacks=callbacks,
-                  shuffle=False)
+        model.fit(
+            train_ds, validation_data=val_ds, epochs=spec.train["epochs"], verbose=0, callbacks=callbacks, shuffle=False
+        )
     except KeyboardInterrupt:
         _ignore_further_ctrl_c()  # a second Ctrl-C must not cut the run.json write short
         done = len(next(iter(history.values()), []))
         write_json(run_dir / "run.json", {**run_info, "status": "interrupted", "ended": _now()})
-        raise Interrupted(f"interrupted after {done} completed epoch(s); progress is saved in {run_dir}",
-                          hint=f"resume with: cnnkit train --resume {run_dir}") from None
+        raise Interrupted(
+            f"interrupted after {done} completed epoch(s); progress is saved in {run_dir}",
+            hint=f"resume with: cnnkit train --resume {run_dir}",
+        ) from None
     except RuntimeError as err:
         if "NaN or Inf loss" not in str(err):
             raise
@@ -180,12 +208,15 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack) -> Tr
         write_json(run_dir / "run.json", {**run_info, "status": "diverged", "ended": _now()})
         raise TrainingDiverged(
             f"the loss became NaN/inf during epoch {done + 1}; training stopped. The last good state "
-            f"(epoch {done}) is kept in {run_dir / BACKUP}" + (" and best.keras" if (run_dir / "best.keras").exists()
-                                                               else ""),
-            hint="lower the learning rate or add BatchNormalization, then --resume") from None
+            f"(epoch {done}) is kept in {run_dir / BACKUP}"
+            + (" and best.keras" if (run_dir / "best.keras").exists() else ""),
+            hint="lower the learning rate or add BatchNormalization, then --resume",
+        ) from None
     except OSError as err:  # Keras' own backup write on a full disk or read-only folder
-        raise RunError(f"cannot write to {run_dir}: {err.strerror or err}",
-                       hint=f"free disk space, then: cnnkit train --resume {run_dir}") from None
+        raise RunError(
+            f"cannot write to {run_dir}: {err.strerror or err}",
+            hint=f"free disk space, then: cnnkit train --resume {run_dir}",
+        ) from None
     except Exception as err:
         lost = devices.lost_worker(err)  # multi_worker: another worker died mid-epoch
         if lost is None:
@@ -204,16 +235,28 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack) -> Tr
         metrics["test"] = {k: float(v) for k, v in model.evaluate(test_ds, verbose=0, return_dict=True).items()}
     write_json(run_dir / "metrics.json", metrics)
     epochs_run = len(next(iter(history.values()), []))
-    write_json(run_dir / "run.json", {**run_info, "status": "completed", "ended": _now(), "epochs_run": epochs_run,
-                                      "weights_sha256": weights_sha256})
+    write_json(
+        run_dir / "run.json",
+        {
+            **run_info,
+            "status": "completed",
+            "ended": _now(),
+            "epochs_run": epochs_run,
+            "weights_sha256": weights_sha256,
+        },
+    )
     # Only now: a run killed after fit() but before "completed" resumes at its last epoch, not from scratch.
     shutil.rmtree(run_dir / BACKUP, ignore_errors=True)
-    if request.pictures and (cluster is None or cluster.is_chief):
-        from cnnkit.pictures import draw_run_pictures
-
-        draw_run_pictures(run_dir, model=model, splits=splits, feed=feed, summary=summary)
-    return TrainResult(shared_dir or run_dir, metrics, history, epochs_run,
-                       worker=cluster.task if cluster is not None else None, weights_sha256=weights_sha256)
+    if request.after_training is not None and (cluster is None or cluster.is_chief):
+        request.after_training(run_dir, model=model, splits=splits, feed=feed, summary=summary)
+    return TrainResult(
+        shared_dir or run_dir,
+        metrics,
+        history,
+        epochs_run,
+        worker=cluster.task if cluster is not None else None,
+        weights_sha256=weights_sha256,
+    )
 
 
 def _repair_backup(folder: Path) -> None:
@@ -254,17 +297,26 @@ def _dataset(x, y, feed, splits, batch_size, seed, shuffle=False):
 
     if feed.labels == "binary":
         y = y.reshape(-1, 1)
-    return to_tf_dataset(arrange(x, feed), y, batch_size=batch_size, num_classes=splits.num_classes,
-                         one_hot=feed.labels == "onehot", shuffle=shuffle, seed=seed)
+    return to_tf_dataset(
+        arrange(x, feed),
+        y,
+        batch_size=batch_size,
+        num_classes=splits.num_classes,
+        one_hot=feed.labels == "onehot",
+        shuffle=shuffle,
+        seed=seed,
+    )
 
 
 def _compiled_model(keras, spec, steps_per_epoch: int):
-    from cnnkit.build import build_model
+    from cnnkit.run.build import build_model
 
     model = build_model(spec, keras)
-    model.compile(optimizer=make_optimizer(keras, spec.train, steps_per_epoch),
-                  loss=_loss(keras, spec.train["loss"]),
-                  metrics=[_metric(keras, m) for m in spec.train["metrics"]])
+    model.compile(
+        optimizer=make_optimizer(keras, spec.train, steps_per_epoch),
+        loss=_loss(keras, spec.train["loss"]),
+        metrics=[_metric(keras, m) for m in spec.train["metrics"]],
+    )
     return model
 
 
@@ -313,12 +365,24 @@ def _save_model(model, path: Path, twin=None) -> None:
 
 
 def _last(history: dict, *, train: bool) -> dict:
-    return {k.removeprefix("val_"): v[-1] for k, v in history.items()
-            if v and k != "learning_rate" and k.startswith("val_") != train}
+    return {
+        k.removeprefix("val_"): v[-1]
+        for k, v in history.items()
+        if v and k != "learning_rate" and k.startswith("val_") != train
+    }
 
 
-def _callbacks(keras, spec, run_dir: Path, history: dict, has_val: bool, reporter, steps: int,
-               backup_dir: Path | None = None, twin=None) -> list:
+def _callbacks(
+    keras,
+    spec,
+    run_dir: Path,
+    history: dict,
+    has_val: bool,
+    reporter,
+    steps: int,
+    backup_dir: Path | None = None,
+    twin=None,
+) -> list:
     monitor = spec.train["monitor"] if has_val or not spec.train["monitor"].startswith("val_") else "loss"
     # delete_checkpoint=False: train() removes the backup only once run.json says completed.
     backup = _backup_callback(keras, backup_dir or run_dir / BACKUP)
@@ -333,8 +397,9 @@ def _callbacks(keras, spec, run_dir: Path, history: dict, has_val: bool, reporte
     if spec.train.get("early_stopping") is not None:
         callbacks.append(keras.callbacks.EarlyStopping(**{"monitor": monitor, **spec.train["early_stopping"]}))
     if spec.train.get("reduce_lr_on_plateau") is not None:
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(**{"monitor": monitor,
-                                                              **spec.train["reduce_lr_on_plateau"]}))
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(**{"monitor": monitor, **spec.train["reduce_lr_on_plateau"]})
+        )
     if reporter is not None:
         callbacks.append(reporter.keras_callback(keras, spec.train["epochs"], steps))
     return callbacks
@@ -360,8 +425,9 @@ def _recorder(keras, run_dir: Path, history: dict, monitor: str, twin=None):
                 history[key].append(float(value))
             write_history(run_dir, history)
             current = logs.get(monitor)
-            better = current is not None and (self.best is None or (
-                current < self.best if "loss" in monitor else current > self.best))
+            better = current is not None and (
+                self.best is None or (current < self.best if "loss" in monitor else current > self.best)
+            )
             if better:
                 self.best = current
                 _save_model(self.model, run_dir / "best.keras", twin)
@@ -370,9 +436,10 @@ def _recorder(keras, run_dir: Path, history: dict, monitor: str, twin=None):
 
 
 # --- multi_worker ---------------------------------------------------------------------------------------------
-# It trains on tf-keras (see cnnkit/devices.py for why). These helpers hold the few places where tf-keras' API
+# It trains on tf-keras (see cnnkit/run/devices.py for why). These helpers hold the few places where tf-keras' API
 # differs from Keras 3's, and the run-folder rules of a cluster: the chief writes the run folder, other workers
 # write nothing that outlives them.
+
 
 def _cluster_run(cluster, out: Path, spec, resume_dir: Path | None):
     """(the run folder every worker names alike, the folder to continue, its run.json).
@@ -418,18 +485,25 @@ def _check_cluster(tf, strategy, cluster, spec, splits, backup_dir: Path, previo
     import hashlib
 
     latest = tf.train.latest_checkpoint(str(backup_dir / "chief"))  # tf-keras' BackupAndRestore layout
-    facts = {"the spec": int(hashlib.sha256(spec.resolved_yaml().encode()).hexdigest()[:12], 16),
-             "the number of training samples": len(splits.x_train),
-             "the chief's backup (checkpoint number)": int(latest.rsplit("-", 1)[1]) if latest else -1}
-    hints = {"the spec": "start every worker with the same spec file and --set values",
-             "the number of training samples": "give every worker the same dataset (data.* and --data-dir)",
-             "the chief's backup (checkpoint number)": f"a restarted run continues from the chief's backup in "
-                                                       f"{backup_dir}: put --out on a filesystem all workers share"}
-    chief = devices.check_workers_agree(tf, strategy, cluster.size, facts, hints,
-                                        chief_facts={"completed": int(previous.get("status") == "completed")})
+    facts = {
+        "the spec": int(hashlib.sha256(spec.resolved_yaml().encode()).hexdigest()[:12], 16),
+        "the number of training samples": len(splits.x_train),
+        "the chief's backup (checkpoint number)": int(latest.rsplit("-", 1)[1]) if latest else -1,
+    }
+    hints = {
+        "the spec": "start every worker with the same spec file and --set values",
+        "the number of training samples": "give every worker the same dataset (data.* and --data-dir)",
+        "the chief's backup (checkpoint number)": f"a restarted run continues from the chief's backup in "
+        f"{backup_dir}: put --out on a filesystem all workers share",
+    }
+    chief = devices.check_workers_agree(
+        tf, strategy, cluster.size, facts, hints, chief_facts={"completed": int(previous.get("status") == "completed")}
+    )
     if chief["completed"]:
-        raise RunError(f"{backup_dir.parent} already holds this spec's completed run on {cluster.size} workers",
-                       hint="pass another --out (or --seed) to train again, or remove that folder")
+        raise RunError(
+            f"{backup_dir.parent} already holds this spec's completed run on {cluster.size} workers",
+            hint="pass another --out (or --seed) to train again, or remove that folder",
+        )
 
 
 @contextlib.contextmanager
@@ -440,10 +514,11 @@ def _tf_keras_limits(keras):
     except (TypeError, ValueError, AttributeError) as err:
         if not is_tf_keras(keras):
             raise
-        raise SpecError(f"strategy multi_worker trains with tf-keras {keras_version(keras).split()[-1]}, which cannot "
-                        f"build this spec: {err}",
-                        hint="use layers and arguments tf-keras (Keras 2) has, or train with strategy none/mirrored"
-                        ) from None
+        raise SpecError(
+            f"strategy multi_worker trains with tf-keras {keras_version(keras).split()[-1]}, which cannot "
+            f"build this spec: {err}",
+            hint="use layers and arguments tf-keras (Keras 2) has, or train with strategy none/mirrored",
+        ) from None
 
 
 def _keras3_twin(keras, spec, steps: int):

@@ -11,7 +11,7 @@ from cnnkit.errors import DataError
 
 def load_inputs(model, inputs: list[Path]) -> tuple[list[str], np.ndarray]:
     """(labels, float32 batch in [0, 1]) from image files and/or .npz files."""
-    from cnnkit.pictures import read_image_for
+    from cnnkit.data.images import read_image_for
 
     want = tuple(int(d) for d in model.input_shape[1:])
     labels, arrays = [], []
@@ -19,8 +19,7 @@ def load_inputs(model, inputs: list[Path]) -> tuple[list[str], np.ndarray]:
         path = Path(path)
         if path.suffix.lower() == ".npz":
             x = _npz_images(path)
-            from cnnkit.compat import feed_for
-            from cnnkit.compat import arrange
+            from cnnkit.data.feed import arrange, feed_for
 
             x = arrange(x, feed_for(want, tuple(x.shape[1:]), str(path)))
             arrays.append(x.astype(np.float32) / (255.0 if x.dtype == np.uint8 else 1.0))
@@ -36,8 +35,10 @@ def _npz_images(path: Path) -> np.ndarray:
         with np.load(path, allow_pickle=False) as data:
             key = next((k for k in ("x_test", "x", "images", "x_train") if k in data.files), None)
             if key is None:
-                raise DataError(f"{path}: no image array found; expected one of x_test, x, images, x_train "
-                                f"(found: {', '.join(data.files) or 'nothing'})")
+                raise DataError(
+                    f"{path}: no image array found; expected one of x_test, x, images, x_train "
+                    f"(found: {', '.join(data.files) or 'nothing'})"
+                )
             x = data[key]
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
@@ -57,8 +58,8 @@ def _npz_images(path: Path) -> np.ndarray:
 
 
 def predict(target, inputs: list[Path], *, top: int = 3) -> list[dict]:
-    from cnnkit.evaluate import resolve_target
-    from cnnkit.modelfile import load_model
+    from cnnkit.run.evaluate import resolve_target
+    from cnnkit.run.modelfile import load_model
 
     resolved = resolve_target(target)
     model = load_model(resolved.model_path)
@@ -70,6 +71,11 @@ def predict(target, inputs: list[Path], *, top: int = 3) -> list[dict]:
     results = []
     for label, row in zip(labels, probs):
         order = np.argsort(-row)[:top]
-        results.append({"input": label, "class": names[order[0]],
-                        "top": [{"class": names[i], "probability": float(row[i])} for i in order]})
+        results.append(
+            {
+                "input": label,
+                "class": names[order[0]],
+                "top": [{"class": names[i], "probability": float(row[i])} for i in order],
+            }
+        )
     return results

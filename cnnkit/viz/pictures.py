@@ -6,15 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnkit.data.images import read_image_for
 from cnnkit.errors import CnnkitError, DataError
-from cnnkit.runs import read_json, resolve_run
+from cnnkit.run.folder import read_json, resolve_run
 
 PLOTS = "plots"
 
 
 def curves(run_dir: Path, out: Path | None = None) -> Path:
-    from cnnkit.plots import plot_curves
-    from cnnkit.spec import load_spec
+    from cnnkit.spec.parse import load_spec
+    from cnnkit.viz.plots import plot_curves
 
     run_dir = resolve_run(run_dir, need="history.json")
     history = read_json(run_dir / "history.json", {})
@@ -22,14 +23,21 @@ def curves(run_dir: Path, out: Path | None = None) -> Path:
         raise CnnkitError(f"run {run_dir} has no completed epoch yet")
     monitor = load_spec(run_dir / "spec.yaml").train["monitor"]
     history = {k: v for k, v in history.items() if k != "learning_rate"}
-    return plot_curves(history, out or run_dir / PLOTS / "curves.png",
-                       monitor=monitor if monitor in history else "loss")
+    return plot_curves(
+        history, out or run_dir / PLOTS / "curves.png", monitor=monitor if monitor in history else "loss"
+    )
 
 
-def confusion(run_or_model, out: Path | None = None, *, data: str | None = None, data_dir: str | None = None,
-              evaluation: dict | None = None) -> list[Path]:
+def confusion(
+    run_or_model,
+    out: Path | None = None,
+    *,
+    data: str | None = None,
+    data_dir: str | None = None,
+    evaluation: dict | None = None,
+) -> list[Path]:
     """Confusion matrix and the most confidently misclassified test images."""
-    from cnnkit.plots import plot_confusion, plot_misclassified
+    from cnnkit.viz.plots import plot_confusion, plot_misclassified
 
     result = evaluation or _evaluate(run_or_model, data, data_dir)
     folder = _plot_folder(run_or_model, out)
@@ -43,14 +51,17 @@ def confusion(run_or_model, out: Path | None = None, *, data: str | None = None,
     if images.ndim == 3 and images.shape[-1] != 1:  # 1-D specs read images as rows; show them as images again
         images = images[..., None]
     if images.ndim == 4:
-        paths.append(plot_misclassified(images, arrays["y"], arrays["y_pred"], arrays["confidence"], names,
-                                        mis_path.with_suffix(".png")))
+        paths.append(
+            plot_misclassified(
+                images, arrays["y"], arrays["y_pred"], arrays["confidence"], names, mis_path.with_suffix(".png")
+            )
+        )
     return paths
 
 
 def filters(run_or_model, out: Path | None = None, *, layer: int | None = None, model=None) -> Path:
-    from cnnkit.plots import plot_filters
-    from cnnkit.probe import conv_kernel, conv_layer_indices
+    from cnnkit.viz.plots import plot_filters
+    from cnnkit.viz.probe import conv_kernel, conv_layer_indices
 
     model = model or _load_model(run_or_model)
     if layer is None:
@@ -59,15 +70,27 @@ def filters(run_or_model, out: Path | None = None, *, layer: int | None = None, 
             raise CnnkitError(f"model '{model.name}' has no convolution layer to show filters of")
         layer = convs[0]
     name, kernel = conv_kernel(model, layer)
-    return plot_filters(kernel, out or _plot_folder(run_or_model, None) / "filters.png",
-                        title=f"layer {layer} ({name}): {kernel.shape[-1]} learned kernels "
-                              f"{'×'.join(str(d) for d in kernel.shape[:-2])}×{kernel.shape[-2]}")
+    return plot_filters(
+        kernel,
+        out or _plot_folder(run_or_model, None) / "filters.png",
+        title=f"layer {layer} ({name}): {kernel.shape[-1]} learned kernels "
+        f"{'×'.join(str(d) for d in kernel.shape[:-2])}×{kernel.shape[-2]}",
+    )
 
 
-def feature_maps(run_or_model, out: Path | None = None, *, image: Path | None = None, index: int = 0,
-                 data: str | None = None, data_dir: str | None = None, model=None, test_x=None) -> Path:
-    from cnnkit.plots import plot_feature_maps
-    from cnnkit.probe import feature_maps as maps_for
+def feature_maps(
+    run_or_model,
+    out: Path | None = None,
+    *,
+    image: Path | None = None,
+    index: int = 0,
+    data: str | None = None,
+    data_dir: str | None = None,
+    model=None,
+    test_x=None,
+) -> Path:
+    from cnnkit.viz.plots import plot_feature_maps
+    from cnnkit.viz.probe import feature_maps as maps_for
 
     model = model or _load_model(run_or_model)
     want = tuple(int(d) for d in model.input_shape[1:])
@@ -76,7 +99,7 @@ def feature_maps(run_or_model, out: Path | None = None, *, image: Path | None = 
     elif test_x is not None:
         sample = test_x[index].astype("float32") / 255.0
     else:
-        from cnnkit.evaluate import load_test_split, resolve_target
+        from cnnkit.run.evaluate import load_test_split, resolve_target
 
         x, _, _ = load_test_split(resolve_target(run_or_model), data, data_dir, model)
         if not 0 <= index < len(x):
@@ -85,20 +108,22 @@ def feature_maps(run_or_model, out: Path | None = None, *, image: Path | None = 
     if sample.shape != want:
         raise DataError(f"image is {'×'.join(map(str, sample.shape))} but the model expects {'×'.join(map(str, want))}")
     shown = sample if sample.ndim == 3 else sample[..., None]
-    return plot_feature_maps(shown, maps_for(model, sample), out or _plot_folder(run_or_model, None) / "feature_maps.png")
+    return plot_feature_maps(
+        shown, maps_for(model, sample), out or _plot_folder(run_or_model, None) / "feature_maps.png"
+    )
 
 
 def architecture(spec_file: Path, out: Path) -> Path:
-    from cnnkit.plots import plot_architecture
-    from cnnkit.spec import load_spec
-    from cnnkit.summary import summarize
+    from cnnkit.spec.parse import load_spec
+    from cnnkit.spec.summary import summarize
+    from cnnkit.viz.plots import plot_architecture
 
     return plot_architecture(summarize(load_spec(spec_file)).to_dict(), out)
 
 
 def kernels(image_path: Path, names: list[str], out: Path, *, strides: int = 1, padding: str = "same") -> Path:
-    from cnnkit.kernels import PADDINGS, conv2d, get_kernel, load_image
-    from cnnkit.plots import plot_kernel_playground
+    from cnnkit.viz.kernels import PADDINGS, conv2d, get_kernel, load_image
+    from cnnkit.viz.plots import plot_kernel_playground
 
     if padding not in PADDINGS:
         raise CnnkitError(f"--padding must be one of {', '.join(PADDINGS)}. Received: {padding!r}")
@@ -115,17 +140,17 @@ def draw_run_pictures(run_dir: Path, *, model, splits, feed, summary) -> list[Pa
 
     Reuses the model and arrays `train` holds in memory rather than reloading them from disk.
     """
-    from cnnkit.plots import plot_architecture
-    from cnnkit.probe import conv_layer_indices
-    from cnnkit.runs import write_json
+    from cnnkit.run.folder import write_json
+    from cnnkit.viz.plots import plot_architecture
+    from cnnkit.viz.probe import conv_layer_indices
 
     folder = Path(run_dir) / PLOTS
     paths = [curves(run_dir), plot_architecture(summary.to_dict(), folder / "architecture.png")]
     test_x = None
     if splits.x_test is not None and len(splits.x_test):
-        from cnnkit.evaluate import evaluate_arrays
-        from cnnkit.spec import load_spec
-        from cnnkit.compat import arrange
+        from cnnkit.data.feed import arrange
+        from cnnkit.run.evaluate import evaluate_arrays
+        from cnnkit.spec.parse import load_spec
 
         test_x = arrange(splits.x_test, feed)
         spec = load_spec(Path(run_dir) / "spec.yaml")
@@ -140,40 +165,15 @@ def draw_run_pictures(run_dir: Path, *, model, splits, feed, summary) -> list[Pa
     return paths
 
 
-def read_image_for(model, path: Path) -> np.ndarray:
-    """An image file as the model's input: converted to its channels, resized, scaled to [0, 1]."""
-    from PIL import Image, UnidentifiedImageError
-
-    want = tuple(int(d) for d in model.input_shape[1:])
-    if len(want) != 3 and not (len(want) == 2):
-        raise DataError(f"{path}: the model's input {want} is not an image")
-    height, width = want[0], want[1]
-    channels = want[2] if len(want) == 3 else 1
-    mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(channels)
-    if mode is None:
-        raise DataError(f"{path}: cannot turn an image into {channels} channels")
-    try:
-        with Image.open(path) as img:
-            img = img.convert(mode).resize((width, height), Image.BILINEAR)
-            array = np.asarray(img, dtype=np.float32) / 255.0
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError) as err:
-        raise DataError(f"{path}: not a readable image ({err})") from None
-    if len(want) == 3 and array.ndim == 2:
-        array = array[..., None]
-    return array
-
-
 def _evaluate(run_or_model, data, data_dir):
-    from cnnkit.evaluate import evaluate
+    from cnnkit.run.evaluate import evaluate
 
     return evaluate(run_or_model, data=data, data_dir=data_dir)
 
 
 def _load_model(run_or_model):
-    from cnnkit.evaluate import resolve_target
-    from cnnkit.modelfile import load_model
+    from cnnkit.run.evaluate import resolve_target
+    from cnnkit.run.modelfile import load_model
 
     return load_model(resolve_target(run_or_model).model_path)
 

@@ -4,7 +4,7 @@ A .keras file is a zip of `metadata.json`, `config.json` and `model.weights.h5`.
 `config.json` into Python objects by importing `module` and looking up `class_name`, so a crafted
 config is a code-execution risk even with `safe_mode=True` (each Keras CVE so far was one more way
 around it). cnnkit therefore only loads what it could have built itself: a keras.Sequential of
-the layers in `cnnkit.layers.KERAS_CLASSES`, whose nested objects are built-in Keras dtype
+the layers in `cnnkit.spec.layers.KERAS_CLASSES`, whose nested objects are built-in Keras dtype
 policies, initializers, regularizers, constraints, optimizers, schedules, losses and metrics.
 Everything is checked against allow-lists; nothing is looked up in Keras. This module must not
 import TensorFlow or Keras at import time (`summary` and `lint` stay fast); `load_model` imports
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from cnnkit.errors import ModelFileError
-from cnnkit.layers import KERAS_CLASSES
+from cnnkit.spec.layers import KERAS_CLASSES
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -54,55 +54,187 @@ LAYER_CLASSES = frozenset({"InputLayer", *KERAS_CLASSES})
 # Entries that carry Python code (or load a foreign graph): named in their own message.
 CODE_CLASSES = frozenset({"Lambda", "TFSMLayer", "__lambda__", "function"})
 # The keys Keras writes on a serialized object; anything else (e.g. `spec_name`) is refused.
-OBJECT_KEYS = frozenset({"module", "class_name", "config", "registered_name", "build_config",
-                         "compile_config", "shared_object_id"})
+OBJECT_KEYS = frozenset(
+    {"module", "class_name", "config", "registered_name", "build_config", "compile_config", "shared_object_id"}
+)
 
 NESTED_CLASSES: dict[str, frozenset[str]] = {
     "keras": frozenset({"DTypePolicy", "FloatDTypePolicy"}),
-    "keras.initializers": frozenset({
-        "Constant", "GlorotNormal", "GlorotUniform", "HeNormal", "HeUniform", "Identity",
-        "IdentityInitializer", "LecunNormal", "LecunUniform", "Ones", "Orthogonal",
-        "OrthogonalInitializer", "RandomNormal", "RandomUniform", "TruncatedNormal",
-        "VarianceScaling", "Zeros"}),
+    "keras.initializers": frozenset(
+        {
+            "Constant",
+            "GlorotNormal",
+            "GlorotUniform",
+            "HeNormal",
+            "HeUniform",
+            "Identity",
+            "IdentityInitializer",
+            "LecunNormal",
+            "LecunUniform",
+            "Ones",
+            "Orthogonal",
+            "OrthogonalInitializer",
+            "RandomNormal",
+            "RandomUniform",
+            "TruncatedNormal",
+            "VarianceScaling",
+            "Zeros",
+        }
+    ),
     "keras.regularizers": frozenset({"L1", "L1L2", "L2", "OrthogonalRegularizer"}),
     "keras.constraints": frozenset({"MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm"}),
-    "keras.optimizers": frozenset({
-        "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax", "Ftrl", "Lamb", "Lion",
-        "LossScaleOptimizer", "Nadam", "RMSprop", "SGD"}),
-    "keras.optimizers.schedules": frozenset({
-        "CosineDecay", "CosineDecayRestarts", "ExponentialDecay", "InverseTimeDecay",
-        "PiecewiseConstantDecay", "PolynomialDecay"}),
-    "keras.losses": frozenset({
-        "BinaryCrossentropy", "BinaryFocalCrossentropy", "CategoricalCrossentropy",
-        "CategoricalFocalCrossentropy", "CategoricalHinge", "CosineSimilarity", "Dice", "Hinge",
-        "Huber", "KLDivergence", "LogCosh", "MeanAbsoluteError", "MeanAbsolutePercentageError",
-        "MeanSquaredError", "MeanSquaredLogarithmicError", "Poisson",
-        "SparseCategoricalCrossentropy", "SquaredHinge", "Tversky"}),
-    "keras.metrics": frozenset({
-        "AUC", "Accuracy", "BinaryAccuracy", "BinaryCrossentropy", "BinaryIoU",
-        "CategoricalAccuracy", "CategoricalCrossentropy", "CategoricalHinge", "CosineSimilarity",
-        "F1Score", "FBetaScore", "FalseNegatives", "FalsePositives", "Hinge", "IoU",
-        "KLDivergence", "LogCoshError", "Mean", "MeanAbsoluteError",
-        "MeanAbsolutePercentageError", "MeanIoU", "MeanSquaredError",
-        "MeanSquaredLogarithmicError", "OneHotIoU", "OneHotMeanIoU", "Precision",
-        "PrecisionAtRecall", "R2Score", "Recall", "RecallAtPrecision", "RootMeanSquaredError",
-        "SensitivityAtSpecificity", "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy",
-        "SparseTopKCategoricalAccuracy", "SpecificityAtSensitivity", "SquaredHinge", "Sum",
-        "TopKCategoricalAccuracy", "TrueNegatives", "TruePositives"}),
+    "keras.optimizers": frozenset(
+        {
+            "Adadelta",
+            "Adafactor",
+            "Adagrad",
+            "Adam",
+            "AdamW",
+            "Adamax",
+            "Ftrl",
+            "Lamb",
+            "Lion",
+            "LossScaleOptimizer",
+            "Nadam",
+            "RMSprop",
+            "SGD",
+        }
+    ),
+    "keras.optimizers.schedules": frozenset(
+        {
+            "CosineDecay",
+            "CosineDecayRestarts",
+            "ExponentialDecay",
+            "InverseTimeDecay",
+            "PiecewiseConstantDecay",
+            "PolynomialDecay",
+        }
+    ),
+    "keras.losses": frozenset(
+        {
+            "BinaryCrossentropy",
+            "BinaryFocalCrossentropy",
+            "CategoricalCrossentropy",
+            "CategoricalFocalCrossentropy",
+            "CategoricalHinge",
+            "CosineSimilarity",
+            "Dice",
+            "Hinge",
+            "Huber",
+            "KLDivergence",
+            "LogCosh",
+            "MeanAbsoluteError",
+            "MeanAbsolutePercentageError",
+            "MeanSquaredError",
+            "MeanSquaredLogarithmicError",
+            "Poisson",
+            "SparseCategoricalCrossentropy",
+            "SquaredHinge",
+            "Tversky",
+        }
+    ),
+    "keras.metrics": frozenset(
+        {
+            "AUC",
+            "Accuracy",
+            "BinaryAccuracy",
+            "BinaryCrossentropy",
+            "BinaryIoU",
+            "CategoricalAccuracy",
+            "CategoricalCrossentropy",
+            "CategoricalHinge",
+            "CosineSimilarity",
+            "F1Score",
+            "FBetaScore",
+            "FalseNegatives",
+            "FalsePositives",
+            "Hinge",
+            "IoU",
+            "KLDivergence",
+            "LogCoshError",
+            "Mean",
+            "MeanAbsoluteError",
+            "MeanAbsolutePercentageError",
+            "MeanIoU",
+            "MeanSquaredError",
+            "MeanSquaredLogarithmicError",
+            "OneHotIoU",
+            "OneHotMeanIoU",
+            "Precision",
+            "PrecisionAtRecall",
+            "R2Score",
+            "Recall",
+            "RecallAtPrecision",
+            "RootMeanSquaredError",
+            "SensitivityAtSpecificity",
+            "SparseCategoricalAccuracy",
+            "SparseCategoricalCrossentropy",
+            "SparseTopKCategoricalAccuracy",
+            "SpecificityAtSensitivity",
+            "SquaredHinge",
+            "Sum",
+            "TopKCategoricalAccuracy",
+            "TrueNegatives",
+            "TruePositives",
+        }
+    ),
 }
 
-ACTIVATION_NAMES = frozenset({
-    "celu", "elu", "exponential", "gelu", "glu", "hard_shrink", "hard_sigmoid", "hard_silu",
-    "hard_swish", "hard_tanh", "leaky_relu", "linear", "log_sigmoid", "log_softmax", "mish",
-    "relu", "relu6", "selu", "sigmoid", "silu", "soft_shrink", "softmax", "softplus", "softsign",
-    "sparse_plus", "sparse_sigmoid", "sparsemax", "squareplus", "swish", "tanh", "tanh_shrink",
-    "threshold"})
+ACTIVATION_NAMES = frozenset(
+    {
+        "celu",
+        "elu",
+        "exponential",
+        "gelu",
+        "glu",
+        "hard_shrink",
+        "hard_sigmoid",
+        "hard_silu",
+        "hard_swish",
+        "hard_tanh",
+        "leaky_relu",
+        "linear",
+        "log_sigmoid",
+        "log_softmax",
+        "mish",
+        "relu",
+        "relu6",
+        "selu",
+        "sigmoid",
+        "silu",
+        "soft_shrink",
+        "softmax",
+        "softplus",
+        "softsign",
+        "sparse_plus",
+        "sparse_sigmoid",
+        "sparsemax",
+        "squareplus",
+        "swish",
+        "tanh",
+        "tanh_shrink",
+        "threshold",
+    }
+)
 # Keras' `*.get(name)` accepts the snake_case function name and the class name.
 _SNAKE_NAMES = {
-    "keras.initializers": {"constant", "glorot_normal", "glorot_uniform", "he_normal",
-                           "he_uniform", "identity", "lecun_normal", "lecun_uniform", "ones",
-                           "orthogonal", "random_normal", "random_uniform", "truncated_normal",
-                           "variance_scaling", "zeros"},
+    "keras.initializers": {
+        "constant",
+        "glorot_normal",
+        "glorot_uniform",
+        "he_normal",
+        "he_uniform",
+        "identity",
+        "lecun_normal",
+        "lecun_uniform",
+        "ones",
+        "orthogonal",
+        "random_normal",
+        "random_uniform",
+        "truncated_normal",
+        "variance_scaling",
+        "zeros",
+    },
     "keras.regularizers": {"l1", "l1_l2", "l2", "orthogonal_regularizer"},
     "keras.constraints": {"max_norm", "min_max_norm", "non_neg", "unit_norm"},
 }
@@ -116,25 +248,31 @@ class _Kind:
 
 
 def _kind_of(module: str, what: str) -> _Kind:
-    return _Kind(what, frozenset(_SNAKE_NAMES[module]) | NESTED_CLASSES[module],
-                 {module: NESTED_CLASSES[module]})
+    return _Kind(what, frozenset(_SNAKE_NAMES[module]) | NESTED_CLASSES[module], {module: NESTED_CLASSES[module]})
 
 
 # A layer argument's kind follows from its name (`kernel_initializer`, `bias_constraint`, ...).
-ACTIVATION = _Kind("a Keras activation name or activation layer", ACTIVATION_NAMES,
-                   {"keras.layers": frozenset({"ReLU", "LeakyReLU", "Softmax", "Activation"})
-                    & LAYER_CLASSES})
+ACTIVATION = _Kind(
+    "a Keras activation name or activation layer",
+    ACTIVATION_NAMES,
+    {"keras.layers": frozenset({"ReLU", "LeakyReLU", "Softmax", "Activation"}) & LAYER_CLASSES},
+)
 _SUFFIX_KINDS = {
     "_initializer": _kind_of("keras.initializers", "a built-in Keras initializer"),
     "_regularizer": _kind_of("keras.regularizers", "a built-in Keras regularizer"),
     "_constraint": _kind_of("keras.constraints", "a built-in Keras constraint"),
 }
-MODEL = _Kind("a keras.Sequential model", frozenset(), {m: frozenset({"Sequential"})
-                                                        for m in MODEL_MODULES})
-LAYER = _Kind("a keras.layers class that cnnkit builds (cnnkit.layers.KERAS_CLASSES)", frozenset(),
-              {m: LAYER_CLASSES for m in LAYER_MODULES})
-ANY = _Kind("a built-in Keras dtype policy, initializer, regularizer, constraint, optimizer, "
-            "schedule, loss or metric", frozenset(), NESTED_CLASSES)
+MODEL = _Kind("a keras.Sequential model", frozenset(), {m: frozenset({"Sequential"}) for m in MODEL_MODULES})
+LAYER = _Kind(
+    "a keras.layers class that cnnkit builds (cnnkit.spec.layers.KERAS_CLASSES)",
+    frozenset(),
+    {m: LAYER_CLASSES for m in LAYER_MODULES},
+)
+ANY = _Kind(
+    "a built-in Keras dtype policy, initializer, regularizer, constraint, optimizer, schedule, loss or metric",
+    frozenset(),
+    NESTED_CLASSES,
+)
 # Marker slots: Sequential's inner `config` (whose `layers` is the layer list), and that list.
 _MODEL_CONFIG = object()
 _LAYER_LIST = object()
@@ -188,8 +326,9 @@ def load_model(path: str | os.PathLike, *, compile: bool = True):
         try:
             return keras.saving.load_model(str(copy), safe_mode=True, compile=compile)
         except Exception as e:  # Keras raises ValueError/TypeError/OSError/KeyError/...
-            raise ModelFileError(f"{where}: Keras could not load the model: "
-                                 f"{type(e).__name__}: {_one_line(str(e))}") from e
+            raise ModelFileError(
+                f"{where}: Keras could not load the model: {type(e).__name__}: {_one_line(str(e))}"
+            ) from e
 
 
 def check_model_config(config: Any, where: str) -> None:
@@ -204,28 +343,30 @@ def check_model_config(config: Any, where: str) -> None:
 
 def _check_path(where: str) -> str:
     if _REMOTE.match(where):
-        raise ModelFileError(f"{where}: expected a local .keras file, found a remote path "
-                             "(cnnkit never fetches model files)")
+        raise ModelFileError(
+            f"{where}: expected a local .keras file, found a remote path (cnnkit never fetches model files)"
+        )
     if not os.path.lexists(where):
         raise ModelFileError(f"{where}: expected a .keras file, found no such file")
     if os.path.isdir(where):
-        found = ("a SavedModel directory" if os.path.exists(os.path.join(where, "saved_model.pb"))
-                 else "a directory")
-        raise ModelFileError(f"{where}: expected a .keras file, found {found}; cnnkit only "
-                             "loads .keras files (Keras v3 format)")
+        found = "a SavedModel directory" if os.path.exists(os.path.join(where, "saved_model.pb")) else "a directory"
+        raise ModelFileError(
+            f"{where}: expected a .keras file, found {found}; cnnkit only loads .keras files (Keras v3 format)"
+        )
     if where.lower().endswith(_LEGACY_SUFFIXES):
-        raise ModelFileError(f"{where} is a legacy HDF5 file; cnnkit only loads .keras files "
-                             "(Keras v3 format)")
+        raise ModelFileError(f"{where} is a legacy HDF5 file; cnnkit only loads .keras files (Keras v3 format)")
     if not where.endswith(".keras"):  # exactly: Keras picks its loader by this suffix
         suffix = Path(where).suffix
-        raise ModelFileError(f"{where}: expected a .keras file, found "
-                             + (f"the extension '{suffix}'" if suffix else "no extension"))
+        raise ModelFileError(
+            f"{where}: expected a .keras file, found " + (f"the extension '{suffix}'" if suffix else "no extension")
+        )
     if not os.path.isfile(where):
         raise ModelFileError(f"{where}: expected a regular .keras file, found a special file")
     size = os.path.getsize(where)
     if size > MAX_TOTAL_BYTES:
-        raise ModelFileError(f"{where}: expected a .keras file of at most "
-                             f"{_size(MAX_TOTAL_BYTES)}, found {_size(size)}")
+        raise ModelFileError(
+            f"{where}: expected a .keras file of at most {_size(MAX_TOTAL_BYTES)}, found {_size(size)}"
+        )
     return where
 
 
@@ -234,8 +375,7 @@ def _copy_capped(src: BinaryIO, dst: BinaryIO, where: str) -> None:
     while chunk := src.read(_READ_CHUNK):
         copied += len(chunk)
         if copied > MAX_TOTAL_BYTES:  # the file grew after it was checked
-            raise ModelFileError(f"{where}: expected a .keras file of at most "
-                                 f"{_size(MAX_TOTAL_BYTES)}, found more")
+            raise ModelFileError(f"{where}: expected a .keras file of at most {_size(MAX_TOTAL_BYTES)}, found more")
         dst.write(chunk)
 
 
@@ -245,19 +385,18 @@ def _inspect_open(f: BinaryIO, where: str) -> dict:
     try:
         zf = zipfile.ZipFile(f)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
-        found = ("HDF5 data (a legacy .h5 file renamed to .keras)" if head == HDF5_MAGIC
-                 else "a file that is not a zip")
+        found = "HDF5 data (a legacy .h5 file renamed to .keras)" if head == HDF5_MAGIC else "a file that is not a zip"
         raise ModelFileError(f"{where}: expected a .keras zip archive, found {found}") from None
     with zf:
         infos = _check_members(zf, where)
         data = {name: _read_member(zf, info, where) for name, info in infos.items()}
     if not data["model.weights.h5"].startswith(HDF5_MAGIC):
-        raise ModelFileError(f"{where}: zip member 'model.weights.h5': expected HDF5 data, "
-                             f"found {data['model.weights.h5'][:8]!r}...")
+        raise ModelFileError(
+            f"{where}: zip member 'model.weights.h5': expected HDF5 data, found {data['model.weights.h5'][:8]!r}..."
+        )
     metadata = _parse_json(data["metadata.json"], "metadata.json", where)
     if not isinstance(metadata, dict):
-        raise ModelFileError(f"{where}: metadata.json: expected a JSON object, "
-                             f"found {_json_type(metadata)}")
+        raise ModelFileError(f"{where}: metadata.json: expected a JSON object, found {_json_type(metadata)}")
     config = _parse_json(data["config.json"], "config.json", where)
     check_model_config(config, where)
     return config
@@ -268,34 +407,44 @@ def _check_members(zf: zipfile.ZipFile, where: str) -> dict[str, zipfile.ZipInfo
     infos: dict[str, zipfile.ZipInfo] = {}
     for info in zf.infolist():
         name = info.filename
-        if ("/" in name or "\\" in name or ".." in name or ":" in name or "\0" in name
-                or name.startswith(".") or not name):
-            raise ModelFileError(f"{where}: zip member {name!r}: expected a plain file name, "
-                                 "found a path (refused: path traversal)")
+        if (
+            "/" in name
+            or "\\" in name
+            or ".." in name
+            or ":" in name
+            or "\0" in name
+            or name.startswith(".")
+            or not name
+        ):
+            raise ModelFileError(
+                f"{where}: zip member {name!r}: expected a plain file name, found a path (refused: path traversal)"
+            )
         if name not in MEMBER_CAPS:
-            raise ModelFileError(f"{where}: expected only the zip members {expected}, "
-                                 f"found the extra member {name!r}")
+            raise ModelFileError(f"{where}: expected only the zip members {expected}, found the extra member {name!r}")
         if name in infos:
             raise ModelFileError(f"{where}: expected each zip member once, found {name!r} twice")
         infos[name] = info
     for name in sorted(MEMBER_CAPS):
         if name not in infos:
-            raise ModelFileError(f"{where}: expected the zip members {expected}, "
-                                 f"found no {name!r}")
+            raise ModelFileError(f"{where}: expected the zip members {expected}, found no {name!r}")
     total = 0
     for name, info in infos.items():
         if info.flag_bits & 0x1:
-            raise ModelFileError(f"{where}: zip member {name!r}: expected an unencrypted member, "
-                                 "found an encrypted one")
+            raise ModelFileError(
+                f"{where}: zip member {name!r}: expected an unencrypted member, found an encrypted one"
+            )
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise ModelFileError(f"{where}: zip member {name!r}: expected stored or deflated "
-                                 f"data, found compression method {info.compress_type}")
+            raise ModelFileError(
+                f"{where}: zip member {name!r}: expected stored or deflated "
+                f"data, found compression method {info.compress_type}"
+            )
         _check_size(where, name, info.file_size, MEMBER_CAPS[name])
         _check_ratio(where, name, info.file_size, info.compress_size)
         total += info.file_size
     if total > MAX_TOTAL_BYTES:
-        raise ModelFileError(f"{where}: expected at most {_size(MAX_TOTAL_BYTES)} uncompressed "
-                             f"in all, found {_size(total)}")
+        raise ModelFileError(
+            f"{where}: expected at most {_size(MAX_TOTAL_BYTES)} uncompressed in all, found {_size(total)}"
+        )
     return infos
 
 
@@ -317,8 +466,9 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> byte
     except ModelFileError:
         raise
     except Exception as e:  # zlib.error, BadZipFile (bad CRC), EOFError, OSError ...
-        raise ModelFileError(f"{where}: zip member {name!r}: expected readable zip data, "
-                             f"found a corrupt member ({_one_line(str(e))})") from None
+        raise ModelFileError(
+            f"{where}: zip member {name!r}: expected readable zip data, found a corrupt member ({_one_line(str(e))})"
+        ) from None
     return b"".join(kept)
 
 
@@ -327,17 +477,17 @@ def _check_size(where: str, name: str, size: int, cap: int, while_reading: bool 
         found = "more than that while reading" if while_reading else _size(size)
         if found == _size(cap):
             found = f"{size:,} bytes"
-        raise ModelFileError(f"{where}: zip member {name!r}: expected at most {_size(cap)} "
-                             f"uncompressed, found {found}")
+        raise ModelFileError(f"{where}: zip member {name!r}: expected at most {_size(cap)} uncompressed, found {found}")
 
 
-def _check_ratio(where: str, name: str, size: int, compressed: int,
-                 while_reading: bool = False) -> None:
+def _check_ratio(where: str, name: str, size: int, compressed: int, while_reading: bool = False) -> None:
     ratio = size / compressed if compressed else (float("inf") if size else 0.0)
     if ratio > MAX_RATIO:
         found = "more than that while reading" if while_reading else f"{ratio:.0f}"
-        raise ModelFileError(f"{where}: zip member {name!r}: expected a compression ratio of at "
-                             f"most {MAX_RATIO}, found {found} (zip bomb?)")
+        raise ModelFileError(
+            f"{where}: zip member {name!r}: expected a compression ratio of at "
+            f"most {MAX_RATIO}, found {found} (zip bomb?)"
+        )
 
 
 def _parse_json(raw: bytes, member: str, where: str) -> Any:
@@ -345,22 +495,24 @@ def _parse_json(raw: bytes, member: str, where: str) -> Any:
         seen = {}
         for key, value in pairs:
             if key in seen:
-                raise ModelFileError(f"{where}: {member}: expected each key once per object, "
-                                     f"found {key!r} twice")
+                raise ModelFileError(f"{where}: {member}: expected each key once per object, found {key!r} twice")
             seen[key] = value
         return seen
 
     try:
         return json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicates)
     except UnicodeDecodeError as e:
-        raise ModelFileError(f"{where}: {member}: expected UTF-8 JSON, found undecodable byte "
-                             f"at offset {e.start}") from None
+        raise ModelFileError(
+            f"{where}: {member}: expected UTF-8 JSON, found undecodable byte at offset {e.start}"
+        ) from None
     except json.JSONDecodeError as e:
-        raise ModelFileError(f"{where}: {member}: expected JSON, found invalid JSON at line "
-                             f"{e.lineno} column {e.colno} ({e.msg})") from None
+        raise ModelFileError(
+            f"{where}: {member}: expected JSON, found invalid JSON at line {e.lineno} column {e.colno} ({e.msg})"
+        ) from None
     except RecursionError:
-        raise ModelFileError(f"{where}: {member}: expected JSON nested at most {MAX_DEPTH} deep, "
-                             "found deeper") from None
+        raise ModelFileError(
+            f"{where}: {member}: expected JSON nested at most {MAX_DEPTH} deep, found deeper"
+        ) from None
 
 
 # --- the config tree ---------------------------------------------------------------------------
@@ -386,8 +538,12 @@ def _walk(node: Any, jpath: str, slot: Any, depth: int, where: str) -> None:
     holds_layers = slot is _MODEL_CONFIG
     if holds_layers:
         if not isinstance(node, dict) or is_object or "layers" not in node:
-            _refuse(where, jpath, "the Sequential config: an object with a list of layers",
-                    "an object reference" if is_object else _json_type(node))
+            _refuse(
+                where,
+                jpath,
+                "the Sequential config: an object with a list of layers",
+                "an object reference" if is_object else _json_type(node),
+            )
         slot = ANY
     strict = slot is not ANY  # MODEL, LAYER, or a kind (activation, initializer, ...)
     if isinstance(node, dict):
@@ -400,8 +556,12 @@ def _walk(node: Any, jpath: str, slot: Any, depth: int, where: str) -> None:
                 continue  # checked by _check_object
             child = f"{jpath}.{key}" if re.fullmatch(r"\w+", key) else f"{jpath}[{key!r}]"
             if key == "function":
-                _refuse(where, child, "no Python function", "a 'function' entry "
-                        "(Python code in a model file is never loaded)")
+                _refuse(
+                    where,
+                    child,
+                    "no Python function",
+                    "a 'function' entry (Python code in a model file is never loaded)",
+                )
             if _DOTTED.fullmatch(key):
                 _refuse(where, child, "a plain key", f"the Python path {key!r}")
             if slot is MODEL and key == "config":
@@ -442,15 +602,14 @@ def _check_object(node: dict, jpath: str, slot: Any, where: str) -> None:
     if cls not in slot.objects.get(module, ()):
         _refuse(where, jpath, slot.what, full)
     if registered is not None and registered != cls:
-        _refuse(where, f"{jpath}.registered_name", f"null or {cls!r}",
-                f"{registered!r} (custom objects are never loaded)")
+        _refuse(
+            where, f"{jpath}.registered_name", f"null or {cls!r}", f"{registered!r} (custom objects are never loaded)"
+        )
     for key in node:
         if key not in OBJECT_KEYS:
-            _refuse(where, f"{jpath}.{key}", f"only the keys {', '.join(sorted(OBJECT_KEYS))}",
-                    f"the key {key!r}")
+            _refuse(where, f"{jpath}.{key}", f"only the keys {', '.join(sorted(OBJECT_KEYS))}", f"the key {key!r}")
     if not isinstance(node.get("config"), dict):
-        _refuse(where, f"{jpath}.config", f"an object holding the config of {cls!r}",
-                _json_type(node.get("config")))
+        _refuse(where, f"{jpath}.config", f"an object holding the config of {cls!r}", _json_type(node.get("config")))
 
 
 def _refuse(where: str, jpath: str, expected: str, found: str):
@@ -460,8 +619,14 @@ def _refuse(where: str, jpath: str, expected: str, found: str):
 def _json_type(value: Any) -> str:
     if value is None:
         return "null"
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string",
-            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)
 
 
 def _size(n: int) -> str:

@@ -16,45 +16,13 @@ import io
 import json
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 
 from cnnkit.errors import RunError
+from cnnkit.files import atomic_write, unwritable  # noqa: F401  (re-exported for run code)
 
 LATEST = "latest"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-FILE_MODE = 0o666 & ~_UMASK  # what open() would give: mkstemp's 0600 would hide run files from others
-
-
-def atomic_write(path: Path, data: str | bytes) -> None:
-    """Write to a temp file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:
-        raise unwritable(path, err) from None
-    try:
-        os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600; run files are ordinary files
-        with os.fdopen(fd, mode) as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise unwritable(path, err) from None
-        raise
-
-
-def unwritable(path: Path, err: OSError) -> RunError:
-    """A full disk, a read-only folder...: one line naming the file, not a traceback."""
-    return RunError(f"cannot write {path}: {err.strerror or err}",
-                    hint="free disk space or check the folder's permissions")
 
 
 def write_json(path: Path, data) -> None:
@@ -95,8 +63,10 @@ def new_run_dir(parent: Path, name: str) -> Path:
         except FileExistsError:
             continue
         except OSError as err:
-            raise RunError(f"cannot create a run folder in {parent}: {err.strerror or err}",
-                           hint="check free disk space and write permission, or pass another --out folder") from None
+            raise RunError(
+                f"cannot create a run folder in {parent}: {err.strerror or err}",
+                hint="check free disk space and write permission, or pass another --out folder",
+            ) from None
     raise RunError(f"cannot create a new run folder in {parent}")
 
 
@@ -121,8 +91,7 @@ def resolve_run(path: str | Path, *, need: str = "spec.yaml") -> Path:
     if path.is_dir() and not (path / "spec.yaml").exists() and (path / LATEST).exists():
         path = (path / LATEST).resolve()
     if not path.is_dir() or not (path / "spec.yaml").exists():
-        raise RunError(f"{path} is not a cnnkit run folder (no spec.yaml)",
-                       hint="pass a folder made by `cnnkit train`")
+        raise RunError(f"{path} is not a cnnkit run folder (no spec.yaml)", hint="pass a folder made by `cnnkit train`")
     if not (path / need).exists():
         raise RunError(f"run folder {path} has no {need}")
     return path

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from cnnkit import layers as layer_registry
 from cnnkit.errors import SpecError
-from cnnkit.shapes import Field, LayerOut, ShapeError, fmt_shape, prod
+from cnnkit.spec import layers as layer_registry
+from cnnkit.spec.shapes import Field, LayerOut, ShapeError, fmt_shape, prod
 
 BYTES_PER_VALUE = 4  # float32 activations and weights
 
@@ -92,14 +92,22 @@ def summarize(spec) -> Summary:
             rf = Field.start(_spatial_rank(out.shape, layer.full["data_format"]))
         if spatial_alive:
             rf = rf.after(out)
-        rows.append(LayerRow(
-            index=layer.index, type=layer.type, name=layer.args.get("name"),
-            input_shape=list(shape), output_shape=list(out.shape),
-            params=out.trainable + out.non_trainable, trainable_params=out.trainable,
-            non_trainable_params=out.non_trainable, macs=out.macs,
-            receptive_field=rf.compact(rf.size) if spatial_alive else None,
-            jump=rf.compact(rf.jump) if spatial_alive else None,
-            arithmetic="; ".join(out.arithmetic)))
+        rows.append(
+            LayerRow(
+                index=layer.index,
+                type=layer.type,
+                name=layer.args.get("name"),
+                input_shape=list(shape),
+                output_shape=list(out.shape),
+                params=out.trainable + out.non_trainable,
+                trainable_params=out.trainable,
+                non_trainable_params=out.non_trainable,
+                macs=out.macs,
+                receptive_field=rf.compact(rf.size) if spatial_alive else None,
+                jump=rf.compact(rf.jump) if spatial_alive else None,
+                arithmetic="; ".join(out.arithmetic),
+            )
+        )
         shape = tuple(out.shape)
     return Summary(spec.name, list(spec.input_shape), rows)
 
@@ -118,6 +126,10 @@ def _check_rank(spec, layer, entry, shape: tuple, rows: list[LayerRow]) -> None:
         hint = f"a {layer.type} cannot follow a flattening layer; move Flatten/Dense after the conv blocks"
     elif not rows:
         hint = f"set input_shape to {expected}"
-    raise SpecError(f"{layer.label} expects input of rank {entry.input_ranks[0]} {expected} but receives "
-                    f"{fmt_shape(shape)} (rank {len(shape)}) {source}",
-                    file=spec.file, line=layer.line, hint=hint)
+    raise SpecError(
+        f"{layer.label} expects input of rank {entry.input_ranks[0]} {expected} but receives "
+        f"{fmt_shape(shape)} (rank {len(shape)}) {source}",
+        file=spec.file,
+        line=layer.line,
+        hint=hint,
+    )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from cnnkit.argtypes import CONSTRAINTS
 from cnnkit.backend import keras as _keras
+from cnnkit.spec.argtypes import CONSTRAINTS
 
 
 def build_model(spec, keras=None):

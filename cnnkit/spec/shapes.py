@@ -79,9 +79,11 @@ def _windowed(in_shape, args, kernel, what: str):
         shown = formulas[0] if same else ", ".join(formulas)
         k_txt = kernel[0] if len(set(kernel)) == 1 else fmt_shape(kernel)
         s_txt = strides[0] if len(set(strides)) == 1 else fmt_shape(strides)
-        raise ShapeError(f"input {fmt_shape(spatial)}, {what} {k_txt}, stride {s_txt}, {padding} → {shown}",
-                         hint="the output would have no pixels left; use padding: same, a smaller "
-                              f"{what}/stride, or fewer pooling layers")
+        raise ShapeError(
+            f"input {fmt_shape(spatial)}, {what} {k_txt}, stride {s_txt}, {padding} → {shown}",
+            hint="the output would have no pixels left; use padding: same, a smaller "
+            f"{what}/stride, or fewer pooling layers",
+        )
     k_eff = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
     arithmetic = formulas[:1] if len(set(formulas)) == 1 else formulas
     return tuple(outs), channels, (k_eff, tuple(strides)), arithmetic
@@ -91,13 +93,13 @@ def conv(in_shape, args) -> LayerOut:
     spatial_out, channels, window, arithmetic = _windowed(in_shape, args, args["kernel_size"], "kernel")
     groups, filters = args.get("groups", 1), args["filters"]
     if channels % groups or filters % groups:
-        raise ShapeError(f"groups={groups} must divide both the input channels ({channels}) and "
-                         f"filters ({filters})")
+        raise ShapeError(f"groups={groups} must divide both the input channels ({channels}) and filters ({filters})")
     per_filter = prod(args["kernel_size"]) * (channels // groups)
     params = per_filter * filters + (filters if args["use_bias"] else 0)
     macs = prod(spatial_out) * filters * per_filter
-    return LayerOut(join_channels(spatial_out, filters, args["data_format"]), params, 0, macs, window,
-                    arithmetic=arithmetic)
+    return LayerOut(
+        join_channels(spatial_out, filters, args["data_format"]), params, 0, macs, window, arithmetic=arithmetic
+    )
 
 
 def separable_conv(in_shape, args) -> LayerOut:
@@ -106,8 +108,9 @@ def separable_conv(in_shape, args) -> LayerOut:
     filters = args["filters"]
     params = prod(args["kernel_size"]) * depth + depth * filters + (filters if args["use_bias"] else 0)
     macs = prod(spatial_out) * (prod(args["kernel_size"]) * depth + depth * filters)
-    return LayerOut(join_channels(spatial_out, filters, args["data_format"]), params, 0, macs, window,
-                    arithmetic=arithmetic)
+    return LayerOut(
+        join_channels(spatial_out, filters, args["data_format"]), params, 0, macs, window, arithmetic=arithmetic
+    )
 
 
 def depthwise_conv(in_shape, args) -> LayerOut:
@@ -115,16 +118,16 @@ def depthwise_conv(in_shape, args) -> LayerOut:
     depth = channels * args["depth_multiplier"]
     params = prod(args["kernel_size"]) * depth + (depth if args["use_bias"] else 0)
     macs = prod(spatial_out) * prod(args["kernel_size"]) * depth
-    return LayerOut(join_channels(spatial_out, depth, args["data_format"]), params, 0, macs, window,
-                    arithmetic=arithmetic)
+    return LayerOut(
+        join_channels(spatial_out, depth, args["data_format"]), params, 0, macs, window, arithmetic=arithmetic
+    )
 
 
 def pool(in_shape, args) -> LayerOut:
     args = dict(args)
     args["strides"] = args.get("strides") or args["pool_size"]  # Keras: strides default to pool_size
     spatial_out, channels, window, arithmetic = _windowed(in_shape, args, args["pool_size"], "pool")
-    return LayerOut(join_channels(spatial_out, channels, args["data_format"]), window=window,
-                    arithmetic=arithmetic)
+    return LayerOut(join_channels(spatial_out, channels, args["data_format"]), window=window, arithmetic=arithmetic)
 
 
 def global_pool(in_shape, args) -> LayerOut:
@@ -141,8 +144,7 @@ def flatten(in_shape, args) -> LayerOut:
 def dense(in_shape, args) -> LayerOut:
     units, fan_in = args["units"], in_shape[-1]
     params = fan_in * units + (units if args["use_bias"] else 0)
-    return LayerOut((*in_shape[:-1], units), params, 0, prod(in_shape[:-1]) * fan_in * units,
-                    spatial=len(in_shape) > 1)
+    return LayerOut((*in_shape[:-1], units), params, 0, prod(in_shape[:-1]) * fan_in * units, spatial=len(in_shape) > 1)
 
 
 def identity(in_shape, args) -> LayerOut:
@@ -153,11 +155,15 @@ def _norm_axis(in_shape, axis: int) -> int:
     # the summary's shapes have no batch axis; Keras' axis counts it
     rank = len(in_shape) + 1
     if -rank <= axis < rank and axis % rank == 0:
-        raise ShapeError(f"axis {axis} is the batch axis; statistics must be taken per feature, not across "
-                         f"samples", hint="use -1 (channels_last) or 1 (channels_first)")
+        raise ShapeError(
+            f"axis {axis} is the batch axis; statistics must be taken per feature, not across samples",
+            hint="use -1 (channels_last) or 1 (channels_first)",
+        )
     if not -rank <= axis < rank:
-        raise ShapeError(f"axis {axis} is out of range for input of shape {tuple(in_shape)}; "
-                         f"use -1 (channels_last) or 1 (channels_first)")
+        raise ShapeError(
+            f"axis {axis} is out of range for input of shape {tuple(in_shape)}; "
+            f"use -1 (channels_last) or 1 (channels_first)"
+        )
     return axis % rank - 1
 
 
@@ -201,30 +207,34 @@ def reshape(in_shape, args) -> LayerOut:
     known = prod(v for v in target if v != -1)
     if -1 in target:
         if total % known:
-            raise ShapeError(f"cannot reshape {total} values ({fmt_shape(in_shape)}) into "
-                             f"{tuple(args['target_shape'])}: {total} is not divisible by {known}")
+            raise ShapeError(
+                f"cannot reshape {total} values ({fmt_shape(in_shape)}) into "
+                f"{tuple(args['target_shape'])}: {total} is not divisible by {known}"
+            )
         target[target.index(-1)] = total // known
     elif known != total:
-        raise ShapeError(f"cannot reshape {fmt_shape(in_shape)} ({total} values) into "
-                         f"{fmt_shape(target)} ({known} values)")
+        raise ShapeError(
+            f"cannot reshape {fmt_shape(in_shape)} ({total} values) into {fmt_shape(target)} ({known} values)"
+        )
     return LayerOut(tuple(target), spatial=len(target) > 1)
 
 
 def permute(in_shape, args) -> LayerOut:
     dims = args["dims"]
     if sorted(dims) != list(range(1, len(in_shape) + 1)):
-        raise ShapeError(f"dims must be a permutation of 1..{len(in_shape)} for input "
-                         f"{tuple(in_shape)}. Received: dims={list(dims)}")
+        raise ShapeError(
+            f"dims must be a permutation of 1..{len(in_shape)} for input {tuple(in_shape)}. Received: dims={list(dims)}"
+        )
     return LayerOut(tuple(in_shape[d - 1] for d in dims))
 
 
 def resize(in_shape, args) -> LayerOut:
     spatial, channels = split_channels(in_shape, args.get("data_format", "channels_last"))
-    return LayerOut(join_channels((args["height"], args["width"]), channels,
-                                  args.get("data_format", "channels_last")))
+    return LayerOut(join_channels((args["height"], args["width"]), channels, args.get("data_format", "channels_last")))
 
 
 # --- receptive field ---------------------------------------------------------------------------
+
 
 @dataclass
 class Field:

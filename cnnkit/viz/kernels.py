@@ -30,8 +30,10 @@ _KERNEL_TABLE: dict[str, tuple[list[list[float]], str]] = {
     "outline": ([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]], "8-neighbour Laplacian: bright outlines on black"),
     "sharpen": ([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], "identity + edges: boosts high frequencies"),
     "box_blur": ([[1 / 9] * 3] * 3, "mean of the 3x3 neighbourhood: smooths noise"),
-    "gaussian_blur": ([[1 / 16, 2 / 16, 1 / 16], [2 / 16, 4 / 16, 2 / 16], [1 / 16, 2 / 16, 1 / 16]],
-                      "weighted mean, centre counts most: a softer blur"),
+    "gaussian_blur": (
+        [[1 / 16, 2 / 16, 1 / 16], [2 / 16, 4 / 16, 2 / 16], [1 / 16, 2 / 16, 1 / 16]],
+        "weighted mean, centre counts most: a softer blur",
+    ),
     "emboss": ([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], "diagonal gradient plus the image: a raised-relief look"),
     "horizontal_lines": ([[-1, -1, -1], [2, 2, 2], [-1, -1, -1]], "bright thin horizontal lines"),
     "vertical_lines": ([[-1, 2, -1], [-1, 2, -1], [-1, 2, -1]], "bright thin vertical lines"),
@@ -65,8 +67,7 @@ def get_kernel(name: str) -> np.ndarray:
 def _pair(value, what: str) -> tuple[int, int]:
     """Normalise an int or a pair of ints to a pair of positive ints (Keras' standardize_tuple, for rank 2)."""
     pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0
-                                 for v in pair):
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in pair):
         raise CnnkitError(f"invalid {what}: expected a positive int or a pair of positive ints, got {value!r}")
     return int(pair[0]), int(pair[1])
 
@@ -103,8 +104,10 @@ def conv2d(image: np.ndarray, kernel: np.ndarray, *, strides=(1, 1), padding: st
         left, right = _same_pads(w, kw, sw)
         image = np.pad(image.astype(dtype, copy=False), ((top, bottom), (left, right)))
     if image.shape[0] < kh or image.shape[1] < kw:
-        raise CnnkitError(f"kernel {kh}×{kw} does not fit in a {h}×{w} image with padding='valid'",
-                          "use padding='same' or a smaller kernel")
+        raise CnnkitError(
+            f"kernel {kh}×{kw} does not fit in a {h}×{w} image with padding='valid'",
+            "use padding='same' or a smaller kernel",
+        )
 
     windows = np.lib.stride_tricks.sliding_window_view(image, (kh, kw))[::sh, ::sw]
     return np.einsum("ijkl,kl->ij", windows, kernel.astype(dtype, copy=False), dtype=dtype)
@@ -129,6 +132,7 @@ def load_image(path, *, grayscale: bool = True) -> np.ndarray:
                 return grey if grayscale else np.repeat(grey[..., None], 3, axis=-1)
             array = np.asarray(img.convert("L" if grayscale else "RGB"), dtype=np.float32)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"cannot load image {path}: expected a PNG/JPEG/BMP/GIF file, "
-                        f"got unreadable data ({type(exc).__name__})") from exc
+        raise DataError(
+            f"cannot load image {path}: expected a PNG/JPEG/BMP/GIF file, got unreadable data ({type(exc).__name__})"
+        ) from exc
     return array / 255.0

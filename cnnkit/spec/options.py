@@ -15,8 +15,16 @@ class Option:
     args: tuple[str, ...]
 
 
-_OPT_COMMON = ("learning_rate", "weight_decay", "clipnorm", "clipvalue", "global_clipnorm",
-               "use_ema", "ema_momentum", "gradient_accumulation_steps")
+_OPT_COMMON = (
+    "learning_rate",
+    "weight_decay",
+    "clipnorm",
+    "clipvalue",
+    "global_clipnorm",
+    "use_ema",
+    "ema_momentum",
+    "gradient_accumulation_steps",
+)
 _ADAM = ("beta_1", "beta_2", "epsilon", "amsgrad")
 OPTIMIZERS = {
     "adam": Option("Adam", _OPT_COMMON + _ADAM),
@@ -28,8 +36,16 @@ OPTIMIZERS = {
     "adamax": Option("Adamax", _OPT_COMMON + ("beta_1", "beta_2", "epsilon")),
     "nadam": Option("Nadam", _OPT_COMMON + ("beta_1", "beta_2", "epsilon")),
     "lion": Option("Lion", _OPT_COMMON + ("beta_1", "beta_2")),
-    "ftrl": Option("Ftrl", _OPT_COMMON + ("learning_rate_power", "initial_accumulator_value",
-                                          "l1_regularization_strength", "l2_regularization_strength")),
+    "ftrl": Option(
+        "Ftrl",
+        _OPT_COMMON
+        + (
+            "learning_rate_power",
+            "initial_accumulator_value",
+            "l1_regularization_strength",
+            "l2_regularization_strength",
+        ),
+    ),
 }
 
 # label: how the data's integer labels must be fed to this loss.
@@ -40,10 +56,16 @@ LOSSES = {
     "categorical_crossentropy": ("CategoricalCrossentropy", ("from_logits", "label_smoothing"), "onehot"),
     "sparse_categorical_crossentropy": ("SparseCategoricalCrossentropy", ("from_logits",), "sparse"),
     "binary_crossentropy": ("BinaryCrossentropy", ("from_logits", "label_smoothing"), "binary"),
-    "categorical_focal_crossentropy": ("CategoricalFocalCrossentropy",
-                                       ("alpha", "gamma", "from_logits", "label_smoothing"), "onehot"),
-    "binary_focal_crossentropy": ("BinaryFocalCrossentropy",
-                                  ("alpha", "gamma", "from_logits", "label_smoothing"), "binary"),
+    "categorical_focal_crossentropy": (
+        "CategoricalFocalCrossentropy",
+        ("alpha", "gamma", "from_logits", "label_smoothing"),
+        "onehot",
+    ),
+    "binary_focal_crossentropy": (
+        "BinaryFocalCrossentropy",
+        ("alpha", "gamma", "from_logits", "label_smoothing"),
+        "binary",
+    ),
     "kl_divergence": ("KLDivergence", (), "onehot"),
     "categorical_hinge": ("CategoricalHinge", (), "onehot"),
     "hinge": ("Hinge", (), "binary"),
@@ -79,8 +101,15 @@ SCHEDULES = {
 }
 
 CALLBACK_ARGS = {
-    "early_stopping": ("monitor", "min_delta", "patience", "mode", "baseline", "restore_best_weights",
-                       "start_from_epoch"),
+    "early_stopping": (
+        "monitor",
+        "min_delta",
+        "patience",
+        "mode",
+        "baseline",
+        "restore_best_weights",
+        "start_from_epoch",
+    ),
     "reduce_lr_on_plateau": ("monitor", "factor", "patience", "mode", "min_delta", "cooldown", "min_lr"),
 }
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import time
 
-from cnnkit import devices
+from cnnkit.run import devices
 
 
 def time_layers(spec, *, batch_size: int = 64, iterations: int = 20, device: str = "auto") -> dict:
     devices.hide_gpus_if_cpu(device)
     from cnnkit.backend import tensorflow
-    from cnnkit.build import build_model
-    from cnnkit.summary import summarize
+    from cnnkit.run.build import build_model
+    from cnnkit.spec.summary import summarize
 
     tf = tensorflow()
     info = devices.describe(tf, device)
@@ -39,14 +39,27 @@ def time_layers(spec, *, batch_size: int = 64, iterations: int = 20, device: str
 
         fwd_ms = _median_ms(forward, x, iterations)
         bwd_ms = max(_median_ms(backward, x, iterations) - fwd_ms, 0.0)  # backward() re-runs the forward pass
-        rows.append({"index": index, "type": type(layer).__name__, "output_shape": list(shapes[index + 1]),
-                     "forward_ms": fwd_ms, "backward_ms": bwd_ms})
+        rows.append(
+            {
+                "index": index,
+                "type": type(layer).__name__,
+                "output_shape": list(shapes[index + 1]),
+                "forward_ms": fwd_ms,
+                "backward_ms": bwd_ms,
+            }
+        )
     total = sum(r["forward_ms"] + r["backward_ms"] for r in rows) or 1.0
     for row in rows:
         row["share"] = (row["forward_ms"] + row["backward_ms"]) / total
-    return {"name": spec.name, "device": info["used"], "batch_size": batch_size, "iterations": iterations,
-            "layers": sorted(rows, key=lambda r: -(r["forward_ms"] + r["backward_ms"])),
-            "forward_ms": sum(r["forward_ms"] for r in rows), "backward_ms": sum(r["backward_ms"] for r in rows)}
+    return {
+        "name": spec.name,
+        "device": info["used"],
+        "batch_size": batch_size,
+        "iterations": iterations,
+        "layers": sorted(rows, key=lambda r: -(r["forward_ms"] + r["backward_ms"])),
+        "forward_ms": sum(r["forward_ms"] for r in rows),
+        "backward_ms": sum(r["backward_ms"] for r in rows),
+    }
 
 
 def _median_ms(fn, x, iterations: int) -> float:

@@ -11,14 +11,13 @@ Figure sizes are fixed by the content (panels × a per-panel size, in inches) an
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from cnnkit.errors import CnnkitError, DataError
+from cnnkit.files import atomic_write
 
 DPI = 120  # sharp enough for 7-pt labels, small enough that a 40-layer architecture stays a few hundred KB
 
@@ -42,7 +41,7 @@ _OTHER_COLOUR = "#e0e0e0"
 # --------------------------------------------------------------------------------------------- shared helpers
 def _new_figure(width_in: float, height_in: float, layout: str | None = "constrained"):
     """A figure of exactly width×height inches; "constrained" layout keeps titles, labels and colorbars inside."""
-    from matplotlib.figure import Figure  # deferred: importing cnnkit.plots should cost nothing until it draws
+    from matplotlib.figure import Figure  # deferred: importing cnnkit.viz.plots should cost nothing until it draws
 
     # Agg truncates width×dpi to an int, so 7.6 in × 120 can come out 911 px; nudging by a thousandth of a pixel
     # makes every picture exactly round(inches × DPI) pixels, which the tests (and page layouts) rely on.
@@ -51,24 +50,8 @@ def _new_figure(width_in: float, height_in: float, layout: str | None = "constra
 
 
 def _save(fig, out_path) -> Path:
-    """Write `fig` as PNG to `out_path` atomically (temp file in the same folder, then os.replace)."""
-    out = Path(out_path)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise CnnkitError(f"cannot write picture {out}: {exc.strerror or exc}") from exc
-    os.close(fd)
-    try:
-        from cnnkit.runs import FILE_MODE
-
-        os.chmod(tmp, FILE_MODE)
-        fig.savefig(tmp, format="png", dpi=DPI)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    """Write `fig` as PNG to `out_path` atomically."""
+    return atomic_write(Path(out_path), lambda handle: fig.savefig(handle, format="png", dpi=DPI))
 
 
 def _shape_text(shape: Sequence) -> str:
@@ -166,7 +149,7 @@ def plot_curves(history: dict[str, list[float]], out_path, *, monitor: str = "va
     n_epochs = max(len(v) for v in series.values())
     fig.suptitle(f"Training curves: {n_epochs} epoch{'s' * (n_epochs != 1)}", fontsize=13, fontweight="bold")
     axes = fig.subplots(rows, cols, squeeze=False)
-    for ax in axes.flat[len(quantities):]:
+    for ax in axes.flat[len(quantities) :]:
         ax.set_visible(False)
 
     for ax, name in zip(axes.flat, quantities):
@@ -177,8 +160,15 @@ def plot_curves(history: dict[str, list[float]], out_path, *, monitor: str = "va
             if not values:
                 continue
             epochs = np.arange(1, len(values) + 1)
-            ax.plot(epochs, values, color=colour, label=label, marker="o" if len(values) <= 30 else None,
-                    markersize=3.5, linewidth=1.6)
+            ax.plot(
+                epochs,
+                values,
+                color=colour,
+                label=label,
+                marker="o" if len(values) <= 30 else None,
+                markersize=3.5,
+                linewidth=1.6,
+            )
         ax.set_title(base, fontsize=11)
         ax.set_xlabel("epoch")
         ax.set_ylabel(base)
@@ -189,10 +179,16 @@ def plot_curves(history: dict[str, list[float]], out_path, *, monitor: str = "va
             ax.axvline(best + 1, color="#2ca02c", linestyle="--", linewidth=1.2, label=f"best epoch ({best + 1})")
         if best is not None and name in (used, used.removeprefix("val_")):
             value = series[used][best]
-            ax.annotate(f"best {used}\nepoch {best + 1}: {value:.4g}", xy=(best + 1, value),
-                        xytext=(0.5, 0.55), textcoords="axes fraction", ha="center", fontsize=8.5,
-                        bbox=dict(boxstyle="round,pad=0.3", fc="white", ec="#2ca02c", alpha=0.9),
-                        arrowprops=dict(arrowstyle="->", color="#2ca02c"))
+            ax.annotate(
+                f"best {used}\nepoch {best + 1}: {value:.4g}",
+                xy=(best + 1, value),
+                xytext=(0.5, 0.55),
+                textcoords="axes fraction",
+                ha="center",
+                fontsize=8.5,
+                bbox=dict(boxstyle="round,pad=0.3", fc="white", ec="#2ca02c", alpha=0.9),
+                arrowprops=dict(arrowstyle="->", color="#2ca02c"),
+            )
         ax.legend(fontsize=8, loc="best")
     return _save(fig, out_path)
 
@@ -216,14 +212,17 @@ def plot_confusion(cm: np.ndarray, class_names: list[str] | None, out_path) -> P
 
     side = float(np.clip(0.42 * k + 2.0, 4.5, 12.0))  # inches per panel: cells stay readable up to ~25 classes
     fig = _new_figure(2 * side + 1.5, side + 1.6)  # + colorbars; + title and slanted class names
-    fig.suptitle(f"Confusion matrix: {int(n)} samples, {k} classes, accuracy {accuracy:.1%}",
-                 fontsize=13, fontweight="bold")
+    fig.suptitle(
+        f"Confusion matrix: {int(n)} samples, {k} classes, accuracy {accuracy:.1%}", fontsize=13, fontweight="bold"
+    )
     axes = fig.subplots(1, 2)
     annotate = k <= 20
     tick_step = max(1, math.ceil(k / 40))  # 100 classes: label every 3rd so the names do not overprint
     label_size = float(np.clip(11 - 0.25 * k, 6, 10))
-    panels = ((counts, "counts", "Blues", lambda v: f"{int(v)}"),
-              (recall, "row-normalised (recall per true class)", "Greens", lambda v: f"{v:.0%}"))
+    panels = (
+        (counts, "counts", "Blues", lambda v: f"{int(v)}"),
+        (recall, "row-normalised (recall per true class)", "Greens", lambda v: f"{v:.0%}"),
+    )
     for ax, (matrix, title, cmap, fmt) in zip(axes, panels):
         vmax = 1.0 if matrix is recall else max(matrix.max(), 1.0)  # recall on a fixed 0..100% scale
         image = ax.imshow(matrix, cmap=cmap, vmin=0, vmax=vmax, interpolation="nearest")
@@ -232,16 +231,18 @@ def plot_confusion(cm: np.ndarray, class_names: list[str] | None, out_path) -> P
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
         ticks = np.arange(0, k, tick_step)
-        ax.set_xticks(ticks, [short[i] for i in ticks], rotation=45, ha="right", rotation_mode="anchor",
-                      fontsize=label_size)
+        ax.set_xticks(
+            ticks, [short[i] for i in ticks], rotation=45, ha="right", rotation_mode="anchor", fontsize=label_size
+        )
         ax.set_yticks(ticks, [short[i] for i in ticks], fontsize=label_size)
         if annotate:
             size = float(np.clip(12 - 0.35 * k, 6, 10))
             for (r, c), v in np.ndenumerate(matrix):
                 if counts[r, c] == 0 and r != c:
                     continue  # empty off-diagonal cells stay quiet so the mistakes stand out
-                ax.text(c, r, fmt(v), ha="center", va="center", fontsize=size,
-                        color="white" if v > 0.6 * vmax else "black")
+                ax.text(
+                    c, r, fmt(v), ha="center", va="center", fontsize=size, color="white" if v > 0.6 * vmax else "black"
+                )
     return _save(fig, out_path)
 
 
@@ -252,8 +253,9 @@ def _label(names: Sequence[str] | None, index: int) -> str:
     return str(index)
 
 
-def plot_misclassified(images: np.ndarray, y_true, y_pred, confidence, class_names: list[str] | None,
-                       out_path, *, n: int = 16) -> Path:
+def plot_misclassified(
+    images: np.ndarray, y_true, y_pred, confidence, class_names: list[str] | None, out_path, *, n: int = 16
+) -> Path:
     """A grid of the `n` most confidently wrong predictions, each titled "true: X / pred: Y (97%)".
 
     `images` is (N, H, W, C) uint8 or float in [0, 1]; `confidence` is the probability given to the predicted
@@ -280,26 +282,49 @@ def plot_misclassified(images: np.ndarray, y_true, y_pred, confidence, class_nam
         ax.set_facecolor("#e5f5e0")
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.text(0.5, 0.6, "No misclassified images", ha="center", va="center", fontsize=18,
-                fontweight="bold", color="#1b7837", transform=ax.transAxes)
-        ax.text(0.5, 0.35, f"all {count} predictions are correct", ha="center", va="center", fontsize=12,
-                color="#333333", transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.6,
+            "No misclassified images",
+            ha="center",
+            va="center",
+            fontsize=18,
+            fontweight="bold",
+            color="#1b7837",
+            transform=ax.transAxes,
+        )
+        ax.text(
+            0.5,
+            0.35,
+            f"all {count} predictions are correct",
+            ha="center",
+            va="center",
+            fontsize=12,
+            color="#333333",
+            transform=ax.transAxes,
+        )
         return _save(fig, out_path)
 
     order = wrong[np.argsort(-np.nan_to_num(confidence[wrong], nan=-1.0), kind="stable")][:n]
     rows, cols = _grid(len(order), math.ceil(math.sqrt(len(order))))
     fig = _new_figure(max(1.9 * cols, 5.0), 2.15 * rows + 0.7)
-    fig.suptitle(f"Most confident mistakes: showing {len(order)} of {wrong.size} wrong "
-                 f"({wrong.size / count:.1%} of {count})", fontsize=12, fontweight="bold")
+    fig.suptitle(
+        f"Most confident mistakes: showing {len(order)} of {wrong.size} wrong ({wrong.size / count:.1%} of {count})",
+        fontsize=12,
+        fontweight="bold",
+    )
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
     for ax, i in zip(axes.flat, order):
         _show(ax, _as_display_image(images[i], "each image"), vmin=0.0, vmax=1.0)
         ax.set_axis_on()
-        ax.set_title(f"true: {_label(class_names, int(y_true[i]))}\n"
-                     f"pred: {_label(class_names, int(y_pred[i]))} ({confidence[i]:.0%})",
-                     fontsize=8.5, color="#b2182b")
+        ax.set_title(
+            f"true: {_label(class_names, int(y_true[i]))}\n"
+            f"pred: {_label(class_names, int(y_pred[i]))} ({confidence[i]:.0%})",
+            fontsize=8.5,
+            color="#b2182b",
+        )
     return _save(fig, out_path)
 
 
@@ -313,8 +338,9 @@ def plot_filters(kernel: np.ndarray, out_path, *, title: str, max_filters: int =
     """
     kernel = np.nan_to_num(np.asarray(kernel, dtype=np.float64))
     if kernel.ndim not in (3, 4, 5) or kernel.size == 0:
-        raise DataError(f"kernel must be (k, in, out), (kh, kw, in, out) or (kd, kh, kw, in, out), "
-                        f"got shape {kernel.shape}")
+        raise DataError(
+            f"kernel must be (k, in, out), (kh, kw, in, out) or (kd, kh, kw, in, out), got shape {kernel.shape}"
+        )
     notes = []
     if kernel.ndim == 5:
         depth = kernel.shape[0]
@@ -343,8 +369,9 @@ def plot_filters(kernel: np.ndarray, out_path, *, title: str, max_filters: int =
         ax.set_axis_on()
         weights = kernel[..., f]
         if len(spatial) == 2:
-            patch = _normalise(weights) if colour else _normalise(weights[..., 0] if in_ch == 1
-                                                                  else weights.mean(axis=-1))
+            patch = (
+                _normalise(weights) if colour else _normalise(weights[..., 0] if in_ch == 1 else weights.mean(axis=-1))
+            )
             _show(ax, patch, vmin=0.0, vmax=1.0)
         else:
             taps = weights[:, 0] if in_ch == 1 else weights.mean(axis=-1)
@@ -362,8 +389,9 @@ def _squeeze_batch(array: np.ndarray) -> np.ndarray:
     return array[0] if array.ndim >= 2 and array.shape[0] == 1 and array.ndim in (3, 4, 5) else array
 
 
-def plot_feature_maps(image: np.ndarray, maps: list[tuple[str, np.ndarray]], out_path, *,
-                      max_channels: int = 16) -> Path:
+def plot_feature_maps(
+    image: np.ndarray, maps: list[tuple[str, np.ndarray]], out_path, *, max_channels: int = 16
+) -> Path:
     """The input, then one labelled block per layer with up to `max_channels` of its activation maps.
 
     Maps are (H, W, C) (a leading batch axis of 1 is dropped); (steps, C) maps are drawn as line plots and
@@ -379,8 +407,9 @@ def plot_feature_maps(image: np.ndarray, maps: list[tuple[str, np.ndarray]], out
         if fmap.ndim == 1:
             fmap = fmap[:, None]  # a vector: one "channel" drawn as a line
         if fmap.ndim not in (2, 3, 4):
-            raise DataError(f"feature map '{name}' must be (H, W, C), (steps, C) or (D, H, W, C), "
-                            f"got shape {fmap.shape}")
+            raise DataError(
+                f"feature map '{name}' must be (H, W, C), (steps, C) or (D, H, W, C), got shape {fmap.shape}"
+            )
         shape = fmap.shape
         if fmap.ndim == 4:
             fmap = fmap[shape[0] // 2]
@@ -396,8 +425,9 @@ def plot_feature_maps(image: np.ndarray, maps: list[tuple[str, np.ndarray]], out
     fig_w = max(tile * cols + 0.4, 6.0)
     fig = _new_figure(fig_w, sum(heights), layout=None)  # the subfigures below are laid out by hand
     subfigs = fig.subfigures(len(heights), 1, height_ratios=heights, squeeze=False)[:, 0]
-    subfigs[0].suptitle(f"Feature maps: what each layer sees ({len(layers)} layers)", fontsize=13,
-                        fontweight="bold", y=0.6, va="center")
+    subfigs[0].suptitle(
+        f"Feature maps: what each layer sees ({len(layers)} layers)", fontsize=13, fontweight="bold", y=0.6, va="center"
+    )
 
     ax = subfigs[1].add_axes((0.5 - 0.95 / fig_w, 0.04, 1.9 / fig_w, 1.9 / 2.3))  # a 1.9-inch input, centred
     _show(ax, display, vmin=0.0, vmax=1.0)
@@ -405,14 +435,21 @@ def plot_feature_maps(image: np.ndarray, maps: list[tuple[str, np.ndarray]], out
 
     for i, (sub, (name, shape, fmap, pick)) in enumerate(zip(subfigs[2:], layers)):
         sub.set_facecolor("#f2f2f2" if i % 2 == 0 else "white")
-        chosen = (f"{len(pick)} most active of {fmap.shape[-1]} channels" if len(pick) < fmap.shape[-1]
-                  else f"all {fmap.shape[-1]} channels")
-        sub.suptitle(f"{name} · {_shape_text(shape)}   ({chosen})", fontsize=10, fontweight="bold", y=0.98,
-                     va="top")
+        chosen = (
+            f"{len(pick)} most active of {fmap.shape[-1]} channels"
+            if len(pick) < fmap.shape[-1]
+            else f"all {fmap.shape[-1]} channels"
+        )
+        sub.suptitle(f"{name} · {_shape_text(shape)}   ({chosen})", fontsize=10, fontweight="bold", y=0.98, va="top")
         rows = math.ceil(len(pick) / cols)
-        axes = sub.subplots(rows, cols, squeeze=False,
-                            gridspec_kw=dict(top=1 - 0.45 / heights[i + 2], bottom=0.03, left=0.02, right=0.98,
-                                             wspace=0.08, hspace=0.25))
+        axes = sub.subplots(
+            rows,
+            cols,
+            squeeze=False,
+            gridspec_kw=dict(
+                top=1 - 0.45 / heights[i + 2], bottom=0.03, left=0.02, right=0.98, wspace=0.08, hspace=0.25
+            ),
+        )
         for ax in axes.flat:
             ax.set_axis_off()
         for ax, ch in zip(axes.flat, pick):
@@ -423,8 +460,16 @@ def plot_feature_maps(image: np.ndarray, maps: list[tuple[str, np.ndarray]], out
                 ax.plot(fmap[:, ch], color="#1f77b4", linewidth=1.0)
                 ax.set_xticks([])
                 ax.set_yticks([])
-            ax.text(0.03, 0.97, f"{ch}", transform=ax.transAxes, fontsize=6.5, va="top", color="white",
-                    bbox=dict(boxstyle="square,pad=0.1", fc="black", alpha=0.5, lw=0))
+            ax.text(
+                0.03,
+                0.97,
+                f"{ch}",
+                transform=ax.transAxes,
+                fontsize=6.5,
+                va="top",
+                color="white",
+                bbox=dict(boxstyle="square,pad=0.1", fc="black", alpha=0.5, lw=0),
+            )
     return _save(fig, out_path)
 
 
@@ -470,8 +515,12 @@ def plot_architecture(summary: dict, out_path) -> Path:
             raise CnnkitError(f"summary layer {i} must be a dict with 'type' and 'output_shape', got {layer!r:.80}")
         nodes.append(layer)
 
-    spatial_sizes = [d for node in nodes for d in _dims(node["output_shape"])[:-1]
-                     if d is not None and len(_dims(node["output_shape"])) >= 2]
+    spatial_sizes = [
+        d
+        for node in nodes
+        for d in _dims(node["output_shape"])[:-1]
+        if d is not None and len(_dims(node["output_shape"])) >= 2
+    ]
     biggest = max(spatial_sizes + [2])
 
     def spatial_height(d: int | None) -> float:
@@ -508,8 +557,21 @@ def plot_architecture(summary: dict, out_path) -> Path:
         extra = 0.12 * (stack - 1)
         body_w = w + ox + extra
         slot = max(body_w, max(len(s) for s in lines) * char_w) + 0.32
-        geo.append(dict(kind=kind, w=w, h=h, ox=ox, oy=oy, stack=stack, lines=lines, slot=slot,
-                        body_w=body_w, colour=_family(str(node["type"]))[1], family=_family(str(node["type"]))[0]))
+        geo.append(
+            dict(
+                kind=kind,
+                w=w,
+                h=h,
+                ox=ox,
+                oy=oy,
+                stack=stack,
+                lines=lines,
+                slot=slot,
+                body_w=body_w,
+                colour=_family(str(node["type"]))[1],
+                family=_family(str(node["type"]))[0],
+            )
+        )
 
     max_row = 17.0
     rows: list[list[int]] = [[]]
@@ -543,8 +605,16 @@ def plot_architecture(summary: dict, out_path) -> Path:
     if summary.get("total_macs") is not None:
         head += f" · {_compact(summary['total_macs'])} MACs"
     ax.text(fig_w / 2, fig_h - 0.3, head, ha="center", va="center", fontsize=13, fontweight="bold")
-    ax.text(fig_w / 2, fig_h - 0.58, f"{len(nodes) - 1} layers · box height ∝ spatial size, thickness ∝ "
-            "channels (both log scale) · bars are vectors", ha="center", va="center", fontsize=8, color="#555555")
+    ax.text(
+        fig_w / 2,
+        fig_h - 0.58,
+        f"{len(nodes) - 1} layers · box height ∝ spatial size, thickness ∝ "
+        "channels (both log scale) · bars are vectors",
+        ha="center",
+        va="center",
+        fontsize=8,
+        color="#555555",
+    )
 
     y_top = fig_h - title_h
     prev_anchor = None
@@ -563,17 +633,41 @@ def plot_architecture(summary: dict, out_path) -> Path:
                 ax.add_patch(Rectangle((bx, bottom), g["w"], g["h"], fc=front, ec="#333333", lw=0.6, alpha=alpha))
                 if g["ox"] or g["oy"]:
                     ox, oy = g["ox"], g["oy"]
-                    ax.add_patch(Polygon([(bx, top), (right, top), (right + ox, top + oy), (bx + ox, top + oy)],
-                                         fc=_shade(front, 1.35), ec="#333333", lw=0.6, alpha=alpha))
-                    ax.add_patch(Polygon([(right, bottom), (right + ox, bottom + oy), (right + ox, top + oy),
-                                          (right, top)], fc=_shade(front, 0.78), ec="#333333", lw=0.6,
-                                         alpha=alpha))
-            ax.text(x + g["slot"] / 2, label_top - 0.05, "\n".join(g["lines"]), ha="center", va="top",
-                    fontsize=font, linespacing=1.15)
+                    ax.add_patch(
+                        Polygon(
+                            [(bx, top), (right, top), (right + ox, top + oy), (bx + ox, top + oy)],
+                            fc=_shade(front, 1.35),
+                            ec="#333333",
+                            lw=0.6,
+                            alpha=alpha,
+                        )
+                    )
+                    ax.add_patch(
+                        Polygon(
+                            [(right, bottom), (right + ox, bottom + oy), (right + ox, top + oy), (right, top)],
+                            fc=_shade(front, 0.78),
+                            ec="#333333",
+                            lw=0.6,
+                            alpha=alpha,
+                        )
+                    )
+            ax.text(
+                x + g["slot"] / 2,
+                label_top - 0.05,
+                "\n".join(g["lines"]),
+                ha="center",
+                va="top",
+                fontsize=font,
+                linespacing=1.15,
+            )
             left_anchor = (x0 - 0.04, centre)
             if prev_anchor is not None and j > 0:
-                ax.annotate("", xy=left_anchor, xytext=prev_anchor,
-                            arrowprops=dict(arrowstyle="-|>", color="#666666", lw=0.8, shrinkA=0, shrinkB=0))
+                ax.annotate(
+                    "",
+                    xy=left_anchor,
+                    xytext=prev_anchor,
+                    arrowprops=dict(arrowstyle="-|>", color="#666666", lw=0.8, shrinkA=0, shrinkB=0),
+                )
             elif j == 0 and r > 0:
                 ax.text(x0 - 0.1, centre, "…", ha="right", va="center", fontsize=12, color="#666666")
             prev_anchor = (x0 + g["body_w"] + 0.04, centre)  # leave from behind the side face
@@ -603,8 +697,9 @@ def _matrix_text(kernel: np.ndarray) -> str:
     return "\n".join(" ".join(c.rjust(width) for c in row) for row in cells)
 
 
-def plot_kernel_playground(image: np.ndarray, results: list[tuple[str, np.ndarray]], out_path, *,
-                           kernels: dict[str, np.ndarray]) -> Path:
+def plot_kernel_playground(
+    image: np.ndarray, results: list[tuple[str, np.ndarray]], out_path, *, kernels: dict[str, np.ndarray]
+) -> Path:
     """The input image and each kernel's output side by side, the kernel's numbers printed under its name.
 
     Outputs are signed (an edge filter gives negative values on one side of an edge), so each is shown on its
@@ -629,14 +724,23 @@ def plot_kernel_playground(image: np.ndarray, results: list[tuple[str, np.ndarra
     for ax, (name, out, kernel) in zip(axes.flat, panels):
         ax.set_axis_on()
         out = np.nan_to_num(out.astype(np.float64))
-        _show(ax, out if name == "input" and out.min() >= 0 and out.max() <= 1 else _normalise(out),
-              vmin=0.0, vmax=1.0)
+        _show(ax, out if name == "input" and out.min() >= 0 and out.max() <= 1 else _normalise(out), vmin=0.0, vmax=1.0)
         ax.set_xlabel(f"{_shape_text(out.shape)} · min {out.min():.3g} · max {out.max():.3g}", fontsize=7)
         if kernel is None:
             ax.set_title(name, fontsize=10, fontweight="bold")
             continue
         lines = np.atleast_2d(kernel).shape[0]
         ax.set_title(name, fontsize=10, fontweight="bold", pad=6 + 8.6 * lines)
-        ax.text(0.5, 1.02, _matrix_text(kernel), transform=ax.transAxes, ha="center", va="bottom",
-                fontsize=7, family="monospace", color="#333333", linespacing=1.1)
+        ax.text(
+            0.5,
+            1.02,
+            _matrix_text(kernel),
+            transform=ax.transAxes,
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            family="monospace",
+            color="#333333",
+            linespacing=1.1,
+        )
     return _save(fig, out_path)

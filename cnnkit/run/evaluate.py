@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnkit.errors import DataError, ModelFileError
-from cnnkit.runs import read_json, resolve_run, write_json
+from cnnkit.run.folder import read_json, resolve_run, write_json
 
 
 @dataclass
@@ -28,22 +28,25 @@ def resolve_target(target: str | Path, *, model_name: str = "model.keras") -> Ta
         if path.suffix and path.suffix != ".keras" and not path.is_dir():
             raise ModelFileError(f"{path}: expected a run folder or a .keras model file")
         run_dir = resolve_run(path, need=model_name)
-        from cnnkit.spec import load_spec
+        from cnnkit.spec.parse import load_spec
 
-        return Target(run_dir / model_name, run_dir, read_json(run_dir / "run.json", {}),
-                      load_spec(run_dir / "spec.yaml"))
+        return Target(
+            run_dir / model_name, run_dir, read_json(run_dir / "run.json", {}), load_spec(run_dir / "spec.yaml")
+        )
     return Target(path, None, {}, None)
 
 
 def data_config(target: Target, data: str | None) -> dict:
     """The run's own data settings, or --data: a dataset name or an .npz/.csv file/image folder."""
-    from cnnkit.defaults import DATA_DEFAULTS
-    from cnnkit.options import DATASETS
+    from cnnkit.spec.defaults import DATA_DEFAULTS
+    from cnnkit.spec.options import DATASETS
 
     if data is None:
         if target.spec is None:
-            raise DataError(f"{target.model_path} is a bare model file: say which data to use with --data "
-                            f"(a dataset name such as mnist, or an .npz file)")
+            raise DataError(
+                f"{target.model_path} is a bare model file: say which data to use with --data "
+                f"(a dataset name such as mnist, or an .npz file)"
+            )
         return dict(target.spec.data)
     cfg = dict(target.spec.data) if target.spec is not None else dict(DATA_DEFAULTS)
     if data in DATASETS:
@@ -55,14 +58,15 @@ def data_config(target: Target, data: str | None) -> dict:
     elif Path(data).is_dir():
         cfg.update(dataset="image_folder", path=data)
     else:
-        raise DataError(f"--data {data!r} is neither a dataset name ({', '.join(DATASETS)}) nor an .npz/.csv "
-                        f"file or image folder")
+        raise DataError(
+            f"--data {data!r} is neither a dataset name ({', '.join(DATASETS)}) nor an .npz/.csv file or image folder"
+        )
     return cfg
 
 
 def load_test_split(target: Target, data: str | None, data_dir: str | None, model):
-    from cnnkit.compat import feed_for
     from cnnkit.data import load_splits
+    from cnnkit.data.feed import feed_for
 
     cfg = data_config(target, data)
     input_shape = tuple(int(d) for d in model.input_shape[1:])
@@ -70,21 +74,27 @@ def load_test_split(target: Target, data: str | None, data_dir: str | None, mode
     data_dir = data_dir if data_dir is not None else target.run_info.get("data_dir")
     splits = load_splits(cfg, data_dir=data_dir, seed=seed, input_shape=input_shape)
     if target.spec is not None and cfg.get("classes"):
-        from cnnkit.compat import keep_classes
+        from cnnkit.data.feed import keep_classes
 
         splits = keep_classes(splits, cfg["classes"])
     x, y = splits.x_test, splits.y_test
     if x is None or not len(x):
         raise DataError(f"{splits.source} has no test split to evaluate on")
     feed = feed_for(input_shape, tuple(x.shape[1:]), splits.source)
-    from cnnkit.compat import arrange
+    from cnnkit.data.feed import arrange
 
     return arrange(x, feed), y, splits
 
 
-def evaluate(target_path, *, data: str | None = None, data_dir: str | None = None, top_k: int | None = None,
-             batch_size: int = 256) -> dict:
-    from cnnkit.modelfile import load_model
+def evaluate(
+    target_path,
+    *,
+    data: str | None = None,
+    data_dir: str | None = None,
+    top_k: int | None = None,
+    batch_size: int = 256,
+) -> dict:
+    from cnnkit.run.modelfile import load_model
 
     target = resolve_target(target_path)
     model = load_model(target.model_path)
@@ -132,8 +142,12 @@ def predict_probabilities(model, x, batch_size: int = 256) -> np.ndarray:
 
     tf = tensorflow()
     # Scale per batch inside the graph: the uint8 array is never copied to float as a whole.
-    ds = tf.data.Dataset.from_tensor_slices(x).batch(batch_size).map(
-        lambda b: tf.cast(b, tf.float32) / 255.0).prefetch(tf.data.AUTOTUNE)
+    ds = (
+        tf.data.Dataset.from_tensor_slices(x)
+        .batch(batch_size)
+        .map(lambda b: tf.cast(b, tf.float32) / 255.0)
+        .prefetch(tf.data.AUTOTUNE)
+    )
     return np.asarray(model.predict(ds, verbose=0))
 
 

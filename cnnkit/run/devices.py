@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from cnnkit.errors import DeviceError, WorkerLost
 
 DEVICES = ("auto", "cpu", "gpu")
-TF_CONFIG_EXAMPLE = ('TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
-                     '"task": {"type": "worker", "index": 0}}\'')
+TF_CONFIG_EXAMPLE = (
+    'TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}\''
+)
 
 
 def hide_gpus_if_cpu(device: str) -> None:
@@ -42,6 +43,7 @@ def hide_gpus_if_cpu(device: str) -> None:
 
 
 # --- multi_worker: the cluster from TF_CONFIG -------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Cluster:
@@ -92,9 +94,10 @@ def cluster_for(train_cfg: dict, environ=os.environ) -> Cluster | None:
 
 def parse_tf_config(text: str | None) -> Cluster:
     def fail(problem: str):
-        raise DeviceError(f"strategy multi_worker: {problem}",
-                          hint=f"set TF_CONFIG on every worker, e.g. {TF_CONFIG_EXAMPLE} (see README, "
-                               f"'Distributed training')")
+        raise DeviceError(
+            f"strategy multi_worker: {problem}",
+            hint=f"set TF_CONFIG on every worker, e.g. {TF_CONFIG_EXAMPLE} (see README, 'Distributed training')",
+        )
 
     if text is None or not text.strip():
         fail("the TF_CONFIG environment variable is not set; it names the cluster's workers and this worker's task")
@@ -110,12 +113,14 @@ def parse_tf_config(text: str | None) -> Cluster:
     jobs = config["cluster"]
     others = sorted(set(jobs) - {"chief", "worker", "evaluator"})
     if others:
-        fail(f"TF_CONFIG cluster has job(s) {', '.join(others)}; multi_worker trains with `chief` and `worker` "
-             f"tasks only (parameter servers are a different strategy)")
+        fail(
+            f"TF_CONFIG cluster has job(s) {', '.join(others)}; multi_worker trains with `chief` and `worker` "
+            f"tasks only (parameter servers are a different strategy)"
+        )
     for job in ("chief", "worker"):
         addresses = jobs.get(job, [])
         if not isinstance(addresses, list) or not all(isinstance(a, str) and _HOST_PORT.match(a) for a in addresses):
-            fail(f"TF_CONFIG cluster.{job} must be a list of \"host:port\" strings. Received: {_short(addresses)}")
+            fail(f'TF_CONFIG cluster.{job} must be a list of "host:port" strings. Received: {_short(addresses)}')
     if len(jobs.get("chief", [])) > 1:
         fail(f"TF_CONFIG cluster.chief may hold one address. Received: {len(jobs['chief'])}")
     if not jobs.get("worker") and not jobs.get("chief"):
@@ -126,8 +131,10 @@ def parse_tf_config(text: str | None) -> Cluster:
         fail(f"TF_CONFIG task.type must be 'chief' or 'worker'. Received: {task_type!r}")
     count = len(jobs.get(task_type, []))
     if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < count:
-        fail(f"TF_CONFIG task.index must be 0..{count - 1} (cluster.{task_type} has {count} address"
-             f"{'es' if count != 1 else ''}). Received: {index!r}")
+        fail(
+            f"TF_CONFIG task.index must be 0..{count - 1} (cluster.{task_type} has {count} address"
+            f"{'es' if count != 1 else ''}). Received: {index!r}"
+        )
     return Cluster({job: list(jobs[job]) for job in ("chief", "worker") if jobs.get(job)}, task_type, index)
 
 
@@ -140,6 +147,7 @@ def _short(value) -> str:
 
 
 # --- after the TensorFlow import ---------------------------------------------------------------------------
+
 
 def split_cpus(tf, train_cfg: dict) -> None:
     """mirrored over ["/cpu:0", "/cpu:1"]: give the one physical CPU as many logical devices as are named.
@@ -161,8 +169,10 @@ def split_cpus(tf, train_cfg: dict) -> None:
 def describe(tf, device: str) -> dict:
     gpus = tf.config.list_physical_devices("GPU")
     if device == "gpu" and not gpus:
-        raise DeviceError("--device gpu: TensorFlow sees no GPU on this machine",
-                          hint="use --device cpu or auto; check `nvidia-smi` and the CUDA-enabled tensorflow package")
+        raise DeviceError(
+            "--device gpu: TensorFlow sees no GPU on this machine",
+            hint="use --device cpu or auto; check `nvidia-smi` and the CUDA-enabled tensorflow package",
+        )
     names = [g.name for g in gpus]
     return {"requested": device, "gpus": names, "used": "gpu" if gpus and device != "cpu" else "cpu"}
 
@@ -185,31 +195,48 @@ def strategy_for(tf, train_cfg: dict, device_info: dict, cluster: Cluster | None
                     f"strategy mirrored: no device {', '.join(missing)}; TensorFlow sees "
                     f"{', '.join(f'/{kind.lower()}:{index}' for kind, index in logical)}",
                     hint="name devices this machine has (/gpu:N), or /cpu:0../cpu:N in a fresh process "
-                         "(logical CPUs are made when TensorFlow starts)")
+                    "(logical CPUs are made when TensorFlow starts)",
+                )
         elif not gpus or device_info["used"] != "gpu":
-            raise DeviceError("strategy mirrored found no GPUs to mirror over",
-                              hint="name the devices in train.distribution.devices (e.g. ['/cpu:0', '/cpu:1'] for a "
-                                   "CPU try-out) or use strategy: none")
+            raise DeviceError(
+                "strategy mirrored found no GPUs to mirror over",
+                hint="name the devices in train.distribution.devices (e.g. ['/cpu:0', '/cpu:1'] for a "
+                "CPU try-out) or use strategy: none",
+            )
         strategy = tf.distribute.MirroredStrategy(devices=[_tf_name(d) for d in devices] if devices else None)
-        return strategy, {"strategy": "mirrored", "replicas": strategy.num_replicas_in_sync, "workers": 1,
-                          "devices": [_short_name(d) for d in strategy.extended.worker_devices]}
+        return strategy, {
+            "strategy": "mirrored",
+            "replicas": strategy.num_replicas_in_sync,
+            "workers": 1,
+            "devices": [_short_name(d) for d in strategy.extended.worker_devices],
+        }
     if name == "multi_worker":
         if cluster is None:  # train() always passes it; a library caller may not
             raise DeviceError("strategy multi_worker needs the cluster from TF_CONFIG (devices.cluster_for)")
         if not tf.keras.__name__.startswith("tf_keras"):
-            raise DeviceError("strategy multi_worker trains with tf-keras, but this process already loaded Keras 3",
-                              hint="run `cnnkit train` for multi_worker in a fresh process")
+            raise DeviceError(
+                "strategy multi_worker trains with tf-keras, but this process already loaded Keras 3",
+                hint="run `cnnkit train` for multi_worker in a fresh process",
+            )
         try:
             # Blocks until every worker in TF_CONFIG has started (TensorFlow waits up to an hour for them).
             strategy = tf.distribute.MultiWorkerMirroredStrategy()
         except (tf.errors.OpError, RuntimeError, ValueError) as err:
-            raise DeviceError(f"strategy multi_worker: {cluster.task} could not join the cluster "
-                              f"{json.dumps(cluster.jobs)}: {_first_line(err)}",
-                              hint="check that this worker's port is free and every address is reachable") from None
-        return strategy, {"strategy": "multi_worker", "replicas": strategy.num_replicas_in_sync,
-                          "workers": cluster.size, "task": cluster.task, "chief": cluster.is_chief}
-    raise DeviceError(f"distribution strategy '{name}' is not available",
-                      hint="use auto, none, mirrored or multi_worker")
+            raise DeviceError(
+                f"strategy multi_worker: {cluster.task} could not join the cluster "
+                f"{json.dumps(cluster.jobs)}: {_first_line(err)}",
+                hint="check that this worker's port is free and every address is reachable",
+            ) from None
+        return strategy, {
+            "strategy": "multi_worker",
+            "replicas": strategy.num_replicas_in_sync,
+            "workers": cluster.size,
+            "task": cluster.task,
+            "chief": cluster.is_chief,
+        }
+    raise DeviceError(
+        f"distribution strategy '{name}' is not available", hint="use auto, none, mirrored or multi_worker"
+    )
 
 
 def report(distribution: dict, batch_size: int) -> tuple[dict, str]:
@@ -219,19 +246,27 @@ def report(distribution: dict, batch_size: int) -> tuple[dict, str]:
     rate with the replicas (the linear-scaling rule is a recipe, not a law): the run reports what it used."""
     replicas = distribution["replicas"]
     per_replica = batch_size / replicas
-    info = {**distribution, "global_batch": batch_size,
-            "per_replica_batch": int(per_replica) if per_replica.is_integer() else round(per_replica, 2),
-            "learning_rate_scaled": False}
-    where = {"mirrored": lambda d: f"mirrored over {replicas} replicas ({', '.join(d['devices'])})",
-             "multi_worker": lambda d: f"multi_worker: {d['task']} of {d['workers']} workers"
-                                       f"{' (chief)' if d['chief'] else ''}, {replicas} replicas in sync"}
+    info = {
+        **distribution,
+        "global_batch": batch_size,
+        "per_replica_batch": int(per_replica) if per_replica.is_integer() else round(per_replica, 2),
+        "learning_rate_scaled": False,
+    }
+    where = {
+        "mirrored": lambda d: f"mirrored over {replicas} replicas ({', '.join(d['devices'])})",
+        "multi_worker": lambda d: (
+            f"multi_worker: {d['task']} of {d['workers']} workers"
+            f"{' (chief)' if d['chief'] else ''}, {replicas} replicas in sync"
+        ),
+    }
     text = where.get(distribution["strategy"], lambda d: "no distribution strategy")(distribution)
     line = f"{text}: global batch {batch_size} = {info['per_replica_batch']} per replica; learning rate not scaled"
     return info, line
 
 
-def check_workers_agree(tf, strategy, workers: int, facts: dict[str, int], hints: dict[str, str],
-                        chief_facts: dict[str, int] | None = None) -> dict[str, int]:
+def check_workers_agree(
+    tf, strategy, workers: int, facts: dict[str, int], hints: dict[str, str], chief_facts: dict[str, int] | None = None
+) -> dict[str, int]:
     """MultiWorkerMirroredStrategy only checks tensor shapes. Workers started with different specs or data, or a
     restarted worker that cannot see the chief's backup, would train apart silently or deadlock. One all-gather
     before training compares what every worker has, so all of them raise the same error; it also hands every
@@ -246,8 +281,9 @@ def check_workers_agree(tf, strategy, workers: int, facts: dict[str, int], hints
         values = seen[::per_worker, column]
         if (values != values[0]).any():
             by_worker = ", ".join(f"worker {i}: {int(v)}" for i, v in enumerate(values))
-            raise DeviceError(f"strategy multi_worker: the workers disagree on {name} ({by_worker})",
-                              hint=hints.get(name))
+            raise DeviceError(
+                f"strategy multi_worker: the workers disagree on {name} ({by_worker})", hint=hints.get(name)
+            )
     return {name: int(seen[0, len(facts) + i]) for i, name in enumerate(chief_facts)}
 
 
@@ -257,13 +293,17 @@ def scope(strategy):
 
 # --- device names -------------------------------------------------------------------------------------------
 
+
 def _parse_device(device: str) -> tuple[str, int]:
     """'/cpu:1', 'GPU:0', '/device:CPU:1', '/job:localhost/replica:0/task:0/device:CPU:1' -> ('CPU', 1)."""
-    match = re.fullmatch(r"(?:/job:\w+/replica:\d+/task:\d+)?/?(?:device:)?(cpu|gpu)(?::(\d+))?", device.strip(),
-                         flags=re.I)
+    match = re.fullmatch(
+        r"(?:/job:\w+/replica:\d+/task:\d+)?/?(?:device:)?(cpu|gpu)(?::(\d+))?", device.strip(), flags=re.I
+    )
     if not match:
-        raise DeviceError(f"train.distribution.devices: {device!r} is not a device name",
-                          hint="use names such as /gpu:0, /gpu:1 or /cpu:0, /cpu:1")
+        raise DeviceError(
+            f"train.distribution.devices: {device!r} is not a device name",
+            hint="use names such as /gpu:0, /gpu:1 or /cpu:0, /cpu:1",
+        )
     return match.group(1).upper(), int(match.group(2) or 0)
 
 
@@ -307,16 +347,23 @@ def lost_worker(err: BaseException):
     for job, index in re.findall(_PEER_TASK, text):
         if f"{job} {index}" not in tasks:
             tasks.append(f"{job} {index}")
-    reason = next((why for mark, why in _PEER_REASONS if mark in text), None) or \
-        re.sub(r"^\{\{[^}]*\}\}\s*", "", text.strip().splitlines()[0])[:200]
-    return WorkerLost(f"strategy multi_worker: lost contact with {' and '.join(tasks) or 'another worker'} "
-                      f"({reason}); this worker cannot go on alone",
-                      hint="restart every worker with the same command: training continues from the last "
-                           "completed epoch")
+    reason = (
+        next((why for mark, why in _PEER_REASONS if mark in text), None)
+        or re.sub(r"^\{\{[^}]*\}\}\s*", "", text.strip().splitlines()[0])[:200]
+    )
+    return WorkerLost(
+        f"strategy multi_worker: lost contact with {' and '.join(tasks) or 'another worker'} "
+        f"({reason}); this worker cannot go on alone",
+        hint="restart every worker with the same command: training continues from the last completed epoch",
+    )
 
 
 _PEER_TASK = r"(?:unhealthy|remote target|reported from)[^/]*/job:(\w+)(?:/replica:\d+)?/task:(\d+)"
 _PEER_MARKS = ("Collective ops is aborted", "unhealthy", "heartbeat", "coordination service")
-_PEER_REASONS = (("stopped sending heartbeats", "it stopped sending heartbeats"),
-                 ("Connection reset", "its connection was reset"), ("Socket closed", "its connection closed"),
-                 ("failed to connect", "it cannot be reached"), ("Deadline Exceeded", "it did not answer in time"))
+_PEER_REASONS = (
+    ("stopped sending heartbeats", "it stopped sending heartbeats"),
+    ("Connection reset", "its connection was reset"),
+    ("Socket closed", "its connection closed"),
+    ("failed to connect", "it cannot be reached"),
+    ("Deadline Exceeded", "it did not answer in time"),
+)

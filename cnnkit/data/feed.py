@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from cnnkit import options
 from cnnkit.errors import DataError
-from cnnkit.shapes import fmt_shape
+from cnnkit.spec import options
+from cnnkit.spec.shapes import fmt_shape
 
 
 @dataclass(frozen=True)
 class Feed:
     """How data arrays are fed to the model."""
 
-    squeeze_channel: bool   # (H, W, 1) images into a 1-D spec of shape (H, W)
-    channels_first: bool    # (H, W, C) images into a (C, H, W) spec
-    labels: str             # onehot | sparse | binary (options.LOSSES)
+    squeeze_channel: bool  # (H, W, 1) images into a 1-D spec of shape (H, W)
+    channels_first: bool  # (H, W, C) images into a (C, H, W) spec
+    labels: str  # onehot | sparse | binary (options.LOSSES)
 
 
 def feed_for(want: tuple, sample: tuple, source: str, labels: str = "sparse") -> Feed:
@@ -26,9 +26,10 @@ def feed_for(want: tuple, sample: tuple, source: str, labels: str = "sparse") ->
         return Feed(True, False, labels)
     if len(sample) == 3 and want == (sample[2], sample[0], sample[1]):
         return Feed(False, True, labels)
-    raise DataError(f"the data's samples are {fmt_shape(sample)} ({source}) but the model's "
-                    f"input_shape is {list(want)}",
-                    hint=f"set input_shape: {list(sample)} (or data.image_size / color_mode to convert)")
+    raise DataError(
+        f"the data's samples are {fmt_shape(sample)} ({source}) but the model's input_shape is {list(want)}",
+        hint=f"set input_shape: {list(sample)} (or data.image_size / color_mode to convert)",
+    )
 
 
 def check_fit(spec, summary, splits) -> Feed:
@@ -39,19 +40,26 @@ def check_fit(spec, summary, splits) -> Feed:
     head = spec.layers[-1]
     units = summary.layers[-1].output_shape
     head_txt = f"{head.type}({', '.join(str(v) for v in units)}" + (
-        f", {head.full.get('activation')})" if head.full.get("activation") else ")")
+        f", {head.full.get('activation')})" if head.full.get("activation") else ")"
+    )
     classes = splits.num_classes
     if len(units) != 1:
-        raise DataError(f"the last layer {head_txt} outputs {fmt_shape(units)}, not one score per class",
-                        hint="end the spec with Flatten or global pooling and a Dense layer")
+        raise DataError(
+            f"the last layer {head_txt} outputs {fmt_shape(units)}, not one score per class",
+            hint="end the spec with Flatten or global pooling and a Dense layer",
+        )
     if labels == "binary":
         if classes != 2 or units[0] != 1:
-            raise DataError(f"loss {loss} needs 2 classes and a single output unit; the data has {classes} "
-                            f"classes and the last layer is {head_txt}",
-                            hint=_head_hint(classes))
+            raise DataError(
+                f"loss {loss} needs 2 classes and a single output unit; the data has {classes} "
+                f"classes and the last layer is {head_txt}",
+                hint=_head_hint(classes),
+            )
     elif units[0] != classes:
-        raise DataError(f"the data has {classes} classes but the last layer is {head_txt} with loss {loss}",
-                        hint=_head_hint(classes))
+        raise DataError(
+            f"the data has {classes} classes but the last layer is {head_txt} with loss {loss}",
+            hint=_head_hint(classes),
+        )
     return replace(feed, labels=labels)
 
 
@@ -69,8 +77,9 @@ def keep_classes(splits, classes):
 
     missing = [c for c in classes if c >= splits.num_classes]
     if missing:
-        raise DataError(f"data.classes names class {missing[0]}, but {splits.source} has classes "
-                        f"0..{splits.num_classes - 1}")
+        raise DataError(
+            f"data.classes names class {missing[0]}, but {splits.source} has classes 0..{splits.num_classes - 1}"
+        )
     lookup = np.full(splits.num_classes, -1, dtype=np.int64)
     lookup[np.asarray(classes)] = np.arange(len(classes))
 
@@ -80,10 +89,21 @@ def keep_classes(splits, classes):
         mask = lookup[y] >= 0
         return x[mask], lookup[y[mask]]
 
-    (xt, yt), (xv, yv), (xs, ys) = keep(splits.x_train, splits.y_train), keep(splits.x_val, splits.y_val), \
-        keep(splits.x_test, splits.y_test)
-    return replace(splits, x_train=xt, y_train=yt, x_val=xv, y_val=yv, x_test=xs, y_test=ys,
-                   class_names=[splits.class_names[c] for c in classes])
+    (xt, yt), (xv, yv), (xs, ys) = (
+        keep(splits.x_train, splits.y_train),
+        keep(splits.x_val, splits.y_val),
+        keep(splits.x_test, splits.y_test),
+    )
+    return replace(
+        splits,
+        x_train=xt,
+        y_train=yt,
+        x_val=xv,
+        y_val=yv,
+        x_test=xs,
+        y_test=ys,
+        class_names=[splits.class_names[c] for c in classes],
+    )
 
 
 def arrange(x, feed):

@@ -16,12 +16,12 @@ from typing import Any
 
 import yaml
 
-from cnnkit import layers as layer_registry
-from cnnkit import options
-from cnnkit.argtypes import ArgError, Bool, Enum, Float, Int, OptionalInt, Shape, Str, suggest
-from cnnkit.defaults import DATA_DEFAULTS, TRAIN_DEFAULTS
 from cnnkit.errors import SpecError
-from cnnkit.yamlio import Document, dotted_path, load_file, load_text, one_line
+from cnnkit.spec import layers as layer_registry
+from cnnkit.spec import options
+from cnnkit.spec.argtypes import ArgError, Bool, Enum, Float, Int, OptionalInt, Shape, Str, suggest
+from cnnkit.spec.defaults import DATA_DEFAULTS, TRAIN_DEFAULTS
+from cnnkit.spec.yamlio import Document, dotted_path, load_file, load_text, one_line
 
 TOP_LEVEL_KEYS = ("name", "description", "input_shape", "layers", "data", "train")
 
@@ -29,9 +29,9 @@ TOP_LEVEL_KEYS = ("name", "description", "input_shape", "layers", "data", "train
 @dataclass(frozen=True)
 class LayerSpec:
     index: int
-    type: str          # canonical Keras class name
-    args: dict         # what the user wrote, normalized (passed to Keras as-is)
-    full: dict         # args over Keras defaults (what the shape rules read)
+    type: str  # canonical Keras class name
+    args: dict  # what the user wrote, normalized (passed to Keras as-is)
+    full: dict  # args over Keras defaults (what the shape rules read)
     line: int | None
 
     @property
@@ -65,10 +65,8 @@ class _Checker:
         message, hint, where = one_line(message), hint and one_line(hint), one_line(dotted_path(path)) or None
         for depth in range(len(path), 0, -1):
             if path[:depth] in self.doc.overrides:
-                raise SpecError(message, file=f"--set {self.doc.overrides[path[:depth]]}",
-                                path=where, hint=hint)
-        raise SpecError(message, file=self.doc.file, line=self.doc.line(path), path=where,
-                        hint=hint)
+                raise SpecError(message, file=f"--set {self.doc.overrides[path[:depth]]}", path=where, hint=hint)
+        raise SpecError(message, file=self.doc.file, line=self.doc.line(path), path=where, hint=hint)
 
     def arg(self, path: tuple, argtype, value):
         try:
@@ -125,11 +123,14 @@ def apply_overrides(doc: Document, overrides: list[str]) -> None:
         parts: list[Any] = [int(p) if p.isascii() and p.isdigit() else p for p in key.strip().split(".")]
         node = doc.data
         for i, part in enumerate(parts[:-1]):
-            nxt = node.get(part) if isinstance(node, dict) else (
-                node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None)
+            nxt = (
+                node.get(part)
+                if isinstance(node, dict)
+                else (node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None)
+            )
             if nxt is None:
                 if not isinstance(node, dict):
-                    raise SpecError(f"--set {key}: '{'.'.join(map(str, parts[:i + 1]))}' is not in the spec")
+                    raise SpecError(f"--set {key}: '{'.'.join(map(str, parts[: i + 1]))}' is not in the spec")
                 nxt = node[part] = {}
             node = nxt
         if isinstance(node, list) and isinstance(parts[-1], int) and parts[-1] < len(node):
@@ -150,8 +151,9 @@ def parse(doc: Document) -> Spec:
         check.fail((), "missing `input_shape`; expected e.g. input_shape: [28, 28, 1] (height, width, channels)")
     input_shape = check.arg(("input_shape",), Shape(), data["input_shape"])
     if len(input_shape) > 4:
-        check.fail(("input_shape",), f"must have 1 to 4 dimensions (no batch axis). Received: "
-                                     f"input_shape={list(input_shape)}.")
+        check.fail(
+            ("input_shape",), f"must have 1 to 4 dimensions (no batch axis). Received: input_shape={list(input_shape)}."
+        )
     if "layers" not in data:
         check.fail((), "missing `layers`; expected a list such as - Conv2D: {filters: 32, kernel_size: 3}")
     raw_layers = data["layers"]
@@ -162,11 +164,19 @@ def parse(doc: Document) -> Spec:
     description = check.arg(("description",), Str(), data["description"]) if data.get("description") else ""
     specs = [_parse_layer(check, i, item) for i, item in enumerate(raw_layers)]
     _check_unique_names(check, specs)
-    spec = Spec(name=str(name), input_shape=input_shape, layers=specs,
-                data=_parse_data(check, data.get("data")), train=_parse_train(check, data.get("train")),
-                file=doc.file, description=description, raw=copy.deepcopy(data))
+    spec = Spec(
+        name=str(name),
+        input_shape=input_shape,
+        layers=specs,
+        data=_parse_data(check, data.get("data")),
+        train=_parse_train(check, data.get("train")),
+        file=doc.file,
+        description=description,
+        raw=copy.deepcopy(data),
+    )
     # Shapes are part of validity: a Conv2D after Flatten or a pool that eats the image is a spec error.
-    from cnnkit.summary import summarize
+    from cnnkit.spec.summary import summarize
+
     summarize(spec)
     return spec
 
@@ -176,12 +186,15 @@ def _parse_layer(check: _Checker, index: int, item) -> LayerSpec:
     if isinstance(item, str):
         name, args = item, {}
     elif isinstance(item, dict) and len(item) == 1:
-        (name, args), = item.items()
+        ((name, args),) = item.items()
         if args is None:
             args = {}
     else:
-        check.fail(path, "a layer is a name (- Flatten) or a one-key mapping (- Conv2D: {filters: 32, "
-                         f"kernel_size: 3}}). Received: {item!r}")
+        check.fail(
+            path,
+            "a layer is a name (- Flatten) or a one-key mapping (- Conv2D: {filters: 32, "
+            f"kernel_size: 3}}). Received: {item!r}",
+        )
     keras_class = layer_registry.lookup(name)
     if keras_class is None:
         hint = suggest(str(name), layer_registry.all_names()) or "run `cnnkit layers` for the list"
@@ -189,8 +202,11 @@ def _parse_layer(check: _Checker, index: int, item) -> LayerSpec:
     layer_type = layer_registry.LAYERS[keras_class]
     path = path + (keras_class,)
     if not isinstance(args, dict):
-        check.fail(path, f"arguments must be a mapping such as {{{', '.join(layer_type.required) or 'name'}: ...}}. "
-                         f"Received: {args!r}")
+        check.fail(
+            path,
+            f"arguments must be a mapping such as {{{', '.join(layer_type.required) or 'name'}: ...}}. "
+            f"Received: {args!r}",
+        )
     normalized = {}
     for key, value in args.items():
         if key not in layer_type.args:
@@ -207,14 +223,21 @@ def _parse_layer(check: _Checker, index: int, item) -> LayerSpec:
 
 def _cross_checks(check: _Checker, path: tuple, keras_class: str, layer_type, full: dict) -> None:
     if full.get("padding") == "causal" and not layer_type.causal_ok:
-        check.fail(path + ("padding",), f"padding 'causal' is only valid for Conv1D, not {keras_class}",
-                   "use padding: same or valid")
+        check.fail(
+            path + ("padding",),
+            f"padding 'causal' is only valid for Conv1D, not {keras_class}",
+            "use padding: same or valid",
+        )
     strides, dilation = full.get("strides"), full.get("dilation_rate")
     # Only the plain ConvND layers refuse it; Keras runs separable/depthwise convs with both.
     if keras_class.startswith("Conv") and strides and dilation and max(strides) > 1 and max(dilation) > 1:
-        check.fail(path + ("strides",), f"strides > 1 cannot be combined with dilation_rate > 1 "
-                                        f"(Keras refuses it). Received: strides={list(strides)}, "
-                                        f"dilation_rate={list(dilation)}.", "set one of them to 1")
+        check.fail(
+            path + ("strides",),
+            f"strides > 1 cannot be combined with dilation_rate > 1 "
+            f"(Keras refuses it). Received: strides={list(strides)}, "
+            f"dilation_rate={list(dilation)}.",
+            "set one of them to 1",
+        )
 
 
 def _check_unique_names(check: _Checker, specs: list[LayerSpec]) -> None:
@@ -222,13 +245,16 @@ def _check_unique_names(check: _Checker, specs: list[LayerSpec]) -> None:
     for spec in specs:
         name = spec.args.get("name")
         if name in seen:
-            check.fail(("layers", spec.index, spec.type, "name"),
-                       f"layer name '{name}' is already used by layers[{seen[name]}]; names must be unique")
+            check.fail(
+                ("layers", spec.index, spec.type, "name"),
+                f"layer name '{name}' is already used by layers[{seen[name]}]; names must be unique",
+            )
         if name:
             seen[name] = spec.index
 
 
 # --- data: -------------------------------------------------------------------------------------
+
 
 def _parse_data(check: _Checker, value) -> dict:
     raw = check.mapping(("data",), value, tuple(DATA_DEFAULTS), "data settings")
@@ -255,9 +281,12 @@ def _parse_data(check: _Checker, value) -> dict:
             if not isinstance(val, str):
                 val = check.arg(path, Int(0), val)
         elif key == "classes":
-            if val is not None and (not isinstance(val, list) or len(val) < 2 or len(set(map(repr, val))) != len(val)
-                                    or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
-                                               for v in val)):
+            if val is not None and (
+                not isinstance(val, list)
+                or len(val) < 2
+                or len(set(map(repr, val))) != len(val)
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in val)
+            ):
                 check.fail(path, f"must be a list of at least 2 distinct class ids. Received: classes={val!r}.")
         elif key == "max_samples":
             val = check.arg(path, OptionalInt(1), val)
@@ -268,6 +297,7 @@ def _parse_data(check: _Checker, value) -> dict:
 
 
 # --- train: ------------------------------------------------------------------------------------
+
 
 def _named(check: _Checker, path: tuple, value, registry: dict, what: str) -> dict:
     """'adam' or {name: adam, learning_rate: 0.001} -> {"name": ..., "args": {...}}."""
@@ -282,13 +312,19 @@ def _named(check: _Checker, path: tuple, value, registry: dict, what: str) -> di
         check.fail(path, f"must be a {what} name or a mapping with `name`. Received: {value!r}.")
     key = str(name).lower()
     if key not in registry:
-        check.fail(path + (("name",) if isinstance(value, dict) else ()),
-                   f"unknown {what} '{name}'; valid: {', '.join(registry)}", suggest(str(name), registry))
+        check.fail(
+            path + (("name",) if isinstance(value, dict) else ()),
+            f"unknown {what} '{name}'; valid: {', '.join(registry)}",
+            suggest(str(name), registry),
+        )
     allowed = registry[key].args if isinstance(registry[key], options.Option) else registry[key][1]
     for arg, val in args.items():
         if arg not in allowed:
-            check.fail(path + (arg,), f"unknown argument '{arg}' for {what} {key}",
-                       suggest(arg, allowed) or f"valid: {', '.join(allowed) or 'none'}")
+            check.fail(
+                path + (arg,),
+                f"unknown argument '{arg}' for {what} {key}",
+                suggest(arg, allowed) or f"valid: {', '.join(allowed) or 'none'}",
+            )
         args[arg] = _plain_value(check, path + (arg,), val)
     return {"name": key, "args": args}
 
@@ -312,12 +348,14 @@ def _plain_value(check: _Checker, path: tuple, value):
 def _parse_train(check: _Checker, value) -> dict:
     raw = check.mapping(("train",), value, tuple(TRAIN_DEFAULTS), "train settings")
     out = copy.deepcopy(TRAIN_DEFAULTS)
-    out["optimizer"] = _named(check, ("train", "optimizer"), raw.get("optimizer", out["optimizer"]),
-                              options.OPTIMIZERS, "optimizer")
+    out["optimizer"] = _named(
+        check, ("train", "optimizer"), raw.get("optimizer", out["optimizer"]), options.OPTIMIZERS, "optimizer"
+    )
     lr = out["optimizer"]["args"].get("learning_rate")
     if lr is not None and (not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0):
-        check.fail(("train", "optimizer", "learning_rate"),
-                   f"must be a positive number. Received: learning_rate={lr!r}.")
+        check.fail(
+            ("train", "optimizer", "learning_rate"), f"must be a positive number. Received: learning_rate={lr!r}."
+        )
     out["loss"] = _named(check, ("train", "loss"), raw.get("loss", out["loss"]), options.LOSSES, "loss")
     label_kind = options.LOSSES[out["loss"]["name"]][2]
     metrics = raw.get("metrics", out["metrics"])
@@ -328,9 +366,11 @@ def _parse_train(check: _Checker, value) -> dict:
         parsed = _named(check, ("train", "metrics", i), metric, options.METRICS, "metric")
         kinds = options.METRICS[parsed["name"]][2]
         if label_kind not in kinds:
-            check.fail(("train", "metrics", i), f"metric {parsed['name']} does not fit loss "
-                                                f"{out['loss']['name']} ({label_kind} labels)",
-                       "use accuracy, which Keras matches to the loss")
+            check.fail(
+                ("train", "metrics", i),
+                f"metric {parsed['name']} does not fit loss {out['loss']['name']} ({label_kind} labels)",
+                "use accuracy, which Keras matches to the loss",
+            )
         out["metrics"].append(parsed)
     for key in ("epochs", "batch_size"):
         if key in raw:
@@ -344,25 +384,32 @@ def _parse_train(check: _Checker, value) -> dict:
     if "monitor" in raw:
         out["monitor"] = check.arg(("train", "monitor"), Str(), raw["monitor"])
     if raw.get("lr_schedule") is not None:
-        out["lr_schedule"] = _named(check, ("train", "lr_schedule"), raw["lr_schedule"], options.SCHEDULES,
-                                    "learning-rate schedule")
+        out["lr_schedule"] = _named(
+            check, ("train", "lr_schedule"), raw["lr_schedule"], options.SCHEDULES, "learning-rate schedule"
+        )
     for key, allowed in options.CALLBACK_ARGS.items():
         if raw.get(key) is not None:
             given = raw[key] if raw[key] is not True else {}
             args = check.mapping(("train", key), given, allowed, f"{key} arguments")
             out[key] = {k: _plain_value(check, ("train", key, k), v) for k, v in args.items()}
     if out["lr_schedule"] and out["reduce_lr_on_plateau"] is not None:
-        check.fail(("train", "reduce_lr_on_plateau"), "cannot be combined with lr_schedule: a schedule "
-                                                       "already sets the learning rate at every step",
-                   "keep one of lr_schedule and reduce_lr_on_plateau")
+        check.fail(
+            ("train", "reduce_lr_on_plateau"),
+            "cannot be combined with lr_schedule: a schedule already sets the learning rate at every step",
+            "keep one of lr_schedule and reduce_lr_on_plateau",
+        )
     if "distribution" in raw:
-        dist = check.mapping(("train", "distribution"), raw["distribution"], ("strategy", "devices"),
-                             "distribution settings")
-        strategy = check.arg(("train", "distribution", "strategy"), Enum(options.STRATEGIES),
-                             dist.get("strategy", "auto"))
+        dist = check.mapping(
+            ("train", "distribution"), raw["distribution"], ("strategy", "devices"), "distribution settings"
+        )
+        strategy = check.arg(
+            ("train", "distribution", "strategy"), Enum(options.STRATEGIES), dist.get("strategy", "auto")
+        )
         devices = dist.get("devices")
         if devices is not None and (not isinstance(devices, list) or not all(isinstance(d, str) for d in devices)):
-            check.fail(("train", "distribution", "devices"), f"must be a list of device names such as "
-                                                             f"['/gpu:0', '/gpu:1']. Received: {devices!r}.")
+            check.fail(
+                ("train", "distribution", "devices"),
+                f"must be a list of device names such as ['/gpu:0', '/gpu:1']. Received: {devices!r}.",
+            )
         out["distribution"] = {"strategy": strategy, "devices": devices}
     return out

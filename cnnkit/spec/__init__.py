@@ -1,0 +1,13 @@
+"""The spec side of the TensorFlow line: YAML -> a validated, normalised `Spec` and its `Summary`.
+
+Lives here: yamlio (safe YAML with line marks), argtypes (argument rules), layers (the layer registry),
+shapes and summary (shapes, params, MACs, receptive field), options (optimizer/loss/metric/... registries),
+defaults (every default, commented), parse (the spec itself), schema (JSON Schema of the spec).
+
+May import: the standard library, pyyaml, cnnkit.errors. Never tensorflow, keras, cnnkit.data, cnnkit.run or
+cnnkit.viz (the import contract in pyproject.toml, checked by `make lint` and tests/test_architecture.py).
+"""
+
+from cnnkit.spec.parse import Spec, load_spec
+
+__all__ = ["Spec", "load_spec"]

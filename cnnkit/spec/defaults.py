@@ -1,0 +1,40 @@
+"""Every default of a spec, in one commented place. A spec file holds only its differences.
+
+Names and values are Keras' own; the comments say why a default was chosen.
+"""
+
+DATA_DEFAULTS = {
+    # digits ships with scikit-learn: real images that need no download, so a spec without
+    # `data:` trains offline on any machine.
+    "dataset": "digits",
+    "path": None,  # file/folder for npz, csv, image_folder (or an explicit Keras dataset file)
+    "test_path": None,  # separate test file/folder; else `test_split` is held out
+    "validation_split": 0.2,  # the course notes' value (model.fit(..., validation_split=0.2))
+    "test_split": 0.2,  # only used by sources without a test set (digits, folders, csv)
+    "image_size": None,  # image_folder: [H, W]; None = the spec's input_shape
+    "color_mode": None,  # grayscale|rgb|rgba; None = from input_shape's channels
+    "header": "auto",  # csv: first row is a header if it is not numeric
+    "label_column": 0,  # csv: Kaggle MNIST puts the label first
+    "image_shape": None,  # csv: pixels per row reshaped to this; None = input_shape
+    "classes": None,  # keep only these class ids, renumbered 0..k-1 (e.g. [0, 1]: a binary task)
+    "max_samples": None,  # keep only N training samples (quick experiments, scaling benchmarks)
+}
+
+TRAIN_DEFAULTS = {
+    # The course notes' MNIST recipe: Adam, categorical cross-entropy, accuracy, 5 epochs, batch 64.
+    "optimizer": "adam",
+    "loss": "categorical_crossentropy",
+    "metrics": ["accuracy"],
+    "epochs": 5,
+    "batch_size": 64,  # the global batch; split across replicas under a distribution strategy
+    "seed": 0,  # seeds Python, NumPy, TF and the data shuffle
+    "deterministic": False,  # true: TF op determinism (bit-identical CPU runs, somewhat slower)
+    "shuffle": True,
+    "monitor": "val_loss",  # picks best.keras and is the default for early stopping / plateau
+    "lr_schedule": None,  # {name: cosine_decay, ...}; decay_steps default to the whole run
+    "early_stopping": None,  # {patience: 3, ...}: Keras EarlyStopping arguments
+    "reduce_lr_on_plateau": None,  # {factor: 0.5, patience: 2, ...}: Keras ReduceLROnPlateau arguments
+    "mixed_precision": False,  # mixed_float16 on GPU only: CPUs gain nothing from float16
+    "top_k": 5,  # evaluate reports top-k accuracy when there are more than k classes
+    "distribution": {"strategy": "auto"},  # auto: MirroredStrategy when > 1 GPU, else none
+}
