@@ -242,3 +242,30 @@ class EpochTimer:
                 times.append(time.perf_counter() - self.t)
 
         return Timer()
+
+
+def spread(values) -> dict:
+    """Median and range of a list of measurements: every claim carries its spread."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"median": None, "min": None, "max": None, "n": 0}
+    return {
+        "median": round(median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+        "n": len(values),
+    }
+
+
+def verdict(ratios: list[float], *, higher_is_better: bool = True) -> str:
+    """'faster' / 'slower' only when every round agrees; a range that straddles 1.0 is 'no difference'.
+
+    `ratios` are per-round cnnkit/reference values, each from one interleaved A/B pair.
+    """
+    if not ratios:
+        return "not measured"
+    low, high = min(ratios), max(ratios)
+    if low <= 1.0 <= high:
+        return "no difference"
+    better = low > 1.0 if higher_is_better else high < 1.0
+    return "better" if better else "worse"
