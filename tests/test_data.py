@@ -664,17 +664,6 @@ def test_csv_errors(tmp_path, text, options, expected):
 # --- pipeline ---------------------------------------------------------------------------------
 
 
-def test_labels_are_one_hot_rule():
-    from cnnkit.data.pipeline import labels_are_one_hot
-
-    assert labels_are_one_hot("categorical_crossentropy")
-    assert labels_are_one_hot("CategoricalFocalCrossentropy") and labels_are_one_hot("kl_divergence")
-    assert not labels_are_one_hot("sparse_categorical_crossentropy")
-    assert not labels_are_one_hot("binary_crossentropy")
-    with pytest.raises(ValueError, match="unknown label format"):
-        labels_are_one_hot("mean_squared_error")
-
-
 def _batches(ds):
     return [(bx.numpy(), by.numpy()) for bx, by in ds]
 

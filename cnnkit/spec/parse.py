@@ -19,9 +19,10 @@ import yaml
 from cnnkit.errors import SpecError
 from cnnkit.spec import layers as layer_registry
 from cnnkit.spec import options
-from cnnkit.spec.argtypes import ArgError, Bool, Enum, Float, Int, OptionalInt, Shape, Str, suggest
+from cnnkit.spec.argtypes import ArgError, Bool, Enum, Float, Int, OptionalInt, Shape, Str
 from cnnkit.spec.defaults import DATA_DEFAULTS, TRAIN_DEFAULTS
-from cnnkit.spec.yamlio import Document, dotted_path, load_file, load_text, one_line
+from cnnkit.spec.yamlio import Document, dotted_path, load_file, load_text
+from cnnkit.text import did_you_mean, one_line
 
 TOP_LEVEL_KEYS = ("name", "description", "input_shape", "layers", "data", "train")
 
@@ -81,7 +82,7 @@ class _Checker:
             self.fail(path, f"must be a mapping of {what}. Received: {value!r}.")
         for key in value:
             if key not in allowed:
-                hint = suggest(str(key), allowed) or _misplaced(path, key) or f"valid keys: {', '.join(allowed)}"
+                hint = did_you_mean(str(key), allowed) or _misplaced(path, key) or f"valid keys: {', '.join(allowed)}"
                 self.fail(path + (key,), f"unknown key '{key}' in {what}", hint)
         return value
 
@@ -197,7 +198,7 @@ def _parse_layer(check: _Checker, index: int, item) -> LayerSpec:
         )
     keras_class = layer_registry.lookup(name)
     if keras_class is None:
-        hint = suggest(str(name), layer_registry.all_names()) or "run `cnnkit layers` for the list"
+        hint = did_you_mean(str(name), layer_registry.all_names()) or "run `cnnkit layers` for the list"
         check.fail(path, f"unknown layer type '{name}'", hint)
     layer_type = layer_registry.LAYERS[keras_class]
     path = path + (keras_class,)
@@ -210,7 +211,7 @@ def _parse_layer(check: _Checker, index: int, item) -> LayerSpec:
     normalized = {}
     for key, value in args.items():
         if key not in layer_type.args:
-            hint = suggest(str(key), layer_type.args) or f"{keras_class} takes: {', '.join(layer_type.args)}"
+            hint = did_you_mean(str(key), layer_type.args) or f"{keras_class} takes: {', '.join(layer_type.args)}"
             check.fail(path + (key,), f"unknown argument '{key}' for {keras_class}", hint)
         normalized[key] = check.arg(path + (key,), layer_type.args[key].type, value)
     for key in layer_type.required:
@@ -315,15 +316,15 @@ def _named(check: _Checker, path: tuple, value, registry: dict, what: str) -> di
         check.fail(
             path + (("name",) if isinstance(value, dict) else ()),
             f"unknown {what} '{name}'; valid: {', '.join(registry)}",
-            suggest(str(name), registry),
+            did_you_mean(str(name), registry),
         )
-    allowed = registry[key].args if isinstance(registry[key], options.Option) else registry[key][1]
+    allowed = registry[key].args
     for arg, val in args.items():
         if arg not in allowed:
             check.fail(
                 path + (arg,),
                 f"unknown argument '{arg}' for {what} {key}",
-                suggest(arg, allowed) or f"valid: {', '.join(allowed) or 'none'}",
+                did_you_mean(arg, allowed) or f"valid: {', '.join(allowed) or 'none'}",
             )
         args[arg] = _plain_value(check, path + (arg,), val)
     return {"name": key, "args": args}
@@ -357,14 +358,14 @@ def _parse_train(check: _Checker, value) -> dict:
             ("train", "optimizer", "learning_rate"), f"must be a positive number. Received: learning_rate={lr!r}."
         )
     out["loss"] = _named(check, ("train", "loss"), raw.get("loss", out["loss"]), options.LOSSES, "loss")
-    label_kind = options.LOSSES[out["loss"]["name"]][2]
+    label_kind = options.LOSSES[out["loss"]["name"]].labels
     metrics = raw.get("metrics", out["metrics"])
     if not isinstance(metrics, list):
         check.fail(("train", "metrics"), f"must be a list of metric names. Received: {metrics!r}.")
     out["metrics"] = []
     for i, metric in enumerate(metrics):
         parsed = _named(check, ("train", "metrics", i), metric, options.METRICS, "metric")
-        kinds = options.METRICS[parsed["name"]][2]
+        kinds = options.METRICS[parsed["name"]].labels
         if label_kind not in kinds:
             check.fail(
                 ("train", "metrics", i),
