@@ -123,7 +123,3 @@ CALLBACK_ARGS = {
 }
 
 STRATEGIES = ("auto", "none", "mirrored", "multi_worker")
-
-# Names of the dataset registry (cnnkit.data.DATASETS), kept here so that validating a spec
-# never imports the loaders (scikit-learn, Pillow); a test keeps the two in step.
-DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "npz", "image_folder", "csv")

@@ -17,9 +17,9 @@ from typing import Any
 import yaml
 
 from cnnkit.errors import SpecError
+from cnnkit.spec import datasets, options
 from cnnkit.spec import layers as layer_registry
-from cnnkit.spec import options
-from cnnkit.spec.argtypes import ArgError, Bool, Enum, Float, Int, OptionalInt, Shape, Str
+from cnnkit.spec.argtypes import ArgError, Bool, Enum, Int, Shape, Str
 from cnnkit.spec.defaults import DATA_DEFAULTS, TRAIN_DEFAULTS
 from cnnkit.spec.yamlio import Document, dotted_path, load_file, load_text
 from cnnkit.text import did_you_mean, one_line
@@ -258,42 +258,27 @@ def _check_unique_names(check: _Checker, specs: list[LayerSpec]) -> None:
 
 
 def _parse_data(check: _Checker, value) -> dict:
-    raw = check.mapping(("data",), value, tuple(DATA_DEFAULTS), "data settings")
-    out = dict(DATA_DEFAULTS)
+    """The `data:` section: the dataset first, then only the keys that dataset reads (spec/datasets.py)."""
+    raw = check.mapping(("data",), value, datasets.all_keys(), "data settings")
+    name = check.arg(("data", "dataset"), Enum(tuple(datasets.DATASETS)), raw.get("dataset", DATA_DEFAULTS["dataset"]))
+    kind = datasets.DATASETS[name]
+    allowed = {**datasets.COMMON_KEYS, **kind.keys}
+    out = {**DATA_DEFAULTS, **{key: DATA_DEFAULTS.get(key) for key in kind.keys}, "dataset": name}
     for key, val in raw.items():
-        path = ("data", key)
         if key == "dataset":
-            val = check.arg(path, Enum(options.DATASETS), val)
-        elif key in ("path", "test_path"):
-            val = None if val is None else check.arg(path, Str(), val)
-        elif key in ("validation_split", "test_split"):
-            val = check.arg(path, Float(0.0, 1.0, exclusive_max=True), val)
-        elif key == "image_size":
-            val = None if val is None else check.arg(path, Shape(), val)
-            if val is not None and len(val) != 2:
-                check.fail(path, f"must be [height, width]. Received: image_size={list(val)}.")
-        elif key == "image_shape":
-            val = None if val is None else check.arg(path, Shape(), val)
-        elif key == "color_mode":
-            val = None if val is None else check.arg(path, Enum(("grayscale", "rgb", "rgba")), val)
-        elif key == "header":
-            val = val if val == "auto" else check.arg(path, Bool(), val)
-        elif key == "label_column":
-            if not isinstance(val, str):
-                val = check.arg(path, Int(0), val)
-        elif key == "classes":
-            if val is not None and (
-                not isinstance(val, list)
-                or len(val) < 2
-                or len(set(map(repr, val))) != len(val)
-                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in val)
-            ):
-                check.fail(path, f"must be a list of at least 2 distinct class ids. Received: classes={val!r}.")
-        elif key == "max_samples":
-            val = check.arg(path, OptionalInt(1), val)
-        out[key] = val
-    if out["dataset"] in ("npz", "csv", "image_folder") and not out["path"]:
-        check.fail(("data",), f"dataset '{out['dataset']}' needs `path` (the file or folder to read)")
+            continue
+        path = ("data", key)
+        if key not in allowed:
+            readers = datasets.readers(key)
+            hint = f"`{key}` is read by dataset {' and '.join(readers)}" if readers else ""
+            check.fail(
+                path,
+                f"dataset {name} does not read `{key}`",
+                f"{hint}; {name} reads: {', '.join(allowed)}" if hint else f"{name} reads: {', '.join(allowed)}",
+            )
+        out[key] = check.arg(path, allowed[key], val)
+    if kind.needs_path and not out.get("path"):
+        check.fail(("data",), f"dataset '{name}' needs `path` (the file or folder to read)")
     return out
 
 
