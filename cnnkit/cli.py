@@ -165,6 +165,39 @@ def list_layers():
     out.print(table)
 
 
+@app.command("datasets")
+@_run
+def list_datasets():
+    """List every dataset kind `data.dataset` can name, with the data: keys it reads and their defaults.
+
+    Example: cnnkit datasets
+    """
+    import yaml
+    from rich.markup import escape
+    from rich.table import Table
+
+    from cnnkit.spec.datasets import COMMON_KEYS, DATASETS
+    from cnnkit.spec.defaults import DATA_DEFAULTS
+
+    def keys(names, required=()):
+        # defaults as a spec would write them (null, true, [28, 28])
+        shown = [
+            f"[bold]{k}[/bold]"
+            if k in required
+            else f"{k}: {escape(yaml.safe_dump(DATA_DEFAULTS.get(k)).split(chr(10))[0])}"
+            for k in names
+        ]
+        return ", ".join(shown) or "(none)"
+
+    table = Table(title="Dataset kinds (data.dataset); every kind also reads " + keys(COMMON_KEYS))
+    table.add_column("Dataset")
+    table.add_column("What it is")
+    table.add_column("Its data: keys (required in bold) and defaults")
+    for name, kind in DATASETS.items():
+        table.add_row(name, escape(kind.doc), keys(kind.keys, ("path",) if kind.needs_path else ()))
+    out.print(table)
+
+
 @app.command()
 @_run
 def train(

@@ -15,9 +15,10 @@ import time
 import numpy as np
 import pytest
 
-from cnnkit.data import DATASETS, Splits, keras_datasets, load_splits
+from cnnkit.data import LOADERS, Splits, keras_datasets, load_splits
 from cnnkit.data.splits import carve
 from cnnkit.errors import DataError
+from cnnkit.spec.datasets import DATASETS
 
 DATA_DIR = os.environ.get("CNNKIT_DATA_DIR")
 
@@ -111,8 +112,7 @@ def test_every_dataset_has_a_fixture():
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
 def test_registry_entry_loads_offline(name, tmp_path, monkeypatch):
-    info = DATASETS[name]
-    assert info.doc and callable(info.loader) and isinstance(info.options, tuple)
+    assert DATASETS[name].doc and callable(LOADERS[name])
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "no-keras-cache"))
     cfg, data_dir = FIXTURES[name](tmp_path)
     s = load_splits(cfg, data_dir=data_dir, seed=1)
@@ -662,17 +662,6 @@ def test_csv_errors(tmp_path, text, options, expected):
 
 
 # --- pipeline ---------------------------------------------------------------------------------
-
-
-def test_labels_are_one_hot_rule():
-    from cnnkit.data.pipeline import labels_are_one_hot
-
-    assert labels_are_one_hot("categorical_crossentropy")
-    assert labels_are_one_hot("CategoricalFocalCrossentropy") and labels_are_one_hot("kl_divergence")
-    assert not labels_are_one_hot("sparse_categorical_crossentropy")
-    assert not labels_are_one_hot("binary_crossentropy")
-    with pytest.raises(ValueError, match="unknown label format"):
-        labels_are_one_hot("mean_squared_error")
 
 
 def _batches(ds):

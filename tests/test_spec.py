@@ -75,6 +75,31 @@ def test_named_options_with_arguments():
             "net.yaml:3: data.validation_split: must be a finite number >= 0 and < 1. Received: validation_split=1.5.",
         ),
         (
+            "data: {dataset: image_folder, path: pics, label_column: 2}\n",
+            "net.yaml:3: data.label_column: dataset image_folder does not read `label_column` (hint: `label_column` "
+            "is read by dataset csv; image_folder reads: validation_split, test_split, classes, max_samples, path, "
+            "test_path, image_size, color_mode)",
+        ),
+        (
+            "data: {dataset: digits, path: digits.npz}\n",
+            "net.yaml:3: data.path: dataset digits does not read `path` (hint: `path` is read by dataset mnist and "
+            "fashion_mnist and cifar10 and cifar100 and npz and image_folder and csv; digits reads: validation_split, "
+            "test_split, classes, max_samples)",
+        ),
+        (
+            "data: {dataset: csv, path: x.csv, lable_column: 2}\n",
+            "net.yaml:3: data.lable_column: unknown key 'lable_column' in data settings (hint: did you mean "
+            "'label_column'?)",
+        ),
+        (
+            "data: {dataset: csv, path: x.csv, header: maybe}\n",
+            "net.yaml:3: data.header: must be true or false. Received: header='maybe'.",
+        ),
+        (
+            "data: {dataset: image_folder, path: pics, image_size: [8, 8, 1]}\n",
+            "net.yaml:3: data.image_size: must be [height, width]. Received: image_size=[8, 8, 1].",
+        ),
+        (
             "data: {classes: [3]}\n",
             "net.yaml:3: data.classes: must be a list of at least 2 distinct class ids. Received: classes=[3].",
         ),
@@ -116,3 +141,51 @@ def test_set_errors_are_one_line(tmp_path):
         result.stderr
         == "Error: --set train.epochs=zero: train.epochs: must be a positive integer. Received: epochs='zero'.\n"
     )
+
+
+def test_dataset_keys_are_checked_without_tensorflow():
+    # A misplaced data key is a spec error found at parse time, before any loader (or TensorFlow) is imported.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from cnnkit.errors import SpecError\n"
+        "from cnnkit.spec.parse import load_spec_text\n"
+        f"text = {HEAD!r} + 'data: {{dataset: image_folder, path: p, label_column: 0}}'\n"
+        "try:\n    load_spec_text(text)\nexcept SpecError as e:\n    print(e.message)\n"
+        "print(sorted(m for m in ('tensorflow', 'keras', 'sklearn', 'PIL', 'cnnkit.data') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [
+        "<string>:3: data.label_column: dataset image_folder does not read `label_column`",
+        "[]",
+    ]
+
+
+def test_every_dataset_key_has_one_type_and_a_default():
+    from cnnkit.spec.datasets import COMMON_KEYS, DATASETS
+
+    types: dict = dict(COMMON_KEYS)
+    for kind in DATASETS.values():
+        for key, argtype in kind.keys.items():
+            assert types.setdefault(key, argtype) == argtype, key
+    assert set(types) | {"dataset"} == set(DATA_DEFAULTS)
+
+
+def test_datasets_command_lists_kinds_keys_and_defaults():
+    result = CliRunner().invoke(app, ["datasets"])
+    assert result.exit_code == 0, result.output
+    from cnnkit.spec.datasets import DATASETS
+
+    keys: dict[str, str] = {}  # dataset -> its keys cell, joined over wrapped lines
+    current = ""
+    for line in result.stdout.splitlines():
+        if line.startswith("│"):
+            name, _, cell = (c.strip() for c in line.split("│")[1:4])
+            current = name or current
+            keys[current] = f"{keys.get(current, '')} {cell}".strip()
+    assert list(keys) == list(DATASETS)
+    assert keys["csv"] == "path, test_path: null, header: auto, label_column: 0, image_shape: null"
+    assert keys["digits"] == "(none)" and keys["mnist"] == "path: null"
+    assert "validation_split: 0.2, test_split: 0.2, classes: null, max_samples: null" in result.stdout

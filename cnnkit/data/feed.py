@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 
 from cnnkit.errors import DataError
 from cnnkit.spec import options
-from cnnkit.spec.shapes import fmt_shape
+from cnnkit.text import shape_text
 
 
 @dataclass(frozen=True)
@@ -15,10 +15,10 @@ class Feed:
 
     squeeze_channel: bool  # (H, W, 1) images into a 1-D spec of shape (H, W)
     channels_first: bool  # (H, W, C) images into a (C, H, W) spec
-    labels: str  # onehot | sparse | binary (options.LOSSES)
+    labels: str  # one of options.LABEL_KINDS (the loss's Loss.labels)
 
 
-def feed_for(want: tuple, sample: tuple, source: str, labels: str = "sparse") -> Feed:
+def feed_for(want: tuple, sample: tuple, source: str, labels: str = options.SPARSE) -> Feed:
     """How samples of shape `sample` reach a model input of shape `want`, or a DataError."""
     if sample == want:
         return Feed(False, False, labels)
@@ -27,7 +27,7 @@ def feed_for(want: tuple, sample: tuple, source: str, labels: str = "sparse") ->
     if len(sample) == 3 and want == (sample[2], sample[0], sample[1]):
         return Feed(False, True, labels)
     raise DataError(
-        f"the data's samples are {fmt_shape(sample)} ({source}) but the model's input_shape is {list(want)}",
+        f"the data's samples are {shape_text(sample)} ({source}) but the model's input_shape is {list(want)}",
         hint=f"set input_shape: {list(sample)} (or data.image_size / color_mode to convert)",
     )
 
@@ -36,7 +36,7 @@ def check_fit(spec, summary, splits) -> Feed:
     sample = tuple(int(d) for d in splits.x_train.shape[1:])
     feed = feed_for(tuple(spec.input_shape), sample, splits.source)
     loss = spec.train["loss"]["name"]
-    labels = options.LOSSES[loss][2]
+    labels = options.LOSSES[loss].labels
     head = spec.layers[-1]
     units = summary.layers[-1].output_shape
     head_txt = f"{head.type}({', '.join(str(v) for v in units)}" + (
@@ -45,10 +45,10 @@ def check_fit(spec, summary, splits) -> Feed:
     classes = splits.num_classes
     if len(units) != 1:
         raise DataError(
-            f"the last layer {head_txt} outputs {fmt_shape(units)}, not one score per class",
+            f"the last layer {head_txt} outputs {shape_text(units)}, not one score per class",
             hint="end the spec with Flatten or global pooling and a Dense layer",
         )
-    if labels == "binary":
+    if labels == options.BINARY:
         if classes != 2 or units[0] != 1:
             raise DataError(
                 f"loss {loss} needs 2 classes and a single output unit; the data has {classes} "

@@ -18,6 +18,7 @@ from cnnkit.data.idx import has_idx_files, load_idx_folder
 from cnnkit.data.npz import npz_splits, read_npz
 from cnnkit.data.splits import Splits
 from cnnkit.errors import DataError
+from cnnkit.text import squeeze
 
 FASHION_NAMES = (
     "T-shirt/top",
@@ -246,8 +247,7 @@ def _read(name: str, kind: str, path: str) -> dict:
 
 
 def _one_line(err: Exception) -> str:
-    text = " ".join(str(err).split()) or "no message"
-    return f"{type(err).__name__}: {text[:300]}"
+    return f"{type(err).__name__}: {squeeze(str(err)) or 'no message'}"
 
 
 def _splits(name: str, arrays: dict, source: str) -> Splits:

@@ -1,51 +1,8 @@
-"""From uint8 arrays to a tf.data pipeline, and which label format a loss wants."""
+"""From uint8 arrays to a tf.data pipeline. Which label format a loss wants is `Loss.labels` (spec/options.py)."""
 
 from __future__ import annotations
 
 import numpy as np
-
-# Losses that compare the whole predicted probability vector with a target vector, so they
-# need one-hot labels. Names are matched case- and underscore-insensitively, so Keras' class
-# names (CategoricalCrossentropy) work as well as its function names.
-ONE_HOT_LOSSES = (
-    "categorical_crossentropy",
-    "categorical_focal_crossentropy",
-    "kl_divergence",
-    "kld",
-    "kullback_leibler_divergence",
-    "categorical_hinge",
-)
-# Losses that take one class index per sample. The binary ones (one sigmoid output) take the
-# 0/1 index as the target; Keras casts y_true to the loss dtype (float32) before computing,
-# so int32 indices arrive as the float 0./1. labels binary_crossentropy expects.
-INDEX_LOSSES = (
-    "sparse_categorical_crossentropy",
-    "binary_crossentropy",
-    "binary_focal_crossentropy",
-    "hinge",
-    "squared_hinge",
-)
-
-
-def _key(name: str) -> str:
-    return name.replace("_", "").lower()
-
-
-def labels_are_one_hot(loss_name: str) -> bool:
-    """True if `loss_name` needs one-hot labels, False if it takes class indices.
-
-    Rule: categorical_* and KL divergence compare distributions -> one-hot float32;
-    sparse_* and binary_* take one index per sample -> int32 (0/1 for binary, which Keras
-    casts to float). Unknown names raise, rather than guess and train on the wrong targets.
-    """
-    key = _key(loss_name)
-    if key in {_key(n) for n in ONE_HOT_LOSSES}:
-        return True
-    if key in {_key(n) for n in INDEX_LOSSES}:
-        return False
-    raise ValueError(
-        f"loss {loss_name!r}: unknown label format; known losses: {', '.join(sorted(ONE_HOT_LOSSES + INDEX_LOSSES))}"
-    )
 
 
 def to_tf_dataset(

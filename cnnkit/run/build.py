@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 from cnnkit.backend import keras as _keras
 from cnnkit.spec.argtypes import CONSTRAINTS
+from cnnkit.text import slug
 
 
 def build_model(spec, keras=None):
@@ -14,7 +13,8 @@ def build_model(spec, keras=None):
     keras = keras or _keras()
     layers = [keras.Input(shape=tuple(spec.input_shape))]
     layers += [build_layer(keras, layer) for layer in spec.layers]
-    return keras.Sequential(layers, name=_model_name(spec.name))
+    # Keras names must be simple identifiers; a spec's name is free text.
+    return keras.Sequential(layers, name=slug(spec.name, fill="_", empty="model"))
 
 
 def build_layer(keras, layer):
@@ -36,8 +36,3 @@ def _keras_value(keras, key: str, value):
     if key == "size" and isinstance(value, tuple) and len(value) == 1:
         return value[0]
     return value
-
-
-def _model_name(name: str) -> str:
-    # Keras names must be simple identifiers; a spec's name is free text.
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "model"

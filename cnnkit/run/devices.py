@@ -27,6 +27,7 @@ import sys
 from dataclasses import dataclass
 
 from cnnkit.errors import DeviceError, WorkerLost
+from cnnkit.text import slug
 
 DEVICES = ("auto", "cpu", "gpu")
 TF_CONFIG_EXAMPLE = (
@@ -75,9 +76,8 @@ class Cluster:
         """The run folder's name: the same on every worker and after a restart, so a restarted cluster finds its
         unfinished run. It hashes the resolved spec and the number of workers, not their addresses: a Slurm
         requeue or a rescheduled pod may come back on other hosts and must still resume."""
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", spec_name).strip("-") or "run"
         digest = hashlib.sha256(f"{self.size}\n{spec_yaml}".encode()).hexdigest()[:10]
-        return f"{slug}-mw{self.size}-{digest}"
+        return f"{slug(spec_name)}-mw{self.size}-{digest}"
 
 
 def cluster_for(train_cfg: dict, environ=os.environ) -> Cluster | None:

@@ -37,9 +37,9 @@ def resolve_target(target: str | Path, *, model_name: str = "model.keras") -> Ta
 
 
 def data_config(target: Target, data: str | None) -> dict:
-    """The run's own data settings, or --data: a dataset name or an .npz/.csv file/image folder."""
+    """The run's own data settings, or --data: a dataset name, or a file/folder a dataset kind reads."""
+    from cnnkit.spec import datasets
     from cnnkit.spec.defaults import DATA_DEFAULTS
-    from cnnkit.spec.options import DATASETS
 
     if data is None:
         if target.spec is None:
@@ -49,18 +49,13 @@ def data_config(target: Target, data: str | None) -> dict:
             )
         return dict(target.spec.data)
     cfg = dict(target.spec.data) if target.spec is not None else dict(DATA_DEFAULTS)
-    if data in DATASETS:
-        cfg.update(dataset=data, path=None)
-    elif data.endswith(".npz"):
-        cfg.update(dataset="npz", path=data)
-    elif data.endswith(".csv"):
-        cfg.update(dataset="csv", path=data)
-    elif Path(data).is_dir():
-        cfg.update(dataset="image_folder", path=data)
-    else:
+    name = datasets.for_data_arg(data, Path(data).is_dir())
+    if name is None:
         raise DataError(
-            f"--data {data!r} is neither a dataset name ({', '.join(DATASETS)}) nor an .npz/.csv file or image folder"
+            f"--data {data!r} is neither a dataset name ({', '.join(datasets.DATASETS)}) "
+            f"nor {datasets.data_arg_forms()}"
         )
+    cfg.update(dataset=name, path=None if name == data else data)
     return cfg
 
 

@@ -15,12 +15,12 @@ import csv
 import io
 import json
 import os
-import re
 import time
 from pathlib import Path
 
 from cnnkit.errors import RunError
 from cnnkit.files import atomic_write, unwritable  # noqa: F401  (re-exported for run code)
+from cnnkit.text import slug
 
 LATEST = "latest"
 
@@ -52,10 +52,9 @@ def write_history(run_dir: Path, history: dict[str, list]) -> None:
 def new_run_dir(parent: Path, name: str) -> Path:
     """A fresh folder `parent/<name>-<YYYYmmdd-HHMMSS>[-n]`; never reuses an existing one."""
     parent = Path(parent)
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for n in range(1000):
-        candidate = parent / (f"{slug}-{stamp}" + (f"-{n}" if n else ""))
+        candidate = parent / (f"{slug(name)}-{stamp}" + (f"-{n}" if n else ""))
         try:
             parent.mkdir(parents=True, exist_ok=True)
             candidate.mkdir()

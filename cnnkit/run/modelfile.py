@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 
 from cnnkit.errors import ModelFileError
 from cnnkit.spec.layers import KERAS_CLASSES
+from cnnkit.text import squeeze
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -327,7 +328,7 @@ def load_model(path: str | os.PathLike, *, compile: bool = True):
             return keras.saving.load_model(str(copy), safe_mode=True, compile=compile)
         except Exception as e:  # Keras raises ValueError/TypeError/OSError/KeyError/...
             raise ModelFileError(
-                f"{where}: Keras could not load the model: {type(e).__name__}: {_one_line(str(e))}"
+                f"{where}: Keras could not load the model: {type(e).__name__}: {squeeze(str(e))}"
             ) from e
 
 
@@ -467,7 +468,7 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> byte
         raise
     except Exception as e:  # zlib.error, BadZipFile (bad CRC), EOFError, OSError ...
         raise ModelFileError(
-            f"{where}: zip member {name!r}: expected readable zip data, found a corrupt member ({_one_line(str(e))})"
+            f"{where}: zip member {name!r}: expected readable zip data, found a corrupt member ({squeeze(str(e))})"
         ) from None
     return b"".join(kept)
 
@@ -631,8 +632,3 @@ def _json_type(value: Any) -> str:
 
 def _size(n: int) -> str:
     return f"{n / GiB:.1f} GB" if n >= GiB else f"{n / MiB:.1f} MB" if n >= MiB else f"{n} bytes"
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -339,11 +339,11 @@ def make_optimizer(keras, train_cfg: dict, steps_per_epoch: int):
 
 
 def _loss(keras, loss: dict):
-    return getattr(keras.losses, options.LOSSES[loss["name"]][0])(**loss["args"])
+    return getattr(keras.losses, options.LOSSES[loss["name"]].keras_class)(**loss["args"])
 
 
 def _metric(keras, metric: dict):
-    cls = options.METRICS[metric["name"]][0]
+    cls = options.METRICS[metric["name"]].keras_class
     if cls == "accuracy":
         return "accuracy"  # Keras picks binary/categorical/sparse accuracy to match the loss
     return getattr(keras.metrics, cls)(**metric["args"])

@@ -7,26 +7,17 @@ expected and what came in; the spec parser adds the file, line and field path.
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
 from typing import Any
+
+from cnnkit.text import did_you_mean
 
 
 class ArgError(ValueError):
     def __init__(self, message: str, hint: str | None = None):
         super().__init__(message)
         self.message, self.hint = message, hint
-
-
-def suggest(word: str, choices) -> str | None:
-    """'did you mean ...' for a misspelled name, or None."""
-    choices = [str(c) for c in choices]
-    lowered = {c.lower(): c for c in choices}
-    close = difflib.get_close_matches(str(word).lower(), list(lowered), n=3, cutoff=0.6)
-    if not close:
-        return None
-    return "did you mean " + " or ".join(f"'{lowered[c]}'" for c in close) + "?"
 
 
 def _received(name: str, value: Any) -> str:
@@ -224,7 +215,7 @@ class Enum(ArgType):
         valid = ", ".join(self.choices)
         raise ArgError(
             f"must be one of: {valid}. {_received(name, value)}",
-            suggest(value, self.choices) if isinstance(value, str) else None,
+            did_you_mean(value, self.choices) if isinstance(value, str) else None,
         )
 
     def schema(self):

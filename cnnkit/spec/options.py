@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Option:
-    keras_class: str
-    args: tuple[str, ...]
+    keras_class: str  # looked up by name in keras.optimizers / losses / metrics / ...
+    args: tuple[str, ...]  # the arguments a spec may give it
 
 
 _OPT_COMMON = (
@@ -48,45 +48,54 @@ OPTIMIZERS = {
     ),
 }
 
-# label: how the data's integer labels must be fed to this loss.
-#   onehot  - (N, classes) float one-hot vectors
-#   sparse  - (N,) integer class ids
-#   binary  - (N, 1) float 0/1 (a single sigmoid unit)
+# How the data's integer labels must be fed to a loss:
+ONE_HOT = "onehot"  # (N, classes) float one-hot vectors
+SPARSE = "sparse"  # (N,) integer class ids
+BINARY = "binary"  # (N, 1) float 0/1 (a single sigmoid unit)
+LABEL_KINDS = (ONE_HOT, SPARSE, BINARY)
+
+
+@dataclass(frozen=True)
+class Loss(Option):
+    labels: str  # one of LABEL_KINDS: what the data's labels become for this loss
+
+
+@dataclass(frozen=True)
+class Metric(Option):
+    labels: tuple[str, ...]  # the label kinds (of the loss) this metric can be computed on
+
+
 LOSSES = {
-    "categorical_crossentropy": ("CategoricalCrossentropy", ("from_logits", "label_smoothing"), "onehot"),
-    "sparse_categorical_crossentropy": ("SparseCategoricalCrossentropy", ("from_logits",), "sparse"),
-    "binary_crossentropy": ("BinaryCrossentropy", ("from_logits", "label_smoothing"), "binary"),
-    "categorical_focal_crossentropy": (
-        "CategoricalFocalCrossentropy",
-        ("alpha", "gamma", "from_logits", "label_smoothing"),
-        "onehot",
+    "categorical_crossentropy": Loss("CategoricalCrossentropy", ("from_logits", "label_smoothing"), ONE_HOT),
+    "sparse_categorical_crossentropy": Loss("SparseCategoricalCrossentropy", ("from_logits",), SPARSE),
+    "binary_crossentropy": Loss("BinaryCrossentropy", ("from_logits", "label_smoothing"), BINARY),
+    "categorical_focal_crossentropy": Loss(
+        "CategoricalFocalCrossentropy", ("alpha", "gamma", "from_logits", "label_smoothing"), ONE_HOT
     ),
-    "binary_focal_crossentropy": (
-        "BinaryFocalCrossentropy",
-        ("alpha", "gamma", "from_logits", "label_smoothing"),
-        "binary",
+    "binary_focal_crossentropy": Loss(
+        "BinaryFocalCrossentropy", ("alpha", "gamma", "from_logits", "label_smoothing"), BINARY
     ),
-    "kl_divergence": ("KLDivergence", (), "onehot"),
-    "categorical_hinge": ("CategoricalHinge", (), "onehot"),
-    "hinge": ("Hinge", (), "binary"),
-    "squared_hinge": ("SquaredHinge", (), "binary"),
-    "mean_squared_error": ("MeanSquaredError", (), "onehot"),
-    "mean_absolute_error": ("MeanAbsoluteError", (), "onehot"),
+    "kl_divergence": Loss("KLDivergence", (), ONE_HOT),
+    "categorical_hinge": Loss("CategoricalHinge", (), ONE_HOT),
+    "hinge": Loss("Hinge", (), BINARY),
+    "squared_hinge": Loss("SquaredHinge", (), BINARY),
+    "mean_squared_error": Loss("MeanSquaredError", (), ONE_HOT),
+    "mean_absolute_error": Loss("MeanAbsoluteError", (), ONE_HOT),
 }
 
-# metric name -> (Keras class, arguments, label kinds it works with)
+# keras_class "accuracy": Keras' own string, which picks binary/categorical/sparse accuracy to match the loss.
 METRICS = {
-    "accuracy": ("accuracy", ("name",), ("onehot", "sparse", "binary")),
-    "categorical_accuracy": ("CategoricalAccuracy", ("name",), ("onehot",)),
-    "sparse_categorical_accuracy": ("SparseCategoricalAccuracy", ("name",), ("sparse",)),
-    "binary_accuracy": ("BinaryAccuracy", ("name", "threshold"), ("binary",)),
-    "top_k_categorical_accuracy": ("TopKCategoricalAccuracy", ("k", "name"), ("onehot",)),
-    "sparse_top_k_categorical_accuracy": ("SparseTopKCategoricalAccuracy", ("k", "name"), ("sparse",)),
-    "auc": ("AUC", ("name", "num_thresholds", "curve", "multi_label"), ("onehot", "binary")),
-    "precision": ("Precision", ("name", "thresholds", "top_k", "class_id"), ("onehot", "binary")),
-    "recall": ("Recall", ("name", "thresholds", "top_k", "class_id"), ("onehot", "binary")),
-    "mean_squared_error": ("MeanSquaredError", ("name",), ("onehot", "binary")),
-    "mean_absolute_error": ("MeanAbsoluteError", ("name",), ("onehot", "binary")),
+    "accuracy": Metric("accuracy", ("name",), LABEL_KINDS),
+    "categorical_accuracy": Metric("CategoricalAccuracy", ("name",), (ONE_HOT,)),
+    "sparse_categorical_accuracy": Metric("SparseCategoricalAccuracy", ("name",), (SPARSE,)),
+    "binary_accuracy": Metric("BinaryAccuracy", ("name", "threshold"), (BINARY,)),
+    "top_k_categorical_accuracy": Metric("TopKCategoricalAccuracy", ("k", "name"), (ONE_HOT,)),
+    "sparse_top_k_categorical_accuracy": Metric("SparseTopKCategoricalAccuracy", ("k", "name"), (SPARSE,)),
+    "auc": Metric("AUC", ("name", "num_thresholds", "curve", "multi_label"), (ONE_HOT, BINARY)),
+    "precision": Metric("Precision", ("name", "thresholds", "top_k", "class_id"), (ONE_HOT, BINARY)),
+    "recall": Metric("Recall", ("name", "thresholds", "top_k", "class_id"), (ONE_HOT, BINARY)),
+    "mean_squared_error": Metric("MeanSquaredError", ("name",), (ONE_HOT, BINARY)),
+    "mean_absolute_error": Metric("MeanAbsoluteError", ("name",), (ONE_HOT, BINARY)),
 }
 
 # Learning-rate schedules: the optimizer's learning_rate is the initial rate; decay_steps
@@ -114,7 +123,3 @@ CALLBACK_ARGS = {
 }
 
 STRATEGIES = ("auto", "none", "mirrored", "multi_worker")
-
-# Names of the dataset registry (cnnkit.data.DATASETS), kept here so that validating a spec
-# never imports the loaders (scikit-learn, Pillow); a test keeps the two in step.
-DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "npz", "image_folder", "csv")

@@ -17,11 +17,12 @@ from typing import Any
 import yaml
 
 from cnnkit.errors import SpecError
+from cnnkit.spec import datasets, options
 from cnnkit.spec import layers as layer_registry
-from cnnkit.spec import options
-from cnnkit.spec.argtypes import ArgError, Bool, Enum, Float, Int, OptionalInt, Shape, Str, suggest
+from cnnkit.spec.argtypes import ArgError, Bool, Enum, Int, Shape, Str
 from cnnkit.spec.defaults import DATA_DEFAULTS, TRAIN_DEFAULTS
-from cnnkit.spec.yamlio import Document, dotted_path, load_file, load_text, one_line
+from cnnkit.spec.yamlio import Document, dotted_path, load_file, load_text
+from cnnkit.text import did_you_mean, one_line
 
 TOP_LEVEL_KEYS = ("name", "description", "input_shape", "layers", "data", "train")
 
@@ -81,7 +82,7 @@ class _Checker:
             self.fail(path, f"must be a mapping of {what}. Received: {value!r}.")
         for key in value:
             if key not in allowed:
-                hint = suggest(str(key), allowed) or _misplaced(path, key) or f"valid keys: {', '.join(allowed)}"
+                hint = did_you_mean(str(key), allowed) or _misplaced(path, key) or f"valid keys: {', '.join(allowed)}"
                 self.fail(path + (key,), f"unknown key '{key}' in {what}", hint)
         return value
 
@@ -197,7 +198,7 @@ def _parse_layer(check: _Checker, index: int, item) -> LayerSpec:
         )
     keras_class = layer_registry.lookup(name)
     if keras_class is None:
-        hint = suggest(str(name), layer_registry.all_names()) or "run `cnnkit layers` for the list"
+        hint = did_you_mean(str(name), layer_registry.all_names()) or "run `cnnkit layers` for the list"
         check.fail(path, f"unknown layer type '{name}'", hint)
     layer_type = layer_registry.LAYERS[keras_class]
     path = path + (keras_class,)
@@ -210,7 +211,7 @@ def _parse_layer(check: _Checker, index: int, item) -> LayerSpec:
     normalized = {}
     for key, value in args.items():
         if key not in layer_type.args:
-            hint = suggest(str(key), layer_type.args) or f"{keras_class} takes: {', '.join(layer_type.args)}"
+            hint = did_you_mean(str(key), layer_type.args) or f"{keras_class} takes: {', '.join(layer_type.args)}"
             check.fail(path + (key,), f"unknown argument '{key}' for {keras_class}", hint)
         normalized[key] = check.arg(path + (key,), layer_type.args[key].type, value)
     for key in layer_type.required:
@@ -257,42 +258,27 @@ def _check_unique_names(check: _Checker, specs: list[LayerSpec]) -> None:
 
 
 def _parse_data(check: _Checker, value) -> dict:
-    raw = check.mapping(("data",), value, tuple(DATA_DEFAULTS), "data settings")
-    out = dict(DATA_DEFAULTS)
+    """The `data:` section: the dataset first, then only the keys that dataset reads (spec/datasets.py)."""
+    raw = check.mapping(("data",), value, datasets.all_keys(), "data settings")
+    name = check.arg(("data", "dataset"), Enum(tuple(datasets.DATASETS)), raw.get("dataset", DATA_DEFAULTS["dataset"]))
+    kind = datasets.DATASETS[name]
+    allowed = {**datasets.COMMON_KEYS, **kind.keys}
+    out = {**DATA_DEFAULTS, **{key: DATA_DEFAULTS.get(key) for key in kind.keys}, "dataset": name}
     for key, val in raw.items():
-        path = ("data", key)
         if key == "dataset":
-            val = check.arg(path, Enum(options.DATASETS), val)
-        elif key in ("path", "test_path"):
-            val = None if val is None else check.arg(path, Str(), val)
-        elif key in ("validation_split", "test_split"):
-            val = check.arg(path, Float(0.0, 1.0, exclusive_max=True), val)
-        elif key == "image_size":
-            val = None if val is None else check.arg(path, Shape(), val)
-            if val is not None and len(val) != 2:
-                check.fail(path, f"must be [height, width]. Received: image_size={list(val)}.")
-        elif key == "image_shape":
-            val = None if val is None else check.arg(path, Shape(), val)
-        elif key == "color_mode":
-            val = None if val is None else check.arg(path, Enum(("grayscale", "rgb", "rgba")), val)
-        elif key == "header":
-            val = val if val == "auto" else check.arg(path, Bool(), val)
-        elif key == "label_column":
-            if not isinstance(val, str):
-                val = check.arg(path, Int(0), val)
-        elif key == "classes":
-            if val is not None and (
-                not isinstance(val, list)
-                or len(val) < 2
-                or len(set(map(repr, val))) != len(val)
-                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in val)
-            ):
-                check.fail(path, f"must be a list of at least 2 distinct class ids. Received: classes={val!r}.")
-        elif key == "max_samples":
-            val = check.arg(path, OptionalInt(1), val)
-        out[key] = val
-    if out["dataset"] in ("npz", "csv", "image_folder") and not out["path"]:
-        check.fail(("data",), f"dataset '{out['dataset']}' needs `path` (the file or folder to read)")
+            continue
+        path = ("data", key)
+        if key not in allowed:
+            readers = datasets.readers(key)
+            hint = f"`{key}` is read by dataset {' and '.join(readers)}" if readers else ""
+            check.fail(
+                path,
+                f"dataset {name} does not read `{key}`",
+                f"{hint}; {name} reads: {', '.join(allowed)}" if hint else f"{name} reads: {', '.join(allowed)}",
+            )
+        out[key] = check.arg(path, allowed[key], val)
+    if kind.needs_path and not out.get("path"):
+        check.fail(("data",), f"dataset '{name}' needs `path` (the file or folder to read)")
     return out
 
 
@@ -315,15 +301,15 @@ def _named(check: _Checker, path: tuple, value, registry: dict, what: str) -> di
         check.fail(
             path + (("name",) if isinstance(value, dict) else ()),
             f"unknown {what} '{name}'; valid: {', '.join(registry)}",
-            suggest(str(name), registry),
+            did_you_mean(str(name), registry),
         )
-    allowed = registry[key].args if isinstance(registry[key], options.Option) else registry[key][1]
+    allowed = registry[key].args
     for arg, val in args.items():
         if arg not in allowed:
             check.fail(
                 path + (arg,),
                 f"unknown argument '{arg}' for {what} {key}",
-                suggest(arg, allowed) or f"valid: {', '.join(allowed) or 'none'}",
+                did_you_mean(arg, allowed) or f"valid: {', '.join(allowed) or 'none'}",
             )
         args[arg] = _plain_value(check, path + (arg,), val)
     return {"name": key, "args": args}
@@ -357,14 +343,14 @@ def _parse_train(check: _Checker, value) -> dict:
             ("train", "optimizer", "learning_rate"), f"must be a positive number. Received: learning_rate={lr!r}."
         )
     out["loss"] = _named(check, ("train", "loss"), raw.get("loss", out["loss"]), options.LOSSES, "loss")
-    label_kind = options.LOSSES[out["loss"]["name"]][2]
+    label_kind = options.LOSSES[out["loss"]["name"]].labels
     metrics = raw.get("metrics", out["metrics"])
     if not isinstance(metrics, list):
         check.fail(("train", "metrics"), f"must be a list of metric names. Received: {metrics!r}.")
     out["metrics"] = []
     for i, metric in enumerate(metrics):
         parsed = _named(check, ("train", "metrics", i), metric, options.METRICS, "metric")
-        kinds = options.METRICS[parsed["name"]][2]
+        kinds = options.METRICS[parsed["name"]].labels
         if label_kind not in kinds:
             check.fail(
                 ("train", "metrics", i),

@@ -3,8 +3,8 @@ so an editor (e.g. VS Code's YAML extension) completes and checks what cnnkit ac
 
 from __future__ import annotations
 
+from cnnkit.spec import datasets, options
 from cnnkit.spec import layers as layer_registry
-from cnnkit.spec import options
 from cnnkit.spec.defaults import DATA_DEFAULTS, TRAIN_DEFAULTS
 
 
@@ -57,7 +57,8 @@ def spec_schema() -> dict:
                 "additionalProperties": False,
                 "properties": {
                     **{k: {"description": f"default: {v!r}"} for k, v in DATA_DEFAULTS.items()},
-                    "dataset": {"enum": list(options.DATASETS)},
+                    **{k: {**t.schema(), "description": f"default: {DATA_DEFAULTS.get(k)!r}"} for k, t in _data_keys()},
+                    "dataset": {"enum": list(datasets.DATASETS)},
                 },
             },
             "train": {
@@ -78,3 +79,11 @@ def spec_schema() -> dict:
 
 def _default_doc(arg) -> str:
     return "required" if arg.default is layer_registry.REQUIRED else f"default: {arg.default!r}"
+
+
+def _data_keys():
+    """(key, type) of every data: key; a key several datasets read has one type (tests/test_spec.py checks)."""
+    seen = dict(datasets.COMMON_KEYS)
+    for kind in datasets.DATASETS.values():
+        seen.update(kind.keys)
+    return seen.items()

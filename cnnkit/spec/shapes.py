@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from cnnkit.text import shape_text
+
 
 class ShapeError(ValueError):
     """The layer cannot take this input; the message explains the arithmetic."""
@@ -36,10 +38,6 @@ class LayerOut:
 
 def prod(values) -> int:
     return math.prod(int(v) for v in values)
-
-
-def fmt_shape(shape) -> str:
-    return "×".join(str(v) for v in shape)
 
 
 def split_channels(shape: tuple, data_format: str) -> tuple[tuple, int]:
@@ -77,10 +75,10 @@ def _windowed(in_shape, args, kernel, what: str):
     if min(outs) < 1:
         same = len(set(formulas)) == 1
         shown = formulas[0] if same else ", ".join(formulas)
-        k_txt = kernel[0] if len(set(kernel)) == 1 else fmt_shape(kernel)
-        s_txt = strides[0] if len(set(strides)) == 1 else fmt_shape(strides)
+        k_txt = kernel[0] if len(set(kernel)) == 1 else shape_text(kernel)
+        s_txt = strides[0] if len(set(strides)) == 1 else shape_text(strides)
         raise ShapeError(
-            f"input {fmt_shape(spatial)}, {what} {k_txt}, stride {s_txt}, {padding} → {shown}",
+            f"input {shape_text(spatial)}, {what} {k_txt}, stride {s_txt}, {padding} → {shown}",
             hint="the output would have no pixels left; use padding: same, a smaller "
             f"{what}/stride, or fewer pooling layers",
         )
@@ -190,7 +188,7 @@ def cropping(in_shape, args) -> LayerOut:
     spatial, channels = split_channels(in_shape, fmt)
     out = tuple(n - before - after for n, (before, after) in zip(spatial, args["cropping"]))
     if min(out) < 1:
-        raise ShapeError(f"cropping {args['cropping']} removes all of input {fmt_shape(spatial)}")
+        raise ShapeError(f"cropping {args['cropping']} removes all of input {shape_text(spatial)}")
     return LayerOut(join_channels(out, channels, fmt))
 
 
@@ -208,13 +206,13 @@ def reshape(in_shape, args) -> LayerOut:
     if -1 in target:
         if total % known:
             raise ShapeError(
-                f"cannot reshape {total} values ({fmt_shape(in_shape)}) into "
+                f"cannot reshape {total} values ({shape_text(in_shape)}) into "
                 f"{tuple(args['target_shape'])}: {total} is not divisible by {known}"
             )
         target[target.index(-1)] = total // known
     elif known != total:
         raise ShapeError(
-            f"cannot reshape {fmt_shape(in_shape)} ({total} values) into {fmt_shape(target)} ({known} values)"
+            f"cannot reshape {shape_text(in_shape)} ({total} values) into {shape_text(target)} ({known} values)"
         )
     return LayerOut(tuple(target), spatial=len(target) > 1)
 

@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass
 
 from cnnkit.errors import SpecError
 from cnnkit.spec import layers as layer_registry
-from cnnkit.spec.shapes import Field, LayerOut, ShapeError, fmt_shape, prod
+from cnnkit.spec.shapes import Field, LayerOut, ShapeError, prod
+from cnnkit.text import shape_text
 
 BYTES_PER_VALUE = 4  # float32 activations and weights
 
@@ -128,7 +129,7 @@ def _check_rank(spec, layer, entry, shape: tuple, rows: list[LayerRow]) -> None:
         hint = f"set input_shape to {expected}"
     raise SpecError(
         f"{layer.label} expects input of rank {entry.input_ranks[0]} {expected} but receives "
-        f"{fmt_shape(shape)} (rank {len(shape)}) {source}",
+        f"{shape_text(shape)} (rank {len(shape)}) {source}",
         file=spec.file,
         line=layer.line,
         hint=hint,

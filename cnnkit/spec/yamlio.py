@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from cnnkit.errors import SpecError
+from cnnkit.text import one_line
 
 # Spec files are a few kB; a cap keeps a 50 MB file from being parsed at all.
 MAX_FILE_BYTES = 1_000_000
@@ -254,15 +255,6 @@ def _construct(node: yaml.Node, path: tuple, doc: Document, loader: _SpecLoader,
         )
     # NaN/inf are let through: the validator knows which fields must be finite.
     return value
-
-
-# Every character str.splitlines() breaks on: a key or value holding one must not split an error line.
-_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
-
-
-def one_line(text: str) -> str:
-    """``text`` with line breaks written as escapes (``\\n``), so an error stays one line."""
-    return text.translate(_LINE_BREAKS)
 
 
 def _dotted(path: tuple) -> str:

@@ -8,13 +8,13 @@ would output.
 
 from __future__ import annotations
 
-import difflib
 import math
 from pathlib import Path
 
 import numpy as np
 
 from cnnkit.errors import CnnkitError, DataError
+from cnnkit.text import did_you_mean
 
 # name -> (kernel rows, one-line description). Rows are written as a user reads them: row 0 is the top of the
 # window. Keras does not flip kernels (cross-correlation), so sobel_x is positive where brightness rises to the right.
@@ -58,9 +58,9 @@ PADDINGS = ("valid", "same")
 def get_kernel(name: str) -> np.ndarray:
     """The registered kernel `name` as a fresh, writable float64 array."""
     if name not in KERNELS:
-        close = difflib.get_close_matches(str(name), KERNELS, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else None
-        raise CnnkitError(f"unknown kernel '{name}': expected one of {', '.join(sorted(KERNELS))}", hint)
+        raise CnnkitError(
+            f"unknown kernel '{name}': expected one of {', '.join(sorted(KERNELS))}", did_you_mean(name, KERNELS)
+        )
     return KERNELS[name].copy()
 
 

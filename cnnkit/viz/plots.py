@@ -18,6 +18,7 @@ import numpy as np
 
 from cnnkit.errors import CnnkitError, DataError
 from cnnkit.files import atomic_write
+from cnnkit.text import compact_number, shape_text
 
 DPI = 120  # sharp enough for 7-pt labels, small enough that a 40-layer architecture stays a few hundred KB
 
@@ -52,21 +53,6 @@ def _new_figure(width_in: float, height_in: float, layout: str | None = "constra
 def _save(fig, out_path) -> Path:
     """Write `fig` as PNG to `out_path` atomically."""
     return atomic_write(Path(out_path), lambda handle: fig.savefig(handle, format="png", dpi=DPI))
-
-
-def _shape_text(shape: Sequence) -> str:
-    return "×".join("?" if d is None else str(d) for d in shape)
-
-
-def _compact(n: float | int | None) -> str:
-    """121930 -> '121.9k', 3.2e9 -> '3.2G': params and MACs are read for magnitude, not digits."""
-    if n is None:
-        return "?"
-    n = float(n)
-    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.3g}{unit}" if abs(n) < 100 * size else f"{n / size:.0f}{unit}"
-    return f"{n:.0f}"
 
 
 def _as_display_image(image: np.ndarray, what: str) -> np.ndarray:
@@ -361,7 +347,7 @@ def plot_filters(kernel: np.ndarray, out_path, *, title: str, max_filters: int =
     rows, cols = _grid(shown, 8 if shown > 16 else max(4, math.ceil(math.sqrt(shown))))
     tile = 1.15 if len(spatial) == 2 else 1.5
     fig = _new_figure(max(tile * cols, 5.5), tile * rows + 0.9)
-    fig.suptitle(f"{title}\nkernel size {_shape_text(spatial)} · " + " · ".join(notes), fontsize=10.5)
+    fig.suptitle(f"{title}\nkernel size {shape_text(spatial)} · " + " · ".join(notes), fontsize=10.5)
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
@@ -431,7 +417,7 @@ def plot_feature_maps(
 
     ax = subfigs[1].add_axes((0.5 - 0.95 / fig_w, 0.04, 1.9 / fig_w, 1.9 / 2.3))  # a 1.9-inch input, centred
     _show(ax, display, vmin=0.0, vmax=1.0)
-    ax.set_title(f"input · {_shape_text(np.asarray(image).shape)}", fontsize=10)
+    ax.set_title(f"input · {shape_text(np.asarray(image).shape)}", fontsize=10)
 
     for i, (sub, (name, shape, fmap, pick)) in enumerate(zip(subfigs[2:], layers)):
         sub.set_facecolor("#f2f2f2" if i % 2 == 0 else "white")
@@ -440,7 +426,7 @@ def plot_feature_maps(
             if len(pick) < fmap.shape[-1]
             else f"all {fmap.shape[-1]} channels"
         )
-        sub.suptitle(f"{name} · {_shape_text(shape)}   ({chosen})", fontsize=10, fontweight="bold", y=0.98, va="top")
+        sub.suptitle(f"{name} · {shape_text(shape)}   ({chosen})", fontsize=10, fontweight="bold", y=0.98, va="top")
         rows = math.ceil(len(pick) / cols)
         axes = sub.subplots(
             rows,
@@ -547,12 +533,12 @@ def plot_architecture(summary: dict, out_path) -> Path:
             w, h = thickness(dims[-1]), spatial_height(dims[-3])
             slant = 0.45 * spatial_height(dims[-2])
             ox, oy = slant * 0.7, slant * 0.55
-        lines = [str(node["type"]), _shape_text(dims) if dims else "?"]
+        lines = [str(node["type"]), shape_text(dims) if dims else "?"]
         if node.get("params") is not None:
-            lines.append(f"{_compact(node['params'])} params")
+            lines.append(f"{compact_number(node['params'])} params")
         rf = node.get("receptive_field")
         if rf is not None and kind != "vector":
-            lines.append("RF " + (_shape_text(rf) if isinstance(rf, (list, tuple)) else str(rf)))
+            lines.append("RF " + (shape_text(rf) if isinstance(rf, (list, tuple)) else str(rf)))
         stack = min(dims[0], 3) if kind == "volume3d" and dims[0] else 1
         extra = 0.12 * (stack - 1)
         body_w = w + ox + extra
@@ -603,7 +589,7 @@ def plot_architecture(summary: dict, out_path) -> Path:
     total_params = summary.get("total_params")
     head = f"{name}: {total_params:,} params" if isinstance(total_params, (int, np.integer)) else str(name)
     if summary.get("total_macs") is not None:
-        head += f" · {_compact(summary['total_macs'])} MACs"
+        head += f" · {compact_number(summary['total_macs'])} MACs"
     ax.text(fig_w / 2, fig_h - 0.3, head, ha="center", va="center", fontsize=13, fontweight="bold")
     ax.text(
         fig_w / 2,
@@ -725,7 +711,7 @@ def plot_kernel_playground(
         ax.set_axis_on()
         out = np.nan_to_num(out.astype(np.float64))
         _show(ax, out if name == "input" and out.min() >= 0 and out.max() <= 1 else _normalise(out), vmin=0.0, vmax=1.0)
-        ax.set_xlabel(f"{_shape_text(out.shape)} · min {out.min():.3g} · max {out.max():.3g}", fontsize=7)
+        ax.set_xlabel(f"{shape_text(out.shape)} · min {out.min():.3g} · max {out.max():.3g}", fontsize=7)
         if kernel is None:
             ax.set_title(name, fontsize=10, fontweight="bold")
             continue

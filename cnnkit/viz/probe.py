@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnnkit.errors import CnnkitError, DataError
+from cnnkit.text import shape_text
 
 
 def _conv_types():
@@ -39,10 +40,6 @@ def _pool_types():
     L = keras.layers
     # Global pooling is left out on purpose: its output is a vector, not a map anyone can look at.
     return (L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D)
-
-
-def _shape_text(shape) -> str:
-    return "×".join("?" if d is None else str(d) for d in shape)
 
 
 def conv_layer_indices(model) -> list[int]:
@@ -112,7 +109,7 @@ def feature_maps(model, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
     if image.ndim == len(expected) - 1 and expected[-1] == 1:
         image = image[..., None]
     if image.ndim != len(expected) or any(e is not None and e != d for e, d in zip(expected, image.shape)):
-        raise DataError(f"image is {_shape_text(image.shape)} but the model expects {_shape_text(expected)}")
+        raise DataError(f"image is {shape_text(image.shape)} but the model expects {shape_text(expected)}")
 
     wanted = _conv_types() + _pool_types()
     probed = [layer for layer in model.layers if isinstance(layer, wanted)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
-from cnnkit.spec.shapes import fmt_shape
+from cnnkit.text import compact_number, shape_text
 
 
 def human_bytes(n: float) -> str:
@@ -16,15 +16,8 @@ def human_bytes(n: float) -> str:
     return f"{n:.2f} GB"
 
 
-def human_count(n: float) -> str:
-    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= size:
-            return f"{n / size:.2f}{unit}"
-    return str(int(n))
-
-
 def summary_table(summary) -> Table:
-    table = Table(title=f"{summary.name}  ·  input {fmt_shape(summary.input_shape)}", title_justify="left")
+    table = Table(title=f"{summary.name}  ·  input {shape_text(summary.input_shape)}", title_justify="left")
     table.add_column("#", justify="right", style="dim")
     table.add_column("Layer")
     table.add_column("Output shape")
@@ -39,9 +32,9 @@ def summary_table(summary) -> Table:
         table.add_row(
             str(row.index),
             label,
-            fmt_shape(row.output_shape),
+            shape_text(row.output_shape),
             params,
-            human_count(row.macs) if row.macs else "",
+            compact_number(row.macs) if row.macs else "",
             rf,
             row.arithmetic,
         )
@@ -49,8 +42,8 @@ def summary_table(summary) -> Table:
 
 
 def _fmt_rf(size, jump) -> str:
-    size_txt = fmt_shape(size) if isinstance(size, list) else str(size)
-    jump_txt = fmt_shape(jump) if isinstance(jump, list) else f"{jump:g}"
+    size_txt = shape_text(size) if isinstance(size, list) else str(size)
+    jump_txt = shape_text(jump) if isinstance(jump, list) else f"{jump:g}"
     return f"{size_txt} (jump {jump_txt})"
 
 
@@ -59,7 +52,7 @@ def summary_totals(summary) -> Text:
     return Text(
         f"Total params: {d['total_params']:,} (trainable {d['trainable_params']:,}, "
         f"non-trainable {d['non_trainable_params']:,}) · {human_bytes(d['param_bytes'])}\n"
-        f"MACs per sample: {d['total_macs']:,} ({human_count(d['total_macs'])}) · "
+        f"MACs per sample: {d['total_macs']:,} ({compact_number(d['total_macs'])}) · "
         f"activations per sample: {human_bytes(d['activation_bytes_per_sample'])}"
     )
 
@@ -70,7 +63,7 @@ def keras_table(rows: list[dict]) -> Table:
         table.add_column(col, justify=justify)
     for row in rows:
         table.add_row(
-            str(row["index"]), f"{row['name']} ({row['type']})", fmt_shape(row["output_shape"]), f"{row['params']:,}"
+            str(row["index"]), f"{row['name']} ({row['type']})", shape_text(row["output_shape"]), f"{row['params']:,}"
         )
     return table
 
@@ -118,7 +111,7 @@ def timing_table(result: dict) -> Table:
         table.add_row(
             str(row["index"]),
             row["type"],
-            fmt_shape(row["output_shape"]),
+            shape_text(row["output_shape"]),
             f"{row['forward_ms']:.3f}",
             f"{row['backward_ms']:.3f}",
             f"{row['share']:.1%}",
