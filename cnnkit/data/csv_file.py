@@ -53,7 +53,7 @@ def _not_utf8(path: str) -> DataError:
             except UnicodeDecodeError as err:
                 return DataError(
                     f"{path}: line {number}, byte {err.start + 1}: 0x{raw[err.start]:02x} is not UTF-8 text",
-                    hint="save the file as UTF-8 (plain numbers are ASCII, which is UTF-8)",
+                    hint="save the file as UTF-8; plain numbers are ASCII, which is UTF-8",
                 )
     # A character split across the end of the file, which line-by-line reading cannot show.
     return DataError(f"{path}: the file ends in the middle of a UTF-8 character", hint="save the file as UTF-8")
@@ -126,11 +126,11 @@ def read_csv(path: str, *, header="auto", label_column=0, image_shape=None, inpu
         raise _not_utf8(path) from None
 
 
-def check_csv_path(path: str) -> None:
+def check_csv_path(path: str, *, hint: str | None = "check data.path / data.test_path") -> None:
     """Refuse a missing file or a folder before anything is read."""
     if not os.path.isfile(path):
         what = "is a folder, expected a .csv file" if os.path.isdir(path) else "file not found"
-        raise DataError(f"{path}: {what}", hint="check data.path / data.test_path")
+        raise DataError(f"{path}: {what}", hint=hint)
 
 
 def _read_csv(path: str, header, label_column, image_shape, input_shape):

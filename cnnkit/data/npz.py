@@ -28,8 +28,8 @@ def _size(n: int) -> str:
     return f"{n:,} bytes"
 
 
-def _header(path: str, zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str) -> tuple[tuple, np.dtype, int]:
-    """(shape, dtype, declared data bytes) of one .npy member, from its header alone; refuses a cut-short member."""
+def _header(path: str, zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str) -> tuple[tuple, np.dtype, int, int]:
+    """(shape, dtype, declared data bytes, data bytes the member holds) of one .npy member, from its header alone."""
     with zf.open(info) as f:
         version = np.lib.format.read_magic(f)
         if version == (1, 0):
@@ -49,15 +49,7 @@ def _header(path: str, zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str) -> 
             f"{path}: array '{key}' has dtype=object, which cannot be loaded safely (it would need pickle)",
             hint="save plain numeric arrays, e.g. np.asarray(x, dtype=np.uint8)",
         )
-    declared = math.prod(shape) * dtype.itemsize
-    held = info.file_size - data_at
-    if held < declared:
-        raise DataError(
-            f"{path}: array '{key}' is cut short: its header declares shape {tuple(shape)} {dtype} "
-            f"({declared:,} bytes) but the file holds {max(held, 0):,}",
-            hint="write the file again",
-        )
-    return tuple(shape), dtype, declared
+    return tuple(shape), dtype, math.prod(shape) * dtype.itemsize, max(info.file_size - data_at, 0)
 
 
 def read_npz(path: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
@@ -82,15 +74,23 @@ def read_npz(path: str, required: tuple[str, ...], optional: tuple[str, ...] = (
                 if f"{key}.npy" not in members:
                     raise DataError(f"{path}: member '{key}' is not a .npy array", hint=_SAVE_HINT)
             headers = {key: _header(path, zf, members[f"{key}.npy"], key) for key in keys}
-            total = sum(declared for _, _, declared in headers.values())
+            # The cap first: a forged header declaring terabytes is refused for what it asks, whatever it holds.
+            total = sum(declared for _, _, declared, _ in headers.values())
             if total > limits.MAX_NPZ_BYTES:
                 largest = max(headers, key=lambda k: headers[k][2])
-                shape, dtype, _ = headers[largest]
+                shape, dtype, _, _ = headers[largest]
                 raise DataError(
                     f"{path}: its arrays unpack to {_size(total)} (largest: '{largest}', shape {shape} {dtype}), "
                     f"more than cnnkit's cap of {_size(limits.MAX_NPZ_BYTES)} for one .npz",
                     hint="save fewer samples, or pixels as uint8",
                 )
+            for key, (shape, dtype, declared, held) in headers.items():
+                if held < declared:
+                    raise DataError(
+                        f"{path}: array '{key}' is cut short: its header declares shape {shape} {dtype} "
+                        f"({declared:,} bytes) but the file holds {held:,}",
+                        hint="write the file again",
+                    )
             arrays = {}
             for key in keys:
                 with zf.open(members[f"{key}.npy"]) as f:
