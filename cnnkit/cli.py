@@ -299,6 +299,9 @@ def predict(
     from cnnkit.run.predict import predict as run_prediction
 
     results = run_prediction(target, inputs, top=top)
+    for row in results:
+        if row["warning"]:
+            err.print(f"Warning: {row['warning']}", markup=False)
     if as_json:
         _print_json(results)
         return

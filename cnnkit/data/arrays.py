@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from cnnkit.data import limits
 from cnnkit.errors import DataError
 
 
@@ -90,6 +91,16 @@ def labels_to_int64(y: np.ndarray, where: str) -> tuple[np.ndarray, int | None]:
         raise DataError(
             f"{where}: labels must be class indices 0..K-1, got {int(y[first])} at sample {first}",
             hint="shift labels so the first class is 0",
+        )
+    if (y.size and y.max() >= limits.MAX_CLASSES) or (width or 0) > limits.MAX_CLASSES:
+        # Checked before the int64 cast: a float 1e30 would wrap to a negative int64, and a label of 1e12
+        # would ask for a trillion class names.
+        first = int(np.flatnonzero(y >= limits.MAX_CLASSES)[0]) if y.size and y.max() >= limits.MAX_CLASSES else 0
+        value = f"{y[first]:g}" if y.dtype.kind == "f" else str(int(y[first]))
+        got = f"{value} at sample {first}" if width is None else f"one-hot rows of {width:,} classes"
+        raise DataError(
+            f"{where}: labels must be class indices 0..{limits.MAX_CLASSES - 1}, got {got}",
+            hint=f"labels are integers in [0, classes), and cnnkit caps classes at {limits.MAX_CLASSES:,}",
         )
     return y.astype(np.int64), width
 

@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 
+from cnnkit.data import limits
 from cnnkit.data.arrays import as_samples, digit_names, pixels_to_uint8
 from cnnkit.data.splits import Splits
 from cnnkit.errors import DataError
@@ -25,9 +26,37 @@ def _rows(path: str):
     """(1-based line number, cells) for each non-blank row."""
     with open(path, newline="", encoding=_ENCODING) as f:
         reader = csv.reader(f)
-        for cells in reader:
-            if cells and any(c.strip() for c in cells):
-                yield reader.line_num, cells
+        try:
+            for cells in reader:
+                if cells and any(c.strip() for c in cells):
+                    yield reader.line_num, cells
+        except csv.Error as err:
+            if "field larger than field limit" in str(err):
+                raise DataError(
+                    f"{path}: line {reader.line_num}: a cell longer than {csv.field_size_limit():,} characters "
+                    "(the csv module's field limit)",
+                    hint="a label or pixel is a short number: check that this is a csv of pixel rows",
+                ) from None
+            raise DataError(
+                f"{path}: line {reader.line_num}: not valid csv ({err})", hint="fix or delete that line"
+            ) from None
+
+
+def _not_utf8(path: str) -> DataError:
+    """The error for a file that is not UTF-8, naming the first line and byte that are not."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                return DataError(
+                    f"{path}: line {number}, byte {err.start + 1}: 0x{raw[err.start]:02x} is not UTF-8 text",
+                    hint="save the file as UTF-8; plain numbers are ASCII, which is UTF-8",
+                )
+    # A character split across the end of the file, which line-by-line reading cannot show.
+    return DataError(f"{path}: the file ends in the middle of a UTF-8 character", hint="save the file as UTF-8")
 
 
 def _is_number(cell: str) -> bool:
@@ -90,9 +119,22 @@ def _line_of(path: str, skip_line: int, k: int) -> int:
 
 def read_csv(path: str, *, header="auto", label_column=0, image_shape=None, input_shape=None):
     """(x uint8 samples, y int64 labels) from one csv file."""
+    try:
+        return _read_csv(path, header, label_column, image_shape, input_shape)
+    except UnicodeDecodeError:
+        # Raised wherever the text is first read (the header sniff, numpy's parser, the row diagnosis).
+        raise _not_utf8(path) from None
+
+
+def check_csv_path(path: str, *, hint: str | None = "check data.path / data.test_path") -> None:
+    """Refuse a missing file or a folder before anything is read."""
     if not os.path.isfile(path):
         what = "is a folder, expected a .csv file" if os.path.isdir(path) else "file not found"
-        raise DataError(f"{path}: {what}", hint="check data.path / data.test_path")
+        raise DataError(f"{path}: {what}", hint=hint)
+
+
+def _read_csv(path: str, header, label_column, image_shape, input_shape):
+    check_csv_path(path)
     first = next(_rows(path), None)
     if first is None:
         raise DataError(
@@ -143,6 +185,15 @@ def read_csv(path: str, *, header="auto", label_column=0, image_shape=None, inpu
             f"{path}: row {_line_of(path, skip_line, k)}, column {label_at + 1}: "
             f"expected a class index 0..K-1, got {labels[k]:g}",
             hint="shift labels so the first class is 0",
+        )
+    if labels.max() >= limits.MAX_CLASSES:
+        # Checked before the int64 cast: 1e30 would wrap to -9223372036854775808 and 1e12 would ask for
+        # a trillion class names.
+        k = int(np.argmax(labels >= limits.MAX_CLASSES))
+        raise DataError(
+            f"{path}: row {_line_of(path, skip_line, k)}, column {label_at + 1}: "
+            f"expected a class index 0..{limits.MAX_CLASSES - 1}, got {labels[k]:g}",
+            hint=f"labels are integers in [0, classes), and cnnkit caps classes at {limits.MAX_CLASSES:,}",
         )
 
     pixels = np.delete(table, label_at, axis=1)

@@ -13,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from cnnkit.data import limits
+from cnnkit.data.images import ImageTooLarge, open_image, to_mode
 from cnnkit.data.splits import Splits
 from cnnkit.errors import DataError
 
@@ -34,6 +36,11 @@ def class_folders(root: str) -> dict[str, list[str]]:
             hint="put the images of each class in their own subfolder, e.g. "
             f"{os.path.join(root, 'cat')}/, {os.path.join(root, 'dog')}/",
         )
+    if len(names) > limits.MAX_CLASSES:
+        raise DataError(
+            f"{root}: {len(names):,} class subfolders, more than cnnkit's cap of {limits.MAX_CLASSES:,} classes",
+            hint="point data.path at the folder whose subfolders are the classes",
+        )
     classes = {}
     for name in names:
         files = []
@@ -49,21 +56,6 @@ def class_folders(root: str) -> dict[str, list[str]]:
     return classes
 
 
-def _to_mode(img, mode: str):
-    """Convert a Pillow image to L/RGB/RGBA without the usual surprises."""
-    from PIL import Image
-
-    if img.mode.startswith("I;16") or img.mode == "I":
-        # 16-bit grayscale: Pillow's convert("L") clips at 255 instead of scaling.
-        arr = np.asarray(img, dtype=np.int64)
-        shift = 8 if arr.max(initial=0) > 255 else 0
-        img = Image.fromarray((arr >> shift).clip(0, 255).astype(np.uint8))
-    elif img.mode in ("P", "PA", "LA") and mode != "L":
-        # Palette transparency only survives a conversion through RGBA.
-        img = img.convert("RGBA")
-    return img if img.mode == mode else img.convert(mode)
-
-
 def _decode(path: str, size: tuple[int, int], mode: str):
     """(array, None) for a good image, (None, reason) for a bad one."""
     from PIL import Image
@@ -73,18 +65,21 @@ def _decode(path: str, size: tuple[int, int], mode: str):
     try:
         # verify() checks structure without decoding; load() then decodes the pixels, which is
         # what finds truncated data. verify() leaves the file unusable, hence the reopen.
-        with Image.open(path) as img:
+        # open_image refuses an oversized image from its header, before either.
+        with open_image(path) as img:
             img.verify()
-        with Image.open(path) as img:
+        with open_image(path) as img:
             img.load()
-            img = _to_mode(img, mode)
+            img = to_mode(img, mode)
             if img.size != (size[1], size[0]):
                 img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             return np.asarray(img, dtype=np.uint8), None
+    except ImageTooLarge as err:
+        return None, err.reason
     except Image.UnidentifiedImageError:
         # Pillow's own message repeats the path; the error already names it.
         return None, "not an image Pillow can read"
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+    except (OSError, SyntaxError, ValueError) as err:
         return None, " ".join(str(err).split()) or type(err).__name__
 
 

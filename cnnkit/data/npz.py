@@ -5,11 +5,13 @@ Also the one safe .npz reader that keras_datasets.py uses for mnist.npz and frie
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 
 import numpy as np
 
+from cnnkit.data import limits
 from cnnkit.data.arrays import as_samples, check_pairs, digit_names, labels_to_int64, pixels_to_uint8
 from cnnkit.data.splits import Splits
 from cnnkit.errors import DataError
@@ -18,10 +20,103 @@ _SAVE_HINT = "save it with np.savez(path, x_train=x, y_train=y[, x_val=..., y_va
 SPLITS = ("train", "val", "test")
 
 
+def _size(n: int) -> str:
+    """Bytes for a person: 6.0 GiB, 47.0 MiB, 900 bytes."""
+    for unit, scale in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n:,} bytes"
+
+
+def _header(path: str, zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str) -> tuple[tuple, np.dtype, int, int]:
+    """(shape, dtype, declared data bytes, data bytes the member holds) of one .npy member, from its header alone."""
+    with zf.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise DataError(
+                f"{path}: array '{key}' is in .npy format version {version[0]}.{version[1]}, "
+                "which cnnkit does not read (1.0 and 2.0 only)",
+                hint=_SAVE_HINT,
+            )
+        data_at = f.tell()
+    if dtype.hasobject:
+        # Loading an object array would run pickle code from the file.
+        raise DataError(
+            f"{path}: array '{key}' has dtype=object, which cannot be loaded safely (it would need pickle)",
+            hint="save plain numeric arrays, e.g. np.asarray(x, dtype=np.uint8)",
+        )
+    return tuple(shape), dtype, math.prod(shape) * dtype.itemsize, max(info.file_size - data_at, 0)
+
+
 def read_npz(path: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    """The named arrays of an .npz, never unpickling anything; absent optional keys are skipped."""
+    """The named arrays of an .npz, never unpickling anything; absent optional keys are skipped.
+
+    Every header is read first (numpy.lib.format, no data): what the arrays declare must be in the
+    file and, all together, fit limits.MAX_NPZ_BYTES before a single array is unpacked.
+    """
+    check_npz_path(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = {info.filename: info for info in zf.infolist()}
+            found = [name[:-4] if name.endswith(".npy") else name for name in members]
+            missing = [k for k in required if k not in found]
+            if missing:
+                raise DataError(
+                    f"{path}: missing array {', '.join(map(repr, missing))}; found: {', '.join(found) or 'no arrays'}",
+                    hint=_SAVE_HINT,
+                )
+            keys = required + tuple(k for k in optional if k in found)
+            for key in keys:
+                if f"{key}.npy" not in members:
+                    raise DataError(f"{path}: member '{key}' is not a .npy array", hint=_SAVE_HINT)
+            headers = {key: _header(path, zf, members[f"{key}.npy"], key) for key in keys}
+            # The cap first: a forged header declaring terabytes is refused for what it asks, whatever it holds.
+            total = sum(declared for _, _, declared, _ in headers.values())
+            if total > limits.MAX_NPZ_BYTES:
+                largest = max(headers, key=lambda k: headers[k][2])
+                shape, dtype, _, _ = headers[largest]
+                raise DataError(
+                    f"{path}: its arrays unpack to {_size(total)} (largest: '{largest}', shape {shape} {dtype}), "
+                    f"more than cnnkit's cap of {_size(limits.MAX_NPZ_BYTES)} for one .npz",
+                    hint="save fewer samples, or pixels as uint8",
+                )
+            for key, (shape, dtype, declared, held) in headers.items():
+                if held < declared:
+                    raise DataError(
+                        f"{path}: array '{key}' is cut short: its header declares shape {shape} {dtype} "
+                        f"({declared:,} bytes) but the file holds {held:,}",
+                        hint="write the file again",
+                    )
+            arrays = {}
+            for key in keys:
+                with zf.open(members[f"{key}.npy"]) as f:
+                    arrays[key] = np.lib.format.read_array(f, allow_pickle=False)
+            return arrays
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
+        # The headers were checked, so this is a damaged archive (bad CRC, a lying zip directory, a bad header).
+        raise DataError(
+            f"{path}: corrupt .npz archive ({' '.join(str(err).split())})", hint="write the file again"
+        ) from None
+
+
+def npz_keys(path: str, *, hint: str | None = "check data.path") -> list[str]:
+    """The array names in an .npz (as np.load lists them), read from the zip directory alone."""
+    check_npz_path(path, hint=hint)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return [name[:-4] if name.endswith(".npy") else name for name in zf.namelist()]
+    except (zipfile.BadZipFile, OSError) as err:
+        raise DataError(f"{path}: corrupt .npz archive ({err})", hint="write the file again") from None
+
+
+def check_npz_path(path: str, *, hint: str | None = "check data.path") -> None:
+    """Refuse a missing file, a folder, a lone .npy or a non-zip before anything is read."""
     if not os.path.exists(path):
-        raise DataError(f"{path}: file not found", hint="check data.path")
+        raise DataError(f"{path}: file not found", hint=hint)
     if os.path.isdir(path):
         raise DataError(f"{path}: is a folder, expected an .npz file", hint=_SAVE_HINT)
     with open(path, "rb") as f:
@@ -32,31 +127,6 @@ def read_npz(path: str, required: tuple[str, ...], optional: tuple[str, ...] = (
         )
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path}: not an .npz file (not a zip archive)", hint=_SAVE_HINT)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            found = list(npz.files)
-            missing = [k for k in required if k not in found]
-            if missing:
-                raise DataError(
-                    f"{path}: missing array {', '.join(map(repr, missing))}; found: {', '.join(found) or 'no arrays'}",
-                    hint=_SAVE_HINT,
-                )
-            arrays = {}
-            for key in required + tuple(k for k in optional if k in found):
-                try:
-                    arrays[key] = npz[key]
-                except ValueError as err:
-                    if "allow_pickle" not in str(err):
-                        raise
-                    # allow_pickle=False refuses object arrays: loading one would run pickle
-                    # code from the file.
-                    raise DataError(
-                        f"{path}: array '{key}' has dtype=object, which cannot be loaded safely (it would need pickle)",
-                        hint="save plain numeric arrays, e.g. np.asarray(x, dtype=np.uint8)",
-                    ) from None
-            return arrays
-    except (zipfile.BadZipFile, EOFError, OSError) as err:
-        raise DataError(f"{path}: corrupt .npz archive ({err})", hint="write the file again") from None
 
 
 def npz_splits(path: str, arrays: dict[str, np.ndarray], input_shape, class_names=None) -> Splits:

@@ -59,6 +59,13 @@ def data_config(target: Target, data: str | None) -> dict:
     return cfg
 
 
+def check_data(target: Target, data: str | None) -> None:
+    """The data files evaluation will read exist and are of the right kind; nothing is loaded."""
+    from cnnkit.data.paths import check_data_paths
+
+    check_data_paths(data_config(target, data), hint="check the --data path" if data else "check data.path")
+
+
 def load_test_split(target: Target, data: str | None, data_dir: str | None, model):
     from cnnkit.data import load_splits
     from cnnkit.data.feed import feed_for
@@ -92,6 +99,7 @@ def evaluate(
     from cnnkit.run.modelfile import load_model
 
     target = resolve_target(target_path)
+    check_data(target, data)  # before load_model: that imports TensorFlow
     model = load_model(target.model_path)
     x, y, splits = load_test_split(target, data, data_dir, model)
     names = target.run_info.get("class_names") or splits.class_names

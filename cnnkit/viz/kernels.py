@@ -115,14 +115,16 @@ def conv2d(image: np.ndarray, kernel: np.ndarray, *, strides=(1, 1), padding: st
 
 def load_image(path, *, grayscale: bool = True) -> np.ndarray:
     """Read an image file as float32 in [0, 1]: (H, W) when grayscale, else (H, W, 3)."""
-    from PIL import Image, UnidentifiedImageError  # Pillow is only needed when a file is actually read
+    from PIL import UnidentifiedImageError  # Pillow is only needed when a file is actually read
+
+    from cnnkit.data.images import open_image  # the one pixel-cap rule for every image cnnkit reads
 
     path = Path(path)
     if not path.is_file():
         what = "is a directory, not an image file" if path.is_dir() else "does not exist"
         raise DataError(f"cannot load image {path}: the path {what}")
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             img.load()
             if img.mode.startswith("I;16") or img.mode == "I":
                 # 16-bit greyscale: Pillow's convert("L") clips instead of scaling, so scale by hand.

@@ -92,7 +92,17 @@ def feature_maps(
     from cnnkit.viz.plots import plot_feature_maps
     from cnnkit.viz.probe import feature_maps as maps_for
 
-    model = model or _load_model(run_or_model)
+    if model is None:
+        # Every path the user named is checked before _load_model imports TensorFlow.
+        if image is not None:
+            from cnnkit.data.images import check_image
+
+            check_image(image)
+        elif test_x is None:
+            from cnnkit.run.evaluate import check_data, resolve_target
+
+            check_data(resolve_target(run_or_model), data)
+        model = _load_model(run_or_model)
     want = tuple(int(d) for d in model.input_shape[1:])
     if image is not None:
         sample = read_image_for(model, image)
