@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -706,16 +705,14 @@ def test_pipeline_seeded_shuffle():
         assert np.allclose(bx.ravel() * 255, by)
 
 
-def test_pipeline_epoch_is_fast():
+def test_pipeline_epoch_batches_a_whole_mnist_epoch():
     from cnnkit.data.pipeline import to_tf_dataset
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (48000, 28, 28, 1), dtype=np.uint8)
     ds = to_tf_dataset(x, rng.integers(0, 10, 48000), batch_size=64, num_classes=10, one_hot=True, shuffle=True, seed=0)
-    start = time.perf_counter()
-    count = sum(1 for _ in ds)
-    elapsed = time.perf_counter() - start
-    assert count == 750
-    # ~0.15 s measured on the 2-core box; a generous bound that still catches a per-element
-    # Python or float32-before-batching pipeline (several seconds).
-    assert elapsed < 5, f"one MNIST-size epoch took {elapsed:.2f} s"
+    batches = list(ds)
+    assert len(batches) == 750
+    # uint8 travels until the batch is formed: float32 batches of the right shape come out (the epoch's speed is
+    # measured by bench/, never asserted here).
+    assert batches[0][0].dtype.name == "float32" and tuple(batches[0][0].shape) == (64, 28, 28, 1)
