@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from cnnkit.backend import keras as _keras
 from cnnkit.spec.argtypes import CONSTRAINTS
+from cnnkit.spec.blocks import BLOCKS
 from cnnkit.text import slug
+
+BLOCK_TYPES = frozenset(BLOCKS.values())
 
 
 def build_model(spec, keras=None):
@@ -18,6 +21,10 @@ def build_model(spec, keras=None):
 
 
 def build_layer(keras, layer):
+    if layer.type in BLOCK_TYPES:
+        from cnnkit.run.blocks import build_residual
+
+        return build_residual(keras, layer)
     cls = getattr(keras.layers, layer.type)
     kwargs = {key: _keras_value(keras, key, value) for key, value in layer.args.items() if key != "trainable"}
     built = cls(**{k: v for k, v in kwargs.items() if v is not None or k in ("activation", "max_value")})

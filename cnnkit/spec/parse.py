@@ -34,10 +34,11 @@ class LayerSpec:
     args: dict  # what the user wrote, normalized (passed to Keras as-is)
     full: dict  # args over Keras defaults (what the shape rules read)
     line: int | None
+    where: str = ""  # the block a layer sits in: "layers[2].Residual." (spec/blocks.py)
 
     @property
     def label(self) -> str:
-        return f"layers[{self.index}] {self.type}"
+        return f"{self.where}layers[{self.index}] {self.type}"
 
 
 @dataclass
@@ -182,8 +183,8 @@ def parse(doc: Document) -> Spec:
     return spec
 
 
-def _parse_layer(check: _Checker, index: int, item) -> LayerSpec:
-    path = ("layers", index)
+def _parse_layer(check: _Checker, index: int, item, path: tuple | None = None) -> LayerSpec:
+    path = path or ("layers", index)
     if isinstance(item, str):
         name, args = item, {}
     elif isinstance(item, dict) and len(item) == 1:
@@ -196,9 +197,16 @@ def _parse_layer(check: _Checker, index: int, item) -> LayerSpec:
             "a layer is a name (- Flatten) or a one-key mapping (- Conv2D: {filters: 32, "
             f"kernel_size: 3}}). Received: {item!r}",
         )
+    from cnnkit.spec import blocks  # blocks.py builds on LayerSpec, defined here
+
+    if blocks.lookup(name):
+        return blocks.parse_residual(check, path + (name,), index, args, _parse_layer)
     keras_class = layer_registry.lookup(name)
     if keras_class is None:
-        hint = did_you_mean(str(name), layer_registry.all_names()) or "run `cnnkit layers` for the list"
+        hint = (
+            did_you_mean(str(name), layer_registry.all_names() + sorted(blocks.BLOCKS.values()))
+            or "run `cnnkit layers` for the list"
+        )
         check.fail(path, f"unknown layer type '{name}'", hint)
     layer_type = layer_registry.LAYERS[keras_class]
     path = path + (keras_class,)
@@ -220,6 +228,11 @@ def _parse_layer(check: _Checker, index: int, item) -> LayerSpec:
     full = {**layer_type.defaults, **normalized}
     _cross_checks(check, path, keras_class, layer_type, full)
     return LayerSpec(index, keras_class, normalized, full, check.doc.line(path))
+
+
+def parse_block_entry(item: dict, where: str) -> LayerSpec:
+    """One block entry (`{Residual: {...}}`) read back from a model file: the same checks as in a spec file."""
+    return _parse_layer(_Checker(Document(item, where)), 0, item, ("layers", 0))
 
 
 def _cross_checks(check: _Checker, path: tuple, keras_class: str, layer_type, full: dict) -> None:

@@ -6,9 +6,10 @@ at the layer's line, and totals params, MACs and memory.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from cnnkit.errors import SpecError
+from cnnkit.spec import blocks
 from cnnkit.spec import layers as layer_registry
 from cnnkit.spec.shapes import Field, LayerOut, ShapeError, prod
 from cnnkit.text import shape_text
@@ -30,6 +31,14 @@ class LayerRow:
     receptive_field: int | list | None
     jump: int | float | list | None
     arithmetic: str
+    # A block's own layers (spec/blocks.py), each with its shapes and the receptive field from the model's input.
+    children: list = field(default_factory=list)
+
+
+def _all_rows(rows):
+    for row in rows:
+        yield row
+        yield from _all_rows(row.children)
 
 
 @dataclass
@@ -53,7 +62,7 @@ class Summary:
     @property
     def activation_bytes(self) -> int:
         """Per sample, forward pass: every layer's output (the input included)."""
-        return BYTES_PER_VALUE * (prod(self.input_shape) + sum(prod(r.output_shape) for r in self.layers))
+        return BYTES_PER_VALUE * (prod(self.input_shape) + sum(prod(r.output_shape) for r in _all_rows(self.layers)))
 
     @property
     def param_bytes(self) -> int:
@@ -76,9 +85,19 @@ class Summary:
 def summarize(spec) -> Summary:
     shape = tuple(spec.input_shape)
     rf = Field.start(_spatial_rank(shape, "channels_last"))
-    spatial_alive = len(shape) >= 2
+    rows, _, _, _ = walk(spec, spec.layers, shape, rf, len(shape) >= 2)
+    return Summary(spec.name, list(spec.input_shape), rows)
+
+
+def walk(spec, layers, shape: tuple, rf: Field, spatial_alive: bool):
+    """Rows for `layers` starting from `shape` and receptive field `rf`; returns (rows, shape, rf, alive) after
+    the last one. Blocks (spec/blocks.py) walk their own layers with this same function."""
     rows: list[LayerRow] = []
-    for layer in spec.layers:
+    for layer in layers:
+        if isinstance(layer, blocks.ResidualSpec):
+            row, shape, rf, spatial_alive = blocks.summarize_residual(walk, spec, layer, shape, rf, spatial_alive)
+            rows.append(row)
+            continue
         entry = layer_registry.LAYERS[layer.type]
         _check_rank(spec, layer, entry, shape, rows)
         try:
@@ -110,7 +129,7 @@ def summarize(spec) -> Summary:
             )
         )
         shape = tuple(out.shape)
-    return Summary(spec.name, list(spec.input_shape), rows)
+    return rows, shape, rf, spatial_alive
 
 
 def _spatial_rank(shape: tuple, data_format: str) -> int:

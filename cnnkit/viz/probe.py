@@ -111,7 +111,10 @@ def feature_maps(model, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
     if image.ndim != len(expected) or any(e is not None and e != d for e, d in zip(expected, image.shape)):
         raise DataError(f"image is {shape_text(image.shape)} but the model expects {shape_text(expected)}")
 
-    wanted = _conv_types() + _pool_types()
+    from cnnkit.run.blocks import residual_class
+
+    # a Residual block's output is a feature map too (its inner layers sit inside the block's Keras layer)
+    wanted = _conv_types() + _pool_types() + (residual_class(keras),)
     probed = [layer for layer in model.layers if isinstance(layer, wanted)]
     if not probed:
         raise CnnkitError(f"model '{model.name}' has no convolution or pooling layers to show feature maps for")
