@@ -110,6 +110,10 @@ def arg_values(layer: str, arg: str, argtype, shape: tuple, index: int):
     if isinstance(argtype, argtypes.Axis):
         # in range, the batch axis 0, and one past the end
         return st.integers(-(rank + 1), rank + 1)
+    if isinstance(argtype, argtypes.Axes):
+        # one axis, or a list of them (LayerNormalization over whole feature maps: [1, 2, 3]), now and then a repeat
+        one = st.integers(-(rank + 1), rank + 1)
+        return st.one_of(one, st.lists(one, min_size=1, max_size=rank + 1))
     if isinstance(argtype, argtypes.Number):
         return st.one_of(*([st.none()] if argtype.nullable else []), _small_float(), st.integers(-3, 3))
     if isinstance(argtype, argtypes.Shape):

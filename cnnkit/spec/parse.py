@@ -230,8 +230,8 @@ def _cross_checks(check: _Checker, path: tuple, keras_class: str, layer_type, fu
             "use padding: same or valid",
         )
     strides, dilation = full.get("strides"), full.get("dilation_rate")
-    # Only the plain ConvND layers refuse it; Keras runs separable/depthwise convs with both.
-    if keras_class.startswith("Conv") and strides and dilation and max(strides) > 1 and max(dilation) > 1:
+    # Keras runs separable/depthwise convs with both; the registry marks the layers that refuse it.
+    if layer_type.refuses_strided_dilation and strides and dilation and max(strides) > 1 and max(dilation) > 1:
         check.fail(
             path + ("strides",),
             f"strides > 1 cannot be combined with dilation_rate > 1 "
