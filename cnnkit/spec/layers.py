@@ -181,7 +181,7 @@ for _r in (1, 2):
         shapes.depthwise_conv,
         family="convolution",
         ranks=(_r + 1,),
-        kernel="depthwise_kernel",
+        kernel="kernel",  # Keras 3 names the depthwise layers' one weight `kernel` (separable: depthwise_kernel)
     )
 
 for _r in (1, 2, 3):
