@@ -81,10 +81,9 @@ def summary(
     Example: cnnkit summary configs/mnist.yaml --json
     """
     from cnnkit.spec.parse import load_spec
-    from cnnkit.spec.summary import summarize
 
     spec = load_spec(spec_file, set_)
-    result = summarize(spec)
+    result = spec.summary
     keras_rows = None
     if with_keras:
         from cnnkit.run.keras_check import compare_with_keras
@@ -269,19 +268,17 @@ def evaluate(
     from cnnkit.run.evaluate import evaluate as run_evaluation
 
     result = run_evaluation(target, data=data, data_dir=data_dir, top_k=top_k)
-    result.pop("_arrays")
     if as_json:
-        _print_json(result)
+        _print_json(result.to_dict())
         return
     from cnnkit.viz.tables import confusion_table, per_class_table
 
-    out.print(f"{result['model']} on {result['data']} ({result['samples']:,} test samples)")
-    out.print("  ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items()) or f"accuracy {result['accuracy']:.4f}")
-    for key in result:
-        if key.startswith("top_"):
-            out.print(f"top-{key.split('_')[1]} accuracy {result[key]:.4f}")
-    out.print(confusion_table(result["confusion_matrix"], result["class_names"]))
-    out.print(per_class_table(result["per_class"]))
+    out.print(f"{result.model} on {result.data} ({result.samples:,} test samples)")
+    out.print("  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()) or f"accuracy {result.accuracy:.4f}")
+    if result.top_k_accuracy is not None:
+        out.print(f"top-{result.top_k} accuracy {result.top_k_accuracy:.4f}")
+    out.print(confusion_table(result.confusion_matrix, result.class_names))
+    out.print(per_class_table(result.per_class))
 
 
 @app.command()

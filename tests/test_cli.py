@@ -117,13 +117,18 @@ def test_validate_many_files(tmp_path):
         ["validate", "configs/lenet5.yaml"],
         ["schema"],
         ["layers"],
+        ["datasets"],
         ["plot", "architecture", "configs/mnist.yaml", "--out", "{tmp}/a.png"],
     ],
 )
 def test_light_commands_never_import_tensorflow(args, tmp_path):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    # The command must succeed (exit 0) and leave TensorFlow and Keras unimported: a command that exits 2 before
+    # reaching the code that might import them proves nothing.
     code = (
-        "import sys\nfrom cnnkit.cli import app\ntry:\n    app(%r)\nexcept SystemExit:\n    pass\n"
+        "import sys\nfrom cnnkit.cli import app\ntry:\n    app(%r)\nexcept SystemExit as exit:\n    code = exit.code\n"
+        "else:\n    code = 0\n"
+        "assert code in (0, None), f'exit code {code}'\n"
         "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
         "assert 'keras' not in sys.modules, 'keras imported'\n" % (args,)
     )

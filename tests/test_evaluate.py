@@ -305,9 +305,9 @@ def test_metrics_from_one_pass_equal_keras_evaluate(run):
         .map(lambda b, t: (tf.cast(b, tf.float32) / 255.0, t))
     )
     reference = model.evaluate(ds, verbose=0, return_dict=True)
-    assert result["metrics"].keys() == reference.keys()
+    assert result.metrics.keys() == reference.keys()
     for key, value in reference.items():
-        assert abs(result["metrics"][key] - value) < 1e-5, key
+        assert abs(result.metrics[key] - value) < 1e-5, key
 
 
 def test_data_option_picks_the_dataset_kind_from_the_registry(tmp_path):

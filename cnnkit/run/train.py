@@ -21,7 +21,6 @@ from cnnkit.run import devices
 from cnnkit.run.folder import new_run_dir, point_latest, read_json, resolve_run, unwritable, write_history, write_json
 from cnnkit.spec import options
 from cnnkit.spec.parse import Spec, load_spec
-from cnnkit.spec.summary import summarize
 
 BACKUP = "backup"
 
@@ -37,8 +36,8 @@ class TrainRequest:
     out: Path = Path("runs")
     resume: Path | None = None
     strategy: str | None = None
-    # Called once the run is complete, as after_training(run_dir, model=, splits=, feed=, summary=): the CLI
-    # passes viz.pictures.draw_run_pictures. A hook, because the run side never imports the picture side.
+    # Called once the run is complete, as after_training(run_dir, model=, splits=, feed=, summary=, spec=, history=);
+    # the CLI passes viz.pictures.draw_run_pictures. A hook, because the run side never imports the picture side.
     after_training: Callable[..., object] | None = None
 
 
@@ -93,7 +92,7 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack) -> Tr
     shared_dir = None
     if cluster is not None:
         shared_dir, resume_dir, previous = _cluster_run(cluster, request.out, spec, resume_dir)
-    summary = summarize(spec)
+    summary = spec.summary
     device = previous.get("device", {}).get("requested", request.device) if resume_dir else request.device
     data_dir = previous.get("data_dir") if resume_dir and request.data_dir is None else request.data_dir
     devices.hide_gpus_if_cpu(device)
@@ -248,7 +247,9 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack) -> Tr
     # Only now: a run killed after fit() but before "completed" resumes at its last epoch, not from scratch.
     shutil.rmtree(run_dir / BACKUP, ignore_errors=True)
     if request.after_training is not None and (cluster is None or cluster.is_chief):
-        request.after_training(run_dir, model=model, splits=splits, feed=feed, summary=summary)
+        request.after_training(
+            run_dir, model=model, splits=splits, feed=feed, summary=summary, spec=spec, history=history
+        )
     return TrainResult(
         shared_dir or run_dir,
         metrics,

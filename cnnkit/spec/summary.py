@@ -27,8 +27,10 @@ class LayerRow:
     trainable_params: int
     non_trainable_params: int
     macs: int
-    receptive_field: int | list | None
-    jump: int | float | list | None
+    # Input pixels one output unit sees, per spatial axis; "n/a (after upsampling)" where no single number is
+    # true (see shapes.LayerOut.rf_lost); None once the spatial axes are gone.
+    receptive_field: int | list | str | None
+    jump: int | list | None
     arithmetic: str
 
 
@@ -89,8 +91,6 @@ def summarize(spec) -> Summary:
             out.non_trainable, out.trainable = out.non_trainable + out.trainable, 0
         if not out.spatial or len(out.shape) < 2:
             spatial_alive = False
-        elif "data_format" in layer.full and len(rf.size) != _spatial_rank(out.shape, layer.full["data_format"]):
-            rf = Field.start(_spatial_rank(out.shape, layer.full["data_format"]))
         if spatial_alive:
             rf = rf.after(out)
         rows.append(
@@ -104,8 +104,8 @@ def summarize(spec) -> Summary:
                 trainable_params=out.trainable,
                 non_trainable_params=out.non_trainable,
                 macs=out.macs,
-                receptive_field=rf.compact(rf.size) if spatial_alive else None,
-                jump=rf.compact(rf.jump) if spatial_alive else None,
+                receptive_field=_receptive_field(rf) if spatial_alive else None,
+                jump=rf.compact(rf.jump) if spatial_alive and not rf.lost else None,
                 arithmetic="; ".join(out.arithmetic),
             )
         )
@@ -115,6 +115,10 @@ def summarize(spec) -> Summary:
 
 def _spatial_rank(shape: tuple, data_format: str) -> int:
     return max(len(shape) - 1, 1)
+
+
+def _receptive_field(rf: Field) -> int | list | str:
+    return f"n/a (after {rf.lost})" if rf.lost else rf.compact(rf.size)
 
 
 def _check_rank(spec, layer, entry, shape: tuple, rows: list[LayerRow]) -> None:

@@ -42,6 +42,8 @@ def summary_table(summary) -> Table:
 
 
 def _fmt_rf(size, jump) -> str:
+    if isinstance(size, str):
+        return size  # "n/a (after upsampling)"
     size_txt = shape_text(size) if isinstance(size, list) else str(size)
     jump_txt = shape_text(jump) if isinstance(jump, list) else f"{jump:g}"
     return f"{size_txt} (jump {jump_txt})"
