@@ -442,7 +442,7 @@ def _readme_commands() -> list[str]:
 
 
 @pytest.mark.slow
-def test_readme_predict_example_answers_7(tmp_path, monkeypatch):
+def test_readme_predict_example_answers_7(tmp_path, monkeypatch, bomb):
     """The README's predict line, after the README's last train line before it (the digits demo, its own seed),
     prints 7 first, with no resize warning; the old 112x112 picture gets the warning."""
     commands = _readme_commands()
@@ -468,3 +468,12 @@ def test_readme_predict_example_answers_7(tmp_path, monkeypatch):
     # evaluate --data on hostile files: the same one line as train gives, with a real model loaded.
     for path, message in [*hostile_csvs(tmp_path / "csv").values(), *hostile_npzs(tmp_path / "npz").values()]:
         assert refused("evaluate", "runs/latest", "--data", path) == f"Error: {message}\n"
+    root = tmp_path / "folder"
+    (root / "7").mkdir(parents=True)
+    shutil.copy(bomb, root / "7" / "bomb.png")
+    assert refused("evaluate", "runs/latest", "--data", root) == (
+        f"Error: {root}: 1 unreadable image file: {root / '7' / 'bomb.png'} ({BOMB_REASON}) "
+        "(hint: delete or replace them, then run again)\n"
+    )
+    # And predict with the real model loaded: the same line as before any model.
+    assert refused("predict", "runs/latest", bomb) == f"Error: {bomb}: {BOMB_REASON} {BOMB_HINT}\n"
