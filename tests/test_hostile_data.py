@@ -114,15 +114,8 @@ def hostile_csvs(folder: Path) -> dict[str, tuple[Path, str]]:
     """name -> (file, the exact one-line error `cnnkit` prints for it, without the `Error: ` prefix)."""
     folder.mkdir(exist_ok=True)
     cases = {}
-    latin1 = write_csv(
-        folder / "latin1.csv",
-        "étiquette".encode("latin-1")
-        + b","
-        + b",".join(f"p{j}".encode() for j in range(64))
-        + b"\n"
-        + b"\n".join(_csv_rows())
-        + b"\n",
-    )
+    header = ("étiquette," + ",".join(f"p{j}" for j in range(64))).encode("latin-1")  # a French Excel export
+    latin1 = write_csv(folder / "latin1.csv", b"\n".join([header, *_csv_rows()]) + b"\n")
     cases["non_utf8"] = (
         latin1,
         f"{latin1}: line 1, byte 1: 0xe9 is not UTF-8 text "
