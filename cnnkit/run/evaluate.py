@@ -139,7 +139,8 @@ def evaluate(
     from cnnkit.run.modelfile import load_model
 
     target = resolve_target(target_path)
-    check_data(target, data)  # before load_model: that imports TensorFlow
+    if target.model_path.exists():  # else load_model says the model file is missing, before any TF import
+        check_data(target, data)  # before load_model: that imports TensorFlow
     model = load_model(target.model_path)
     x, y, splits = load_test_split(target, data, data_dir, model)
     names = target.run_info.get("class_names") or splits.class_names
