@@ -51,10 +51,10 @@ def data_config(target: Target, data: str | None) -> dict:
     cfg = dict(target.spec.data) if target.spec is not None else dict(DATA_DEFAULTS)
     if data in DATASETS:
         cfg.update(dataset=data, path=None)
-    elif data.endswith(".npz"):
-        cfg.update(dataset="npz", path=data)
-    elif data.endswith(".csv"):
-        cfg.update(dataset="csv", path=data)
+    elif data.endswith((".npz", ".csv")):
+        if not Path(data).is_file():  # here, not in the loader: evaluate calls this before TensorFlow loads
+            raise DataError(f"--data {data}: file not found")
+        cfg.update(dataset=data[-3:], path=data)
     elif Path(data).is_dir():
         cfg.update(dataset="image_folder", path=data)
     else:
@@ -97,6 +97,8 @@ def evaluate(
     from cnnkit.run.modelfile import load_model
 
     target = resolve_target(target_path)
+    if data is not None:
+        data_config(target, data)  # a wrong --data fails now, not after seconds of importing TensorFlow
     model = load_model(target.model_path)
     x, y, splits = load_test_split(target, data, data_dir, model)
     names = target.run_info.get("class_names") or splits.class_names

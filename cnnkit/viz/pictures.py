@@ -92,6 +92,12 @@ def feature_maps(
     from cnnkit.viz.plots import plot_feature_maps
     from cnnkit.viz.probe import feature_maps as maps_for
 
+    if image is not None and not Path(image).is_file():  # before the model: loading it imports TensorFlow
+        raise DataError(f"{image}: file not found")
+    if image is None and test_x is None and data is not None:
+        from cnnkit.run.evaluate import data_config, resolve_target
+
+        data_config(resolve_target(run_or_model), data)  # checks a --data file's path, also before TensorFlow
     model = model or _load_model(run_or_model)
     want = tuple(int(d) for d in model.input_shape[1:])
     if image is not None:
