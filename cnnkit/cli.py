@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
 
 from cnnkit import __version__
 from cnnkit.errors import CnnkitError
@@ -26,6 +28,35 @@ app = typer.Typer(
     help="cnnkit: design, train and look inside convolutional networks from a YAML file.\n\n"
     "Example: cnnkit summary configs/mnist.yaml",
 )
+
+
+class _PlainHelp(TyperCommand):
+    """Help in words a person reads: `SPEC`, `RUN`, `KEY=VALUE`, `N`, rather than Typer's `{spec_file}`,
+    `RUN <path>` and `[x>=1]`. Every parameter names its placeholder with `metavar=`; this class drops the
+    braces and type tags Typer adds around it (tests/test_cli.py pins the result at 80 columns)."""
+
+    def collect_usage_pieces(self, ctx):
+        return [piece.replace("{", "").replace("}", "") for piece in super().collect_usage_pieces(ctx)]
+
+    def format_options(self, ctx, formatter):
+        sections: dict[str, list[tuple[str, str]]] = {"Arguments": [], "Options": []}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            name, text = record
+            text = re.sub(r"\bx>=(\d+)", r"at least \1", text)
+            if param.param_type_name == "argument":
+                shown = param.metavar or name.split()[0]
+                sections["Arguments"].append((shown + "..." * (param.nargs != 1), text))
+            else:
+                sections["Options"].append((name, text))
+        for title, rows in sections.items():
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
 # Tables need ~120 columns; when piped, rich would otherwise assume 80 and wrap every row.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 130)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -68,15 +99,19 @@ def _print_json(data) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
-@app.command()
+@app.command(cls=_PlainHelp)
 @_run
 def summary(
-    spec_file: Path = typer.Argument(..., help="The spec YAML file."),
+    spec_file: Path = typer.Argument(..., metavar="SPEC", help="The spec YAML file."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
     with_keras: bool = typer.Option(False, "--keras", help="Also build the real tf.keras model and compare."),
-    set_: List[str] = typer.Option([], "--set", help="Override a spec value, e.g. --set layers.0.Conv2D.filters=16"),
+    set_: List[str] = typer.Option(
+        [], "--set", metavar="KEY=VALUE", help="Override a spec value, e.g. --set layers.0.Conv2D.filters=16"
+    ),
 ):
-    """Show every layer's output shape, params, MACs and receptive field (no TensorFlow).
+    """Shapes, params, MACs and receptive fields (no TensorFlow).
+
+    Every layer's output shape, parameter count, MACs, receptive field and size arithmetic.
 
     Example: cnnkit summary configs/mnist.yaml --json
     """
@@ -106,10 +141,12 @@ def summary(
         out.print("Keras agrees: every output shape and parameter count matches.")
 
 
-@app.command()
+@app.command(cls=_PlainHelp)
 @_run
-def validate(spec_files: List[Path] = typer.Argument(..., help="One or more spec files.")):
-    """Check spec files (names, arguments, shapes); exit 0 only if all are valid.
+def validate(spec_files: List[Path] = typer.Argument(..., metavar="SPEC", help="One or more spec files.")):
+    """Check spec files; exit 0 only if all are valid.
+
+    Checks layer names, arguments and shapes without TensorFlow.
 
     Example: cnnkit validate configs/*.yaml
     """
@@ -127,10 +164,10 @@ def validate(spec_files: List[Path] = typer.Argument(..., help="One or more spec
         raise typer.Exit(2)
 
 
-@app.command()
+@app.command(cls=_PlainHelp)
 @_run
 def schema():
-    """Print the JSON Schema of the spec language (for editor completion).
+    """Print the spec language's JSON Schema (for editors).
 
     Example: cnnkit schema > cnnkit.schema.json
     """
@@ -139,7 +176,7 @@ def schema():
     _print_json(spec_schema())
 
 
-@app.command("layers")
+@app.command("layers", cls=_PlainHelp)
 @_run
 def list_layers():
     """List every layer type a spec can use, with its arguments.
@@ -164,7 +201,7 @@ def list_layers():
     out.print(table)
 
 
-@app.command("datasets")
+@app.command("datasets", cls=_PlainHelp)
 @_run
 def list_datasets():
     """List every dataset kind `data.dataset` can name, with the data: keys it reads and their defaults.
@@ -197,27 +234,36 @@ def list_datasets():
     out.print(table)
 
 
-@app.command()
+@app.command(cls=_PlainHelp)
 @_run
 def train(
-    spec_file: Optional[Path] = typer.Argument(None, help="The spec YAML file (omit with --resume)."),
-    set_: List[str] = typer.Option([], "--set", help="Override a spec value, e.g. --set train.epochs=3"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Override train.epochs."),
-    data_dir: Optional[str] = typer.Option(
-        None, "--data-dir", help="Folder with dataset files (default: $CNNKIT_DATA_DIR, then the Keras cache)."
+    spec_file: Optional[Path] = typer.Argument(None, metavar="SPEC", help="The spec YAML file (omit with --resume)."),
+    set_: List[str] = typer.Option(
+        [], "--set", metavar="KEY=VALUE", help="Override a spec value, e.g. --set train.epochs=3"
     ),
-    device: str = typer.Option("auto", "--device", help="cpu, gpu or auto."),
-    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Override train.seed."),
-    out_dir: Path = typer.Option(Path("runs"), "--out", help="Parent folder of run folders."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run folder."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", help="auto, none, mirrored or multi_worker."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", metavar="N", min=1, help="Override train.epochs."),
+    data_dir: Optional[str] = typer.Option(
+        None,
+        "--data-dir",
+        metavar="DIR",
+        help="Folder with dataset files (default: $CNNKIT_DATA_DIR, then the Keras cache).",
+    ),
+    device: str = typer.Option("auto", "--device", metavar="DEVICE", help="cpu, gpu or auto."),
+    seed: Optional[int] = typer.Option(None, "--seed", metavar="N", min=0, help="Override train.seed."),
+    out_dir: Path = typer.Option(Path("runs"), "--out", metavar="DIR", help="Parent folder of run folders."),
+    resume: Optional[Path] = typer.Option(None, "--resume", metavar="RUN", help="Continue an interrupted run folder."),
+    strategy: Optional[str] = typer.Option(
+        None, "--strategy", metavar="STRATEGY", help="auto, none, mirrored or multi_worker."
+    ),
     no_pictures: bool = typer.Option(False, "--no-pictures", help="Skip drawing the run's pictures."),
 ):
-    """Train a spec on its dataset and write a new run folder.
+    """Train a spec on its dataset into a new run folder.
+
+    The run folder is RUN = OUT/<name>-<date>-<time>; OUT/latest points at it.
 
     Example: cnnkit train configs/digits.yaml --epochs 10
     """
-    from cnnkit.run.progress import Reporter, history_table
+    from cnnkit.run.progress import Reporter, fmt_logs, history_table
     from cnnkit.run.train import TrainRequest
     from cnnkit.run.train import train as run_training
 
@@ -241,7 +287,7 @@ def train(
     out.print(history_table(result.history))
     for split, values in result.metrics.items():
         if values:
-            out.print(f"{split:5s}  " + "  ".join(f"{k} {v:.4f}" for k, v in values.items()))
+            out.print(f"{split:5s}  {fmt_logs(values)}")
     if result.worker is None:
         out.print(f"Run folder: {result.run_dir}")
         return
@@ -250,18 +296,27 @@ def train(
     out.print(f"Run folder{'' if result.run_dir.exists() else ' (on the chief)'}: {result.run_dir}")
 
 
-@app.command()
+@app.command(cls=_PlainHelp)
 @_run
 def evaluate(
-    target: Path = typer.Argument(..., help="A run folder (or its parent with `latest`) or a .keras file."),
-    data: Optional[str] = typer.Option(
-        None, "--data", help="Dataset name or .npz/.csv file/image folder (default: the run's own test split)."
+    target: Path = typer.Argument(
+        ..., metavar="RUN", help="A run folder (or its parent with `latest`) or a .keras file."
     ),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with dataset files."),
-    top_k: Optional[int] = typer.Option(None, "--top-k", min=1, help="k for top-k accuracy (default train.top_k)."),
+    data: Optional[str] = typer.Option(
+        None,
+        "--data",
+        metavar="DATA",
+        help="Dataset name or .npz/.csv file/image folder (default: the run's own test split).",
+    ),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", metavar="DIR", help="Folder with dataset files."),
+    top_k: Optional[int] = typer.Option(
+        None, "--top-k", metavar="K", min=1, help="k for top-k accuracy (default train.top_k)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
 ):
-    """Report test loss, metrics, top-k accuracy, a confusion matrix and per-class scores.
+    """Test loss, metrics, confusion matrix, per-class scores.
+
+    Also top-k accuracy; written to RUN/eval.json as well.
 
     Example: cnnkit evaluate runs/latest
     """
@@ -271,9 +326,9 @@ def evaluate(
     if as_json:
         _print_json(result.to_dict())
         return
-    from cnnkit.viz.tables import confusion_table, per_class_table
+    from cnnkit.viz.tables import confusion_table, evaluation_header, per_class_table
 
-    out.print(f"{result.model} on {result.data} ({result.samples:,} test samples)")
+    out.print(evaluation_header(result))
     out.print("  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()) or f"accuracy {result.accuracy:.4f}")
     if result.top_k_accuracy is not None:
         out.print(f"top-{result.top_k} accuracy {result.top_k_accuracy:.4f}")
@@ -281,15 +336,15 @@ def evaluate(
     out.print(per_class_table(result.per_class))
 
 
-@app.command()
+@app.command(cls=_PlainHelp)
 @_run
 def predict(
-    target: Path = typer.Argument(..., help="A run folder or a .keras file."),
-    inputs: List[Path] = typer.Argument(..., help="Image files (PNG/JPEG/...) or .npz files."),
-    top: int = typer.Option(3, "--top", min=1, help="How many classes to show per input."),
+    target: Path = typer.Argument(..., metavar="RUN", help="A run folder or a .keras file."),
+    inputs: List[Path] = typer.Argument(..., metavar="FILE", help="Image files (PNG/JPEG/...) or .npz files."),
+    top: int = typer.Option(3, "--top", metavar="N", min=1, help="How many classes to show per input."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
 ):
-    """Classify images or the arrays of an .npz file with a trained model.
+    """Classify image files or .npz arrays with a trained model.
 
     Example: cnnkit predict runs/latest digit.png --top 3
     """
@@ -307,16 +362,18 @@ def predict(
         out.print(f"{row['input']}: [bold]{row['class']}[/bold]  ({ranked})")
 
 
-@app.command("time")
+@app.command("time", cls=_PlainHelp)
 @_run
 def time_command(
-    spec_file: Path = typer.Argument(..., help="The spec YAML file."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Batch size to time."),
-    iterations: int = typer.Option(20, "--iterations", min=1, help="Timed iterations per layer (median)."),
-    device: str = typer.Option("auto", "--device", help="cpu, gpu or auto."),
+    spec_file: Path = typer.Argument(..., metavar="SPEC", help="The spec YAML file."),
+    batch_size: int = typer.Option(64, "--batch-size", metavar="N", min=1, help="Batch size to time."),
+    iterations: int = typer.Option(20, "--iterations", metavar="N", min=1, help="Timed iterations per layer (median)."),
+    device: str = typer.Option("auto", "--device", metavar="DEVICE", help="cpu, gpu or auto."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
 ):
-    """Average forward and backward milliseconds per layer, sorted by cost (like `caffe time`).
+    """Milliseconds per layer, forward and backward.
+
+    Medians over the iterations, sorted by cost (like `caffe time`).
 
     Example: cnnkit time configs/mnist.yaml --batch-size 64
     """
@@ -335,10 +392,26 @@ def time_command(
 plot_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
+    short_help="Draw pictures (PNG) of runs, specs and kernels.",
     help="Draw pictures (PNG): training curves, confusion matrix, filters, feature maps, "
     "architecture, kernel playground.\n\nExample: cnnkit plot curves runs/latest",
 )
 app.add_typer(plot_app, name="plot")
+
+
+# Where `plot architecture` and `plot kernels` write by default: one folder (git-ignored) rather than PNGs
+# scattered over the folder the command ran in.
+_PLOTS = Path("plots")
+
+
+def _list_kernels(value: bool):
+    if value:
+        from cnnkit.viz.kernels import DESCRIPTIONS
+
+        width = max(map(len, DESCRIPTIONS))
+        for name, text in DESCRIPTIONS.items():
+            out.print(f"{name:{width}}  {text}", markup=False)
+        raise typer.Exit()
 
 
 def _printed(paths) -> None:
@@ -346,13 +419,15 @@ def _printed(paths) -> None:
         out.print(f"wrote {path}")
 
 
-@plot_app.command("curves")
+@plot_app.command("curves", cls=_PlainHelp)
 @_run
 def plot_curves(
-    run: Path = typer.Argument(..., help="A run folder."),
-    out_file: Optional[Path] = typer.Option(None, "--out", help="PNG path (default RUN/plots/)."),
+    run: Path = typer.Argument(..., metavar="RUN", help="A run folder."),
+    out_file: Optional[Path] = typer.Option(None, "--out", metavar="PNG", help="PNG path (default RUN/plots/)."),
 ):
-    """Loss and metrics per epoch, train vs validation, best epoch marked.
+    """Loss and metrics per epoch, train vs validation.
+
+    The best epoch is marked.
 
     Example: cnnkit plot curves runs/latest
     """
@@ -361,15 +436,17 @@ def plot_curves(
     _printed(pictures.curves(run, out_file))
 
 
-@plot_app.command("confusion")
+@plot_app.command("confusion", cls=_PlainHelp)
 @_run
 def plot_confusion(
-    run: Path = typer.Argument(..., help="A run folder or .keras file."),
-    out_file: Optional[Path] = typer.Option(None, "--out", help="PNG path (default RUN/plots/)."),
-    data: Optional[str] = typer.Option(None, "--data", help="Dataset name or file."),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with dataset files."),
+    run: Path = typer.Argument(..., metavar="RUN", help="A run folder or .keras file."),
+    out_file: Optional[Path] = typer.Option(None, "--out", metavar="PNG", help="PNG path (default RUN/plots/)."),
+    data: Optional[str] = typer.Option(None, "--data", metavar="DATA", help="Dataset name or file."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", metavar="DIR", help="Folder with dataset files."),
 ):
-    """Confusion matrix (counts and row-normalised) and the most confident mistakes.
+    """Confusion matrix and the most confident mistakes.
+
+    Counts and row-normalised (recall) side by side.
 
     Example: cnnkit plot confusion runs/latest
     """
@@ -378,14 +455,14 @@ def plot_confusion(
     _printed(pictures.confusion(run, out_file, data=data, data_dir=data_dir))
 
 
-@plot_app.command("filters")
+@plot_app.command("filters", cls=_PlainHelp)
 @_run
 def plot_filters(
-    run: Path = typer.Argument(..., help="A run folder or .keras file."),
-    layer: Optional[int] = typer.Option(None, "--layer", help="Layer index (default: first conv)."),
-    out_file: Optional[Path] = typer.Option(None, "--out", help="PNG path (default RUN/plots/)."),
+    run: Path = typer.Argument(..., metavar="RUN", help="A run folder or .keras file."),
+    layer: Optional[int] = typer.Option(None, "--layer", metavar="N", help="Layer index (default: first conv)."),
+    out_file: Optional[Path] = typer.Option(None, "--out", metavar="PNG", help="PNG path (default RUN/plots/)."),
 ):
-    """The learned kernels of a conv layer as a grid of small images.
+    """The learned kernels of a conv layer, as a grid.
 
     Example: cnnkit plot filters runs/latest --layer 0
     """
@@ -394,17 +471,17 @@ def plot_filters(
     _printed(pictures.filters(run, out_file, layer=layer))
 
 
-@plot_app.command("feature-maps")
+@plot_app.command("feature-maps", cls=_PlainHelp)
 @_run
 def plot_feature_maps(
-    run: Path = typer.Argument(..., help="A run folder or .keras file."),
-    image: Optional[Path] = typer.Option(None, "--image", help="An image file to look at."),
-    index: int = typer.Option(0, "--index", help="Else test image number N."),
-    out_file: Optional[Path] = typer.Option(None, "--out", help="PNG path (default RUN/plots/)."),
-    data: Optional[str] = typer.Option(None, "--data", help="Dataset name or file."),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with dataset files."),
+    run: Path = typer.Argument(..., metavar="RUN", help="A run folder or .keras file."),
+    image: Optional[Path] = typer.Option(None, "--image", metavar="FILE", help="An image file to look at."),
+    index: int = typer.Option(0, "--index", metavar="N", help="Else test image number N."),
+    out_file: Optional[Path] = typer.Option(None, "--out", metavar="PNG", help="PNG path (default RUN/plots/)."),
+    data: Optional[str] = typer.Option(None, "--data", metavar="DATA", help="Dataset name or file."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", metavar="DIR", help="Folder with dataset files."),
 ):
-    """The activation maps of every conv/pool layer for one input image.
+    """What each conv/pool layer outputs for one image.
 
     Example: cnnkit plot feature-maps runs/latest --index 7
     """
@@ -413,41 +490,53 @@ def plot_feature_maps(
     _printed(pictures.feature_maps(run, out_file, image=image, index=index, data=data, data_dir=data_dir))
 
 
-@plot_app.command("architecture")
+@plot_app.command("architecture", cls=_PlainHelp)
 @_run
 def plot_architecture(
-    spec_file: Path = typer.Argument(..., help="The spec YAML file."),
-    out_file: Path = typer.Option(Path("architecture.png"), "--out", help="PNG path."),
+    spec_file: Path = typer.Argument(..., metavar="SPEC", help="The spec YAML file."),
+    out_file: Optional[Path] = typer.Option(
+        None, "--out", metavar="PNG", help="PNG path (default plots/SPEC-NAME-architecture.png)."
+    ),
 ):
-    """The layer stack drawn from the spec alone, blocks sized by output shape (no TensorFlow).
+    """The layer stack drawn from a spec (no TensorFlow).
 
-    Example: cnnkit plot architecture configs/mnist.yaml --out mnist.png
+    Blocks are sized by output shape.
+
+    Example: cnnkit plot architecture configs/mnist.yaml
     """
     from cnnkit.viz import pictures
 
-    _printed(pictures.architecture(spec_file, out_file))
+    _printed(pictures.architecture(spec_file, out_file or _PLOTS / f"{spec_file.stem}-architecture.png"))
 
 
-@plot_app.command("kernels")
+@plot_app.command("kernels", cls=_PlainHelp)
 @_run
 def plot_kernels(
-    image: Path = typer.Argument(..., help="An image file."),
+    image: Path = typer.Argument(..., metavar="IMAGE", help="An image file."),
     kernel: List[str] = typer.Option(
         ["sobel_x", "sobel_y", "sharpen", "laplacian"],
         "--kernel",
-        help="Kernel name (repeat for several): sobel_x, sobel_y, "
-        "sharpen, laplacian, ... (see cnnkit.viz.kernels.KERNELS).",
+        metavar="NAME",
+        help="Kernel name (repeat for several); --list shows them all.",
     ),
-    strides: int = typer.Option(1, "--strides", help="Stride, as in Conv2D."),
-    padding: str = typer.Option("same", "--padding", help="valid or same, as in Conv2D."),
-    out_file: Path = typer.Option(Path("kernels.png"), "--out", help="PNG path."),
+    strides: int = typer.Option(1, "--strides", metavar="N", help="Stride, as in Conv2D."),
+    padding: str = typer.Option("same", "--padding", metavar="PADDING", help="valid or same, as in Conv2D."),
+    out_file: Optional[Path] = typer.Option(
+        None, "--out", metavar="PNG", help="PNG path (default plots/IMAGE-NAME-kernels.png)."
+    ),
+    _list: bool = typer.Option(
+        False, "--list", callback=_list_kernels, is_eager=True, help="List the kernel names and exit."
+    ),
 ):
-    """Apply hand-designed kernels (edges, sharpen, lines) with Conv2D semantics, side by side.
+    """Hand-made kernels applied to an image, side by side.
+
+    Edges, sharpen, lines... with Conv2D semantics.
 
     Example: cnnkit plot kernels digit.png --kernel sobel_x --kernel sobel_y
     """
     from cnnkit.viz import pictures
 
+    out_file = out_file or _PLOTS / f"{image.stem}-kernels.png"
     _printed(pictures.kernels(image, kernel, out_file, strides=strides, padding=padding))
 
 

@@ -99,7 +99,7 @@ def test_evaluate_json_and_eval_json(run, evaluation):
 
 def test_evaluate_text_has_confusion_matrix_and_per_class_table(run):
     text = cli("evaluate", run).stdout
-    assert f"({TEST_SIZE} test samples)" in text and "accuracy 0." in text and "top-5" in text
+    assert f"{TEST_SIZE} test samples" in text and "accuracy 0." in text and "top-5" in text
     assert "Confusion matrix (rows: true class, columns: predicted)" in text and "true \\ pred" in text
     assert "Per-class scores" in text and "precision" in text and "support" in text
 
