@@ -158,10 +158,17 @@ def draw_run_pictures(run_dir: Path, *, model, splits, feed, summary) -> list[Pa
         result = {"model": str(Path(run_dir) / "model.keras"), "data": splits.source, **result}
         write_json(Path(run_dir) / "eval.json", {k: v for k, v in result.items() if k != "_arrays"})
         paths += confusion(run_dir, evaluation=result)
+        if result["_arrays"]["x"].ndim in (3, 4):  # an image or a sequence: something to lay a heat map on
+            from cnnkit.viz.gradcam import draw_misclassified
+
+            paths.append(draw_misclassified(run_dir, model, result))
     if conv_layer_indices(model):
         paths.append(filters(run_dir, model=model))
         if test_x is not None:
             paths.append(feature_maps(run_dir, model=model, test_x=test_x))
+    from cnnkit.viz.report import write_report  # last: the page embeds every picture above
+
+    paths.append(write_report(run_dir))
     return paths
 
 
