@@ -211,3 +211,14 @@ def inspect(browser: str, page: Path, *, width: int, height: int = 900) -> dict:
         return result
     finally:
         tools.close()
+
+
+if __name__ == "__main__":  # `make pictures`: python tests/chromium.py PAGE OUT.png WIDTH HEIGHT
+    import sys
+
+    page_arg, out_arg, width_arg, height_arg = sys.argv[1:5]
+    browser = find()
+    if browser is None:
+        sys.exit("no Chromium on PATH: install Debian's `chromium` to take the report's screenshot")
+    screenshot(browser, Path(page_arg).resolve(), Path(out_arg).resolve(), width=int(width_arg), height=int(height_arg))
+    print(f"wrote {out_arg}")

@@ -45,8 +45,11 @@ def plot_explanations(found, out_path, *, method: str, where: str, class_names=N
     n = len(found)
     fig.suptitle(
         _TITLES[kind].format(method=label, n=n, s="s" * (n != 1))
-        + f"\n{'layer ' + where if method == 'gradcam' else 'gradient of the class score w.r.t. the input pixels'}"
-        " · red = strong evidence for the class named above the panel",
+        + (
+            f"\nlayer {where} · red = strong evidence for the class named above the panel"
+            if method == "gradcam"
+            else "\n|d class score / d pixel| · red = the pixels the class score is most sensitive to"
+        ),
         fontsize=10.5,
         fontweight="bold",
     )
