@@ -394,7 +394,7 @@ plot_app = typer.Typer(
     rich_markup_mode=None,
     short_help="Draw pictures (PNG) of runs, specs and kernels.",
     help="Draw pictures (PNG): training curves, confusion matrix, filters, feature maps, "
-    "architecture, kernel playground.\n\nExample: cnnkit plot curves runs/latest",
+    "architecture, kernel playground, Grad-CAM.\n\nExample: cnnkit plot curves runs/latest",
 )
 app.add_typer(plot_app, name="plot")
 
@@ -538,6 +538,61 @@ def plot_kernels(
 
     out_file = out_file or _PLOTS / f"{image.stem}-kernels.png"
     _printed(pictures.kernels(image, kernel, out_file, strides=strides, padding=padding))
+
+
+@plot_app.command("gradcam")
+@_run
+def plot_gradcam(
+    run: Path = typer.Argument(..., help="A run folder or .keras file."),
+    images: Optional[List[Path]] = typer.Argument(None, help="Image files to explain."),
+    index: List[int] = typer.Option([], "--index", help="Else test image number N (repeat for several)."),
+    misclassified: Optional[int] = typer.Option(None, "--misclassified", help="Else the K most confident mistakes."),
+    layer: Optional[str] = typer.Option(None, "--layer", help="Layer name (default: the last conv layer)."),
+    method: str = typer.Option("gradcam", "--method", help="gradcam or saliency (vanilla gradient)."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="PNG path (default RUN/plots/gradcam.png)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset name or file (for --index/--misclassified)."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with dataset files."),
+):
+    """Where each prediction came from: Grad-CAM heat maps of the predicted and true class, top-3 probabilities.
+
+    Example: cnnkit plot gradcam runs/latest --misclassified 8
+    """
+    from cnnkit.viz.gradcam import gradcam_picture
+
+    _printed(
+        gradcam_picture(
+            run,
+            out_file,
+            images=images or None,
+            indices=index or None,
+            misclassified=misclassified,
+            layer=layer,
+            method=method,
+            data=data,
+            data_dir=data_dir,
+        )
+    )
+
+
+@app.command()
+@_run
+def report(
+    run: Path = typer.Argument(..., help="A run folder (or its parent with `latest`)."),
+    open_: bool = typer.Option(False, "--open", help="Open the report in the default web browser."),
+):
+    """Write RUN/report.html: one self-contained page with the run, metrics, layers, pictures and spec.
+
+    Example: cnnkit report runs/latest --open
+    """
+    from cnnkit.viz.report import write_report
+
+    path = write_report(run)
+    out.print(f"wrote {path}")
+    if open_:
+        import webbrowser
+
+        if not webbrowser.open(path.resolve().as_uri()):
+            raise CnnkitError(f"no web browser to open {path} with", hint="open the file by hand")
 
 
 def _draw_run_pictures(run_dir, **held):

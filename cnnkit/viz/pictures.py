@@ -170,10 +170,17 @@ def draw_run_pictures(run_dir: Path, *, model, splits, feed, spec, history: dict
         result = replace(result, model=str(run_dir / "model.keras"), data=splits.source)
         write_json(run_dir / "eval.json", result.to_dict())
         paths += confusion(run_dir, evaluation=result)
+        if result["_arrays"]["x"].ndim in (3, 4):  # an image or a sequence: something to lay a heat map on
+            from cnnkit.viz.gradcam import draw_misclassified
+
+            paths.append(draw_misclassified(run_dir, model, result))
     if conv_layer_indices(model):
         paths.append(filters(run_dir, model=model))
         if test_x is not None:
             paths.append(feature_maps(run_dir, model=model, test_x=test_x))
+    from cnnkit.viz.report import write_report  # last: the page embeds every picture above
+
+    paths.append(write_report(run_dir))
     return paths
 
 
