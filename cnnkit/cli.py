@@ -254,14 +254,14 @@ def evaluate(
 @app.command()
 @_run
 def predict(
-    target: Path = typer.Argument(..., help="A run folder or a .keras file."),
+    target: Path = typer.Argument(..., help="A run folder, a .keras file, or a .tflite/.onnx made by `cnnkit export`."),
     inputs: List[Path] = typer.Argument(..., help="Image files (PNG/JPEG/...) or .npz files."),
     top: int = typer.Option(3, "--top", min=1, help="How many classes to show per input."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
 ):
-    """Classify images or the arrays of an .npz file with a trained model.
+    """Classify images or the arrays of an .npz file with a trained or exported model.
 
-    Example: cnnkit predict runs/latest digit.png --top 3
+    Example: cnnkit predict runs/latest digit.png --top 3   (or runs/latest/export/model.tflite)
     """
     from cnnkit.run.predict import predict as run_prediction
 
@@ -272,6 +272,46 @@ def predict(
     for row in results:
         ranked = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in row["top"])
         out.print(f"{row['input']}: [bold]{row['class']}[/bold]  ({ranked})")
+
+
+@app.command()
+@_run
+def export(
+    run: Path = typer.Argument(..., help="A run folder (or its parent with `latest`)."),
+    fmt: str = typer.Option(..., "--format", help="savedmodel, tflite or onnx."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: post-training quantization (tflite)."),
+    out_path: Optional[Path] = typer.Option(None, "--out", help="Artefact path (default RUN/export/model.<format>)."),
+    images: int = typer.Option(1000, "--images", min=1, help="Images the parity check runs on."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with dataset files."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
+):
+    """Export the run's model and check that the artefact computes what the .keras model computes (exit 4 if not).
+
+    Example: cnnkit export runs/latest --format tflite --quantize int8
+    """
+    from cnnkit.errors import ParityError
+    from cnnkit.run.export import check_request
+    from cnnkit.run.export import export as run_export
+
+    check_request(fmt, quantize)  # a wrong option or a missing package, before TensorFlow is imported
+    try:
+        report = run_export(run, fmt, quantize=quantize, out=out_path, data_dir=data_dir, images=images)
+    except ParityError as error:
+        report = getattr(error, "report", None)
+        if report is not None:
+            _print_export(report, as_json)
+        raise
+    _print_export(report, as_json)
+
+
+def _print_export(report: dict, as_json: bool) -> None:
+    if as_json:
+        _print_json(report)
+        return
+    from cnnkit.viz.export_table import export_table
+
+    out.print(export_table(report))
+    out.print(f"wrote {report['artefact']} and {Path(report['artefact']).parent / 'export.json'}")
 
 
 @app.command("time")

@@ -61,13 +61,19 @@ def predict(target, inputs: list[Path], *, top: int = 3) -> list[dict]:
     from cnnkit.run.evaluate import resolve_target
     from cnnkit.run.modelfile import load_model
 
-    resolved = resolve_target(target)
-    model = load_model(resolved.model_path)
-    labels, batch = load_inputs(model, inputs)
-    probs = np.asarray(model.predict(batch, verbose=0, batch_size=256))
+    from cnnkit.run.artefacts import kind_of
+
+    if kind_of(target) in ("tflite", "onnx"):
+        labels, probs, names = _predict_artefact(Path(target), inputs)
+    else:
+        resolved = resolve_target(target)
+        model = load_model(resolved.model_path)
+        labels, batch = load_inputs(model, inputs)
+        probs = np.asarray(model.predict(batch, verbose=0, batch_size=256))
+        names = resolved.run_info.get("class_names")
     if probs.shape[-1] == 1:
         probs = np.concatenate([1 - probs, probs], axis=1)
-    names = resolved.run_info.get("class_names") or [str(i) for i in range(probs.shape[1])]
+    names = names or [str(i) for i in range(probs.shape[1])]
     results = []
     for label, row in zip(labels, probs):
         order = np.argsort(-row)[:top]
@@ -79,3 +85,15 @@ def predict(target, inputs: list[Path], *, top: int = 3) -> list[dict]:
             }
         )
     return results
+
+
+def _predict_artefact(path: Path, inputs: list[Path]):
+    """An exported .tflite/.onnx in its own runtime; class names from the export.json `cnnkit export` wrote."""
+    from types import SimpleNamespace
+
+    from cnnkit.run.artefacts import open_artefact
+    from cnnkit.run.export import recorded
+
+    runner = open_artefact(path)
+    labels, batch = load_inputs(SimpleNamespace(input_shape=(None, *runner.input_shape)), inputs)
+    return labels, runner.predict(batch), recorded(path).get("class_names")
