@@ -58,10 +58,9 @@ def _npz_images(path: Path) -> np.ndarray:
 
 
 def predict(target, inputs: list[Path], *, top: int = 3) -> list[dict]:
+    from cnnkit.run.artefacts import kind_of
     from cnnkit.run.evaluate import resolve_target
     from cnnkit.run.modelfile import load_model
-
-    from cnnkit.run.artefacts import kind_of
 
     if kind_of(target) in ("tflite", "onnx"):
         labels, probs, names = _predict_artefact(Path(target), inputs)
