@@ -102,6 +102,10 @@ def evaluate(
     names = target.run_info.get("class_names") or splits.class_names
     k = top_k or (target.spec.train["top_k"] if target.spec is not None else 5)
     result = evaluate_arrays(model, x, y, names, top_k=k, batch_size=batch_size)
+    weighted = (target.run_info.get("class_weight") or {}).get("weights")
+    if weighted and data is None:  # the weight each class had in training, beside its recall
+        for row in result["per_class"]:
+            row["weight"] = weighted.get(row["class"])
     result = {"model": str(target.model_path), "data": splits.source, **result}
     if target.run_dir is not None:
         write_json(target.run_dir / "eval.json", {k: v for k, v in result.items() if k != "_arrays"})
