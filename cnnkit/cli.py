@@ -16,11 +16,11 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from cnnkit import __version__
+from cnnkit import __version__, completion
 from cnnkit.errors import CnnkitError
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion; arguments complete via cnnkit.completion
     no_args_is_help=True,
     rich_markup_mode=None,
     help="cnnkit: design, train and look inside convolutional networks from a YAML file.\n\n"
@@ -71,7 +71,7 @@ def _print_json(data) -> None:
 @app.command()
 @_run
 def summary(
-    spec_file: Path = typer.Argument(..., help="The spec YAML file."),
+    spec_file: Path = typer.Argument(..., help="The spec YAML file.", autocompletion=completion.spec_files),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
     with_keras: bool = typer.Option(False, "--keras", help="Also build the real tf.keras model and compare."),
     set_: List[str] = typer.Option([], "--set", help="Override a spec value, e.g. --set layers.0.Conv2D.filters=16"),
@@ -109,7 +109,9 @@ def summary(
 
 @app.command()
 @_run
-def validate(spec_files: List[Path] = typer.Argument(..., help="One or more spec files.")):
+def validate(
+    spec_files: List[Path] = typer.Argument(..., help="One or more spec files.", autocompletion=completion.spec_files),
+):
     """Check spec files (names, arguments, shapes); exit 0 only if all are valid.
 
     Example: cnnkit validate configs/*.yaml
@@ -168,7 +170,9 @@ def list_layers():
 @app.command()
 @_run
 def train(
-    spec_file: Optional[Path] = typer.Argument(None, help="The spec YAML file (omit with --resume)."),
+    spec_file: Optional[Path] = typer.Argument(
+        None, help="The spec YAML file (omit with --resume).", autocompletion=completion.spec_files
+    ),
     set_: List[str] = typer.Option([], "--set", help="Override a spec value, e.g. --set train.epochs=3"),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Override train.epochs."),
     data_dir: Optional[str] = typer.Option(
@@ -177,7 +181,9 @@ def train(
     device: str = typer.Option("auto", "--device", help="cpu, gpu or auto."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Override train.seed."),
     out_dir: Path = typer.Option(Path("runs"), "--out", help="Parent folder of run folders."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run folder."),
+    resume: Optional[Path] = typer.Option(
+        None, "--resume", help="Continue an interrupted run folder.", autocompletion=completion.run_folders
+    ),
     strategy: Optional[str] = typer.Option(None, "--strategy", help="auto, none, mirrored or multi_worker."),
     no_pictures: bool = typer.Option(False, "--no-pictures", help="Skip drawing the run's pictures."),
 ):
@@ -221,7 +227,11 @@ def train(
 @app.command()
 @_run
 def evaluate(
-    target: Path = typer.Argument(..., help="A run folder (or its parent with `latest`) or a .keras file."),
+    target: Path = typer.Argument(
+        ...,
+        help="A run folder (or its parent with `latest`) or a .keras file.",
+        autocompletion=completion.runs_or_models,
+    ),
     data: Optional[str] = typer.Option(
         None, "--data", help="Dataset name or .npz/.csv file/image folder (default: the run's own test split)."
     ),
@@ -254,7 +264,11 @@ def evaluate(
 @app.command()
 @_run
 def predict(
-    target: Path = typer.Argument(..., help="A run folder, a .keras file, or a .tflite/.onnx made by `cnnkit export`."),
+    target: Path = typer.Argument(
+        ...,
+        help="A run folder, a .keras file, or a .tflite/.onnx made by `cnnkit export`.",
+        autocompletion=completion.runs_or_models,
+    ),
     inputs: List[Path] = typer.Argument(..., help="Image files (PNG/JPEG/...) or .npz files."),
     top: int = typer.Option(3, "--top", min=1, help="How many classes to show per input."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
@@ -277,7 +291,9 @@ def predict(
 @app.command()
 @_run
 def export(
-    run: Path = typer.Argument(..., help="A run folder (or its parent with `latest`)."),
+    run: Path = typer.Argument(
+        ..., help="A run folder (or its parent with `latest`).", autocompletion=completion.run_folders
+    ),
     fmt: str = typer.Option(..., "--format", help="savedmodel, tflite or onnx."),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: post-training quantization (tflite)."),
     out_path: Optional[Path] = typer.Option(None, "--out", help="Artefact path (default RUN/export/model.<format>)."),
@@ -314,10 +330,36 @@ def _print_export(report: dict, as_json: bool) -> None:
     out.print(f"wrote {report['artefact']} and {Path(report['artefact']).parent / 'export.json'}")
 
 
+@app.command()
+@_run
+def compare(
+    runs: List[Path] = typer.Argument(
+        ..., help="Run folders (globs such as 'runs/*' work).", autocompletion=completion.run_folders
+    ),
+    out_file: Path = typer.Option(Path("compare.png"), "--out", help="PNG of the overlaid validation curves."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
+):
+    """Compare runs: spec differences, params, MACs, epochs, final metrics, wall time; curves overlaid in one PNG.
+
+    Example: cnnkit compare runs/* --out compare.png
+    """
+    from cnnkit.viz.compare import compare_runs, compare_table, plot_compare
+
+    result = compare_runs(runs)
+    legend = plot_compare(result, out_file)
+    if as_json:
+        for row in result["runs"]:
+            row.pop("history")
+        _print_json({**result, "picture": str(out_file), "legend": legend})
+        return
+    out.print(compare_table(result))
+    out.print(f"wrote {out_file}")
+
+
 @app.command("time")
 @_run
 def time_command(
-    spec_file: Path = typer.Argument(..., help="The spec YAML file."),
+    spec_file: Path = typer.Argument(..., help="The spec YAML file.", autocompletion=completion.spec_files),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Batch size to time."),
     iterations: int = typer.Option(20, "--iterations", min=1, help="Timed iterations per layer (median)."),
     device: str = typer.Option("auto", "--device", help="cpu, gpu or auto."),
@@ -356,7 +398,7 @@ def _printed(paths) -> None:
 @plot_app.command("curves")
 @_run
 def plot_curves(
-    run: Path = typer.Argument(..., help="A run folder."),
+    run: Path = typer.Argument(..., help="A run folder.", autocompletion=completion.run_folders),
     out_file: Optional[Path] = typer.Option(None, "--out", help="PNG path (default RUN/plots/)."),
 ):
     """Loss and metrics per epoch, train vs validation, best epoch marked.
@@ -371,7 +413,7 @@ def plot_curves(
 @plot_app.command("confusion")
 @_run
 def plot_confusion(
-    run: Path = typer.Argument(..., help="A run folder or .keras file."),
+    run: Path = typer.Argument(..., help="A run folder or .keras file.", autocompletion=completion.runs_or_models),
     out_file: Optional[Path] = typer.Option(None, "--out", help="PNG path (default RUN/plots/)."),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset name or file."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with dataset files."),
@@ -388,7 +430,7 @@ def plot_confusion(
 @plot_app.command("filters")
 @_run
 def plot_filters(
-    run: Path = typer.Argument(..., help="A run folder or .keras file."),
+    run: Path = typer.Argument(..., help="A run folder or .keras file.", autocompletion=completion.runs_or_models),
     layer: Optional[int] = typer.Option(None, "--layer", help="Layer index (default: first conv)."),
     out_file: Optional[Path] = typer.Option(None, "--out", help="PNG path (default RUN/plots/)."),
 ):
@@ -404,7 +446,7 @@ def plot_filters(
 @plot_app.command("feature-maps")
 @_run
 def plot_feature_maps(
-    run: Path = typer.Argument(..., help="A run folder or .keras file."),
+    run: Path = typer.Argument(..., help="A run folder or .keras file.", autocompletion=completion.runs_or_models),
     image: Optional[Path] = typer.Option(None, "--image", help="An image file to look at."),
     index: int = typer.Option(0, "--index", help="Else test image number N."),
     out_file: Optional[Path] = typer.Option(None, "--out", help="PNG path (default RUN/plots/)."),
@@ -423,7 +465,7 @@ def plot_feature_maps(
 @plot_app.command("architecture")
 @_run
 def plot_architecture(
-    spec_file: Path = typer.Argument(..., help="The spec YAML file."),
+    spec_file: Path = typer.Argument(..., help="The spec YAML file.", autocompletion=completion.spec_files),
     out_file: Path = typer.Option(Path("architecture.png"), "--out", help="PNG path."),
 ):
     """The layer stack drawn from the spec alone, blocks sized by output shape (no TensorFlow).
