@@ -343,7 +343,7 @@ def compare(
 
     Example: cnnkit compare runs/* --out compare.png
     """
-    from cnnkit.viz.compare import compare_runs, compare_table, plot_compare
+    from cnnkit.viz.compare import compare_runs, compare_table, differences_table, plot_compare
 
     result = compare_runs(runs)
     legend = plot_compare(result, out_file)
@@ -352,6 +352,7 @@ def compare(
             row.pop("history")
         _print_json({**result, "picture": str(out_file), "legend": legend})
         return
+    out.print(differences_table(result))
     out.print(compare_table(result))
     out.print(f"wrote {out_file}")
 

@@ -84,7 +84,10 @@ def test_compare_table_marks_the_best(runs, tmp_path):
     result = cli("compare", *run_dirs, "--out", tmp_path / "c.png")
     text = result.stdout
     assert all(n in text for n in names(runs))
-    assert "Spec differences" in text and "train.epochs: 3" in text
+    differences = text.split("Spec differences")[1].split("runs on digits")[0]
+    epochs_row = next(line for line in differences.splitlines() if "train.epochs" in line)
+    assert [cell.strip() for cell in epochs_row.strip("│ ").split("│")] == ["train.epochs", "2", "3", "2"]
+    assert "optimizer" not in differences
     assert text.count("★") >= 7  # every metric column and the wall time has a winner
     assert f"wrote {tmp_path / 'c.png'}" in text
 

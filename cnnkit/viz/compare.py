@@ -20,6 +20,8 @@ from cnnkit.viz.tables import human_count
 MISSING = "—"
 SPLITS = ("train", "val", "test")
 BEST_MARK = " ★"
+LINE_STYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v")
 
 
 def expand(arguments: list[str | Path]) -> list[Path]:
@@ -170,20 +172,18 @@ def _winners(values: dict, *, lower: bool) -> list[str]:
 
 
 def compare_table(result: dict) -> Table:
+    """One row per run: size, epochs, final metrics, wall time; ★ marks the best value of each column."""
     rows, best = result["runs"], result["best"]
     table = Table(title=f"{len(rows)} runs on {result['dataset']}  ·  ★ best per column", title_justify="left")
-    table.add_column("Run")
-    table.add_column("Spec differences")
+    table.add_column("Run", overflow="fold")
     for name in ("Params", "MACs", "Epochs", "Best"):
         table.add_column(name, justify="right")
     for split, metric in result["columns"]:
         table.add_column(f"{split} {_short(metric)}", justify="right")
     table.add_column("Wall", justify="right")
     for row in rows:
-        differences = "\n".join(f"{key}: {value}" for key, value in row["differences"].items()) or "(same spec)"
         cells = [
             row["run"],
-            differences,
             f"{row['params']:,}",
             human_count(row["macs"]),
             str(row["epochs"]),
@@ -195,6 +195,21 @@ def compare_table(result: dict) -> Table:
         wall = row["wall_seconds"]
         cells.append(_marked(MISSING if wall is None else _duration(wall), row, best["wall time"]))
         table.add_row(*cells)
+    return table
+
+
+def differences_table(result: dict) -> Table:
+    """The spec keys whose values differ between the runs (rows), one column per run."""
+    rows = result["runs"]
+    table = Table(title="Spec differences (resolved specs, only the keys that differ)", title_justify="left")
+    table.add_column("Key", no_wrap=True)
+    for row in rows:
+        table.add_column(row["run"], overflow="fold")
+    keys = list(rows[0]["differences"]) if rows else []
+    for key in keys:
+        table.add_row(key, *(row["differences"][key] for row in rows))
+    if not keys:
+        table.add_row("(none: the same spec)", *("" for _ in rows))
     return table
 
 
@@ -223,10 +238,14 @@ def plot_compare(result: dict, out_path) -> list[str]:
     fig = _new_figure(5.2 * len(panels), 4.0)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, metric in zip(axes, panels):
-        for row in rows:
+        for i, row in enumerate(rows):
             values = row["history"].get(prefix + metric)
             if values:
-                ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=row["run"])
+                # Line styles and markers vary too: runs that agree (same seed, more epochs) stay visible on top.
+                style, marker = LINE_STYLES[i % len(LINE_STYLES)], MARKERS[i % len(MARKERS)]
+                ax.plot(
+                    range(1, len(values) + 1), values, linestyle=style, marker=marker, markersize=4, label=row["run"]
+                )
         ax.set_title(f"{'validation' if has_val else 'training'} {metric}")
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
