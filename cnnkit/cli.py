@@ -18,11 +18,11 @@ import typer
 from rich.console import Console
 from typer.core import TyperCommand
 
-from cnnkit import __version__
+from cnnkit import __version__, completion
 from cnnkit.errors import CnnkitError
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion; arguments complete via cnnkit.completion
     no_args_is_help=True,
     rich_markup_mode=None,
     help="cnnkit: design, train and look inside convolutional networks from a YAML file.\n\n"
@@ -102,7 +102,9 @@ def _print_json(data) -> None:
 @app.command(cls=_PlainHelp)
 @_run
 def summary(
-    spec_file: Path = typer.Argument(..., metavar="SPEC", help="The spec YAML file."),
+    spec_file: Path = typer.Argument(
+        ..., metavar="SPEC", help="The spec YAML file.", autocompletion=completion.spec_files
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
     with_keras: bool = typer.Option(False, "--keras", help="Also build the real tf.keras model and compare."),
     set_: List[str] = typer.Option(
@@ -143,7 +145,11 @@ def summary(
 
 @app.command(cls=_PlainHelp)
 @_run
-def validate(spec_files: List[Path] = typer.Argument(..., metavar="SPEC", help="One or more spec files.")):
+def validate(
+    spec_files: List[Path] = typer.Argument(
+        ..., metavar="SPEC", help="One or more spec files.", autocompletion=completion.spec_files
+    ),
+):
     """Check spec files; exit 0 only if all are valid.
 
     Checks layer names, arguments and shapes without TensorFlow.
@@ -204,7 +210,9 @@ def list_layers():
 @app.command("datasets", cls=_PlainHelp)
 @_run
 def list_datasets():
-    """List every dataset kind `data.dataset` can name, with the data: keys it reads and their defaults.
+    """List the dataset kinds, with their data: keys and defaults.
+
+    Every kind `data.dataset` can name, with the data: keys it reads and their defaults.
 
     Example: cnnkit datasets
     """
@@ -237,7 +245,9 @@ def list_datasets():
 @app.command(cls=_PlainHelp)
 @_run
 def train(
-    spec_file: Optional[Path] = typer.Argument(None, metavar="SPEC", help="The spec YAML file (omit with --resume)."),
+    spec_file: Optional[Path] = typer.Argument(
+        None, metavar="SPEC", help="The spec YAML file (omit with --resume).", autocompletion=completion.spec_files
+    ),
     set_: List[str] = typer.Option(
         [], "--set", metavar="KEY=VALUE", help="Override a spec value, e.g. --set train.epochs=3"
     ),
@@ -251,7 +261,13 @@ def train(
     device: str = typer.Option("auto", "--device", metavar="DEVICE", help="cpu, gpu or auto."),
     seed: Optional[int] = typer.Option(None, "--seed", metavar="N", min=0, help="Override train.seed."),
     out_dir: Path = typer.Option(Path("runs"), "--out", metavar="DIR", help="Parent folder of run folders."),
-    resume: Optional[Path] = typer.Option(None, "--resume", metavar="RUN", help="Continue an interrupted run folder."),
+    resume: Optional[Path] = typer.Option(
+        None,
+        "--resume",
+        metavar="RUN",
+        help="Continue an interrupted run folder.",
+        autocompletion=completion.run_folders,
+    ),
     strategy: Optional[str] = typer.Option(
         None, "--strategy", metavar="STRATEGY", help="auto, none, mirrored or multi_worker."
     ),
@@ -339,14 +355,16 @@ def evaluate(
 @app.command(cls=_PlainHelp)
 @_run
 def predict(
-    target: Path = typer.Argument(..., metavar="RUN", help="A run folder or a .keras file."),
+    target: Path = typer.Argument(
+        ..., metavar="RUN", help="A run folder or a .keras file.", autocompletion=completion.runs_or_models
+    ),
     inputs: List[Path] = typer.Argument(..., metavar="FILE", help="Image files (PNG/JPEG/...) or .npz files."),
     top: int = typer.Option(3, "--top", metavar="N", min=1, help="How many classes to show per input."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
 ):
     """Classify image files or .npz arrays with a trained model.
 
-    Example: cnnkit predict runs/latest digit.png --top 3
+    Example: cnnkit predict runs/latest digit.png --top 3   (or runs/latest/export/model.tflite)
     """
     from cnnkit.run.predict import predict as run_prediction
 
@@ -362,10 +380,91 @@ def predict(
         out.print(f"{row['input']}: [bold]{row['class']}[/bold]  ({ranked})")
 
 
+@app.command(cls=_PlainHelp)
+@_run
+def export(
+    run: Path = typer.Argument(
+        ..., metavar="RUN", help="A run folder (or its parent with `latest`).", autocompletion=completion.run_folders
+    ),
+    fmt: str = typer.Option(..., "--format", metavar="FORMAT", help="savedmodel, tflite or onnx."),
+    quantize: Optional[str] = typer.Option(
+        None, "--quantize", metavar="int8", help="int8: post-training quantization (tflite)."
+    ),
+    out_path: Optional[Path] = typer.Option(
+        None, "--out", metavar="PATH", help="Artefact path (default RUN/export/model.<format>)."
+    ),
+    images: int = typer.Option(1000, "--images", metavar="N", min=1, help="Images the parity check runs on."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", metavar="DIR", help="Folder with dataset files."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
+):
+    """Export a model to SavedModel/TFLite/ONNX, with a parity check.
+
+    Checks that the artefact computes what the .keras model computes (exit 4 if not).
+
+    Example: cnnkit export runs/latest --format tflite --quantize int8
+    """
+    from cnnkit.errors import ParityError
+    from cnnkit.run.export import check_request
+    from cnnkit.run.export import export as run_export
+
+    check_request(fmt, quantize)  # a wrong option or a missing package, before TensorFlow is imported
+    try:
+        report = run_export(run, fmt, quantize=quantize, out=out_path, data_dir=data_dir, images=images)
+    except ParityError as error:
+        report = getattr(error, "report", None)
+        if report is not None:
+            _print_export(report, as_json)
+        raise
+    _print_export(report, as_json)
+
+
+def _print_export(report: dict, as_json: bool) -> None:
+    if as_json:
+        _print_json(report)
+        return
+    from cnnkit.viz.export_table import export_table
+
+    out.print(export_table(report))
+    out.print(f"wrote {report['artefact']} and {Path(report['artefact']).parent / 'export.json'}")
+
+
+@app.command(cls=_PlainHelp)
+@_run
+def compare(
+    runs: List[Path] = typer.Argument(
+        ..., metavar="RUN...", help="Run folders (globs such as 'runs/*' work).", autocompletion=completion.run_folders
+    ),
+    out_file: Path = typer.Option(
+        Path("compare.png"), "--out", metavar="PNG", help="PNG of the overlaid validation curves."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
+):
+    """Compare runs side by side, with their curves in one PNG.
+
+    Spec differences, params, MACs, epochs, final metrics and wall time; validation curves overlaid.
+
+    Example: cnnkit compare runs/* --out compare.png
+    """
+    from cnnkit.viz.compare import compare_runs, compare_table, differences_table, plot_compare
+
+    result = compare_runs(runs)
+    legend = plot_compare(result, out_file)
+    if as_json:
+        for row in result["runs"]:
+            row.pop("history")
+        _print_json({**result, "picture": str(out_file), "legend": legend})
+        return
+    out.print(differences_table(result))
+    out.print(compare_table(result))
+    out.print(f"wrote {out_file}")
+
+
 @app.command("time", cls=_PlainHelp)
 @_run
 def time_command(
-    spec_file: Path = typer.Argument(..., metavar="SPEC", help="The spec YAML file."),
+    spec_file: Path = typer.Argument(
+        ..., metavar="SPEC", help="The spec YAML file.", autocompletion=completion.spec_files
+    ),
     batch_size: int = typer.Option(64, "--batch-size", metavar="N", min=1, help="Batch size to time."),
     iterations: int = typer.Option(20, "--iterations", metavar="N", min=1, help="Timed iterations per layer (median)."),
     device: str = typer.Option("auto", "--device", metavar="DEVICE", help="cpu, gpu or auto."),
@@ -422,7 +521,7 @@ def _printed(paths) -> None:
 @plot_app.command("curves", cls=_PlainHelp)
 @_run
 def plot_curves(
-    run: Path = typer.Argument(..., metavar="RUN", help="A run folder."),
+    run: Path = typer.Argument(..., metavar="RUN", help="A run folder.", autocompletion=completion.run_folders),
     out_file: Optional[Path] = typer.Option(None, "--out", metavar="PNG", help="PNG path (default RUN/plots/)."),
 ):
     """Loss and metrics per epoch, train vs validation.
@@ -439,7 +538,9 @@ def plot_curves(
 @plot_app.command("confusion", cls=_PlainHelp)
 @_run
 def plot_confusion(
-    run: Path = typer.Argument(..., metavar="RUN", help="A run folder or .keras file."),
+    run: Path = typer.Argument(
+        ..., metavar="RUN", help="A run folder or .keras file.", autocompletion=completion.runs_or_models
+    ),
     out_file: Optional[Path] = typer.Option(None, "--out", metavar="PNG", help="PNG path (default RUN/plots/)."),
     data: Optional[str] = typer.Option(None, "--data", metavar="DATA", help="Dataset name or file."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", metavar="DIR", help="Folder with dataset files."),
@@ -458,7 +559,9 @@ def plot_confusion(
 @plot_app.command("filters", cls=_PlainHelp)
 @_run
 def plot_filters(
-    run: Path = typer.Argument(..., metavar="RUN", help="A run folder or .keras file."),
+    run: Path = typer.Argument(
+        ..., metavar="RUN", help="A run folder or .keras file.", autocompletion=completion.runs_or_models
+    ),
     layer: Optional[int] = typer.Option(None, "--layer", metavar="N", help="Layer index (default: first conv)."),
     out_file: Optional[Path] = typer.Option(None, "--out", metavar="PNG", help="PNG path (default RUN/plots/)."),
 ):
@@ -474,7 +577,9 @@ def plot_filters(
 @plot_app.command("feature-maps", cls=_PlainHelp)
 @_run
 def plot_feature_maps(
-    run: Path = typer.Argument(..., metavar="RUN", help="A run folder or .keras file."),
+    run: Path = typer.Argument(
+        ..., metavar="RUN", help="A run folder or .keras file.", autocompletion=completion.runs_or_models
+    ),
     image: Optional[Path] = typer.Option(None, "--image", metavar="FILE", help="An image file to look at."),
     index: int = typer.Option(0, "--index", metavar="N", help="Else test image number N."),
     out_file: Optional[Path] = typer.Option(None, "--out", metavar="PNG", help="PNG path (default RUN/plots/)."),
@@ -493,7 +598,9 @@ def plot_feature_maps(
 @plot_app.command("architecture", cls=_PlainHelp)
 @_run
 def plot_architecture(
-    spec_file: Path = typer.Argument(..., metavar="SPEC", help="The spec YAML file."),
+    spec_file: Path = typer.Argument(
+        ..., metavar="SPEC", help="The spec YAML file.", autocompletion=completion.spec_files
+    ),
     out_file: Optional[Path] = typer.Option(
         None, "--out", metavar="PNG", help="PNG path (default plots/SPEC-NAME-architecture.png)."
     ),
@@ -580,7 +687,9 @@ def report(
     run: Path = typer.Argument(..., help="A run folder (or its parent with `latest`)."),
     open_: bool = typer.Option(False, "--open", help="Open the report in the default web browser."),
 ):
-    """Write RUN/report.html: one self-contained page with the run, metrics, layers, pictures and spec.
+    """Write RUN/report.html, one self-contained page about a run.
+
+    The run, metrics, layers, pictures and spec on one page.
 
     Example: cnnkit report runs/latest --open
     """

@@ -147,6 +147,10 @@ def evaluate(
     k = top_k or (target.spec.train["top_k"] if target.spec is not None else 5)
     result = evaluate_arrays(model, x, y, names, top_k=k, batch_size=batch_size)
     result = replace(result, model=str(target.model_path), data=splits.source)
+    weighted = (target.run_info.get("class_weight") or {}).get("weights")
+    if weighted and data is None:  # the weight each class had in training, beside its recall
+        for row in result.per_class:
+            row["weight"] = weighted.get(row["class"])
     if target.run_dir is not None:
         write_json(target.run_dir / "eval.json", result.to_dict())
     return result

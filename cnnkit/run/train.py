@@ -18,7 +18,9 @@ from cnnkit.backend import is_tf_keras, keras_version
 from cnnkit.data.feed import arrange, check_fit, keep_classes
 from cnnkit.errors import Interrupted, RunError, SpecError, TrainingDiverged
 from cnnkit.run import devices
+from cnnkit.run.class_weights import weighted_training
 from cnnkit.run.folder import new_run_dir, point_latest, read_json, resolve_run, unwritable, write_history, write_json
+from cnnkit.run.tensorboard import tensorboard_callbacks
 from cnnkit.spec import options
 from cnnkit.spec.parse import Spec, load_spec
 
@@ -138,6 +140,7 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack) -> Tr
     batch_size = spec.train["batch_size"]
     train_ds = _dataset(splits.x_train, splits.y_train, feed, splits, batch_size, seed, shuffle=spec.train["shuffle"])
     val_ds = _dataset(splits.x_val, splits.y_val, feed, splits, batch_size, seed)
+    train_ds, class_weight = weighted_training(spec.train, train_ds, splits, feed)
     steps = -(-len(splits.x_train) // batch_size)
     with devices.scope(strategy), _tf_keras_limits(keras):
         model = _compiled_model(keras, spec, steps)
@@ -165,6 +168,7 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack) -> Tr
         "data_source": splits.source,
         "class_names": splits.class_names,
         "samples": {"train": len(splits.x_train), "val": _len(splits.x_val), "test": _len(splits.x_test)},
+        "class_weight": class_weight,
         "feed": {"squeeze_channel": feed.squeeze_channel, "channels_first": feed.channels_first, "labels": feed.labels},
         "started": previous.get("started") or _now(),
         "resumed": previous.get("resumed", []) + ([_now()] if resume_dir else []),
@@ -401,6 +405,7 @@ def _callbacks(
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(**{"monitor": monitor, **spec.train["reduce_lr_on_plateau"]})
         )
+    callbacks += tensorboard_callbacks(keras, spec, run_dir)
     if reporter is not None:
         callbacks.append(reporter.keras_callback(keras, spec.train["epochs"], steps))
     return callbacks

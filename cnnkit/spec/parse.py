@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from cnnkit.errors import SpecError
-from cnnkit.spec import datasets, options
+from cnnkit.spec import datasets, options, train_extras
 from cnnkit.spec import layers as layer_registry
 from cnnkit.spec.argtypes import ArgError, Bool, Enum, Int, Shape, Str
 from cnnkit.spec.defaults import DATA_DEFAULTS, TRAIN_DEFAULTS
@@ -399,4 +399,8 @@ def _parse_train(check: _Checker, value) -> dict:
                 f"must be a list of device names such as ['/gpu:0', '/gpu:1']. Received: {devices!r}.",
             )
         out["distribution"] = {"strategy": strategy, "devices": devices}
+    if "class_weight" in raw:
+        out["class_weight"] = train_extras.class_weight(check, ("train", "class_weight"), raw["class_weight"])
+    if "tensorboard" in raw:
+        out["tensorboard"] = train_extras.tensorboard(check, ("train", "tensorboard"), raw["tensorboard"])
     return out

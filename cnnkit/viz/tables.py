@@ -105,16 +105,20 @@ def confusion_table(cm: list[list[int]], names: list[str]) -> Group:
 
 def per_class_table(rows: list[dict]) -> Table:
     table = Table(title="Per-class scores", title_justify="left")
-    for col in ("class", "precision", "recall", "f1", "support"):
+    weighted = any(row.get("weight") is not None for row in rows)  # trained with train.class_weight
+    for col in ("class", "precision", "recall", "f1", "support") + (("train weight",) if weighted else ()):
         table.add_column(col, justify="left" if col == "class" else "right")
     for row in rows:
-        table.add_row(
+        cells = [
             str(row["class"]),
             f"{row['precision']:.3f}",
             f"{row['recall']:.3f}",
             f"{row['f1']:.3f}",
             f"{row['support']:,}",
-        )
+        ]
+        if weighted:
+            cells.append("" if row.get("weight") is None else f"{row['weight']:.3g}")
+        table.add_row(*cells)
     return table
 
 
