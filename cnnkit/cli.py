@@ -41,10 +41,10 @@ def _run(command):
         except CnnkitError as error:
             err.print(f"Error: {error}", markup=False)
             raise typer.Exit(error.exit_code) from None
-        except KeyboardInterrupt:
-            # Ctrl-C outside model.fit (TF import, data loading): nothing to save yet.
+        except KeyboardInterrupt as stop:
+            # Ctrl-C or SIGTERM before a run folder exists (TF import, data loading): nothing to save yet.
             err.print("Error: interrupted", markup=False)
-            raise typer.Exit(130) from None
+            raise typer.Exit(128 + getattr(stop, "signum", 2)) from None
 
     return wrapper
 
@@ -177,7 +177,12 @@ def train(
     device: str = typer.Option("auto", "--device", help="cpu, gpu or auto."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Override train.seed."),
     out_dir: Path = typer.Option(Path("runs"), "--out", help="Parent folder of run folders."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run folder."),
+    resume: Optional[Path] = typer.Option(
+        None,
+        "--resume",
+        help="Continue an unfinished run: its folder, runs/latest or runs. With --set/--epochs: train.epochs, "
+        "train.optimizer.learning_rate, train.early_stopping.*, train.reduce_lr_on_plateau.*",
+    ),
     strategy: Optional[str] = typer.Option(None, "--strategy", help="auto, none, mirrored or multi_worker."),
     no_pictures: bool = typer.Option(False, "--no-pictures", help="Skip drawing the run's pictures."),
 ):
