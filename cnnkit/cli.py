@@ -72,10 +72,10 @@ def _run(command):
         except CnnkitError as error:
             err.print(f"Error: {error}", markup=False)
             raise typer.Exit(error.exit_code) from None
-        except KeyboardInterrupt:
-            # Ctrl-C outside model.fit (TF import, data loading): nothing to save yet.
+        except KeyboardInterrupt as stop:
+            # Ctrl-C or SIGTERM before a run folder exists (TF import, data loading): nothing to save yet.
             err.print("Error: interrupted", markup=False)
-            raise typer.Exit(130) from None
+            raise typer.Exit(128 + getattr(stop, "signum", 2)) from None
 
     return wrapper
 
@@ -265,7 +265,8 @@ def train(
         None,
         "--resume",
         metavar="RUN",
-        help="Continue an interrupted run folder.",
+        help="Continue an unfinished run: its folder, runs/latest or runs. With --set/--epochs: train.epochs, "
+        "train.optimizer.learning_rate, train.early_stopping.*, train.reduce_lr_on_plateau.*",
         autocompletion=completion.run_folders,
     ),
     strategy: Optional[str] = typer.Option(

@@ -59,7 +59,7 @@ class Reporter:
 
     def note(self, line: str) -> None:
         """One line before training starts (train() says how the work is distributed)."""
-        self.console.print(line)
+        self.console.print(line, soft_wrap=True)  # a path in it must paste whole
 
     def keras_callback(self, keras, epochs: int, steps: int):
         console = self.console
