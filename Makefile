@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,export]'
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -45,6 +45,7 @@ pictures: $(STAMP)
 	CNNKIT_DATA_DIR=$${CNNKIT_DATA_DIR:-$(DATA_DIR)} $(BIN)/cnnkit train configs/mnist.yaml --epochs 2 --out runs/pictures
 	cp runs/pictures/latest/plots/*.png docs/img/
 	$(BIN)/cnnkit plot kernels docs/img/digit.png --kernel sobel_x --kernel sobel_y --kernel sharpen --kernel laplacian --out docs/img/kernels.png
+	$(BIN)/python tests/chromium.py runs/pictures/latest/report.html docs/img/report.png 1280 1500
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -67,7 +67,6 @@ def main() -> int:
     data = data_dir(args.data_dir)
 
     from cnnkit.spec.parse import load_spec
-    from cnnkit.spec.summary import summarize
 
     base = load_spec(MNIST_SPEC)
     filters0, filters2 = base.layers[0].args["filters"], base.layers[2].args["filters"]
@@ -95,7 +94,7 @@ def main() -> int:
             row.update(
                 width=w,
                 filters=[filters0 * w, filters2 * w],
-                forward_macs=summarize(load_spec(MNIST_SPEC, overrides)).total_macs,
+                forward_macs=load_spec(MNIST_SPEC, overrides).summary.total_macs,
             )
             row["samples_per_s"] = row["n_train"] / row["epoch_s"]
             by_width.append(row)

@@ -9,23 +9,54 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
 
-from cnnkit import __version__
+from cnnkit import __version__, completion
 from cnnkit.errors import CnnkitError
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion; arguments complete via cnnkit.completion
     no_args_is_help=True,
     rich_markup_mode=None,
     help="cnnkit: design, train and look inside convolutional networks from a YAML file.\n\n"
     "Example: cnnkit summary configs/mnist.yaml",
 )
+
+
+class _PlainHelp(TyperCommand):
+    """Help in words a person reads: `SPEC`, `RUN`, `KEY=VALUE`, `N`, rather than Typer's `{spec_file}`,
+    `RUN <path>` and `[x>=1]`. Every parameter names its placeholder with `metavar=`; this class drops the
+    braces and type tags Typer adds around it (tests/test_cli.py pins the result at 80 columns)."""
+
+    def collect_usage_pieces(self, ctx):
+        return [piece.replace("{", "").replace("}", "") for piece in super().collect_usage_pieces(ctx)]
+
+    def format_options(self, ctx, formatter):
+        sections: dict[str, list[tuple[str, str]]] = {"Arguments": [], "Options": []}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            name, text = record
+            text = re.sub(r"\bx>=(\d+)", r"at least \1", text)
+            if param.param_type_name == "argument":
+                shown = param.metavar or name.split()[0]
+                sections["Arguments"].append((shown + "..." * (param.nargs != 1), text))
+            else:
+                sections["Options"].append((name, text))
+        for title, rows in sections.items():
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
 # Tables need ~120 columns; when piped, rich would otherwise assume 80 and wrap every row.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 130)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -41,10 +72,10 @@ def _run(command):
         except CnnkitError as error:
             err.print(f"Error: {error}", markup=False)
             raise typer.Exit(error.exit_code) from None
-        except KeyboardInterrupt:
-            # Ctrl-C outside model.fit (TF import, data loading): nothing to save yet.
+        except KeyboardInterrupt as stop:
+            # Ctrl-C or SIGTERM before a run folder exists (TF import, data loading): nothing to save yet.
             err.print("Error: interrupted", markup=False)
-            raise typer.Exit(130) from None
+            raise typer.Exit(128 + getattr(stop, "signum", 2)) from None
 
     return wrapper
 
@@ -68,23 +99,28 @@ def _print_json(data) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
-@app.command()
+@app.command(cls=_PlainHelp)
 @_run
 def summary(
-    spec_file: Path = typer.Argument(..., help="The spec YAML file."),
+    spec_file: Path = typer.Argument(
+        ..., metavar="SPEC", help="The spec YAML file.", autocompletion=completion.spec_files
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
     with_keras: bool = typer.Option(False, "--keras", help="Also build the real tf.keras model and compare."),
-    set_: List[str] = typer.Option([], "--set", help="Override a spec value, e.g. --set layers.0.Conv2D.filters=16"),
+    set_: List[str] = typer.Option(
+        [], "--set", metavar="KEY=VALUE", help="Override a spec value, e.g. --set layers.0.Conv2D.filters=16"
+    ),
 ):
-    """Show every layer's output shape, params, MACs and receptive field (no TensorFlow).
+    """Shapes, params, MACs and receptive fields (no TensorFlow).
+
+    Every layer's output shape, parameter count, MACs, receptive field and size arithmetic.
 
     Example: cnnkit summary configs/mnist.yaml --json
     """
     from cnnkit.spec.parse import load_spec
-    from cnnkit.spec.summary import summarize
 
     spec = load_spec(spec_file, set_)
-    result = summarize(spec)
+    result = spec.summary
     keras_rows = None
     if with_keras:
         from cnnkit.run.keras_check import compare_with_keras
@@ -107,10 +143,16 @@ def summary(
         out.print("Keras agrees: every output shape and parameter count matches.")
 
 
-@app.command()
+@app.command(cls=_PlainHelp)
 @_run
-def validate(spec_files: List[Path] = typer.Argument(..., help="One or more spec files.")):
-    """Check spec files (names, arguments, shapes); exit 0 only if all are valid.
+def validate(
+    spec_files: List[Path] = typer.Argument(
+        ..., metavar="SPEC", help="One or more spec files.", autocompletion=completion.spec_files
+    ),
+):
+    """Check spec files; exit 0 only if all are valid.
+
+    Checks layer names, arguments and shapes without TensorFlow.
 
     Example: cnnkit validate configs/*.yaml
     """
@@ -128,10 +170,10 @@ def validate(spec_files: List[Path] = typer.Argument(..., help="One or more spec
         raise typer.Exit(2)
 
 
-@app.command()
+@app.command(cls=_PlainHelp)
 @_run
 def schema():
-    """Print the JSON Schema of the spec language (for editor completion).
+    """Print the spec language's JSON Schema (for editors).
 
     Example: cnnkit schema > cnnkit.schema.json
     """
@@ -140,7 +182,7 @@ def schema():
     _print_json(spec_schema())
 
 
-@app.command("layers")
+@app.command("layers", cls=_PlainHelp)
 @_run
 def list_layers():
     """List every layer type a spec can use, with its arguments.
@@ -165,10 +207,12 @@ def list_layers():
     out.print(table)
 
 
-@app.command("datasets")
+@app.command("datasets", cls=_PlainHelp)
 @_run
 def list_datasets():
-    """List every dataset kind `data.dataset` can name, with the data: keys it reads and their defaults.
+    """List the dataset kinds, with their data: keys and defaults.
+
+    Every kind `data.dataset` can name, with the data: keys it reads and their defaults.
 
     Example: cnnkit datasets
     """
@@ -198,27 +242,45 @@ def list_datasets():
     out.print(table)
 
 
-@app.command()
+@app.command(cls=_PlainHelp)
 @_run
 def train(
-    spec_file: Optional[Path] = typer.Argument(None, help="The spec YAML file (omit with --resume)."),
-    set_: List[str] = typer.Option([], "--set", help="Override a spec value, e.g. --set train.epochs=3"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Override train.epochs."),
-    data_dir: Optional[str] = typer.Option(
-        None, "--data-dir", help="Folder with dataset files (default: $CNNKIT_DATA_DIR, then the Keras cache)."
+    spec_file: Optional[Path] = typer.Argument(
+        None, metavar="SPEC", help="The spec YAML file (omit with --resume).", autocompletion=completion.spec_files
     ),
-    device: str = typer.Option("auto", "--device", help="cpu, gpu or auto."),
-    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Override train.seed."),
-    out_dir: Path = typer.Option(Path("runs"), "--out", help="Parent folder of run folders."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run folder."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", help="auto, none, mirrored or multi_worker."),
+    set_: List[str] = typer.Option(
+        [], "--set", metavar="KEY=VALUE", help="Override a spec value, e.g. --set train.epochs=3"
+    ),
+    epochs: Optional[int] = typer.Option(None, "--epochs", metavar="N", min=1, help="Override train.epochs."),
+    data_dir: Optional[str] = typer.Option(
+        None,
+        "--data-dir",
+        metavar="DIR",
+        help="Folder with dataset files (default: $CNNKIT_DATA_DIR, then the Keras cache).",
+    ),
+    device: str = typer.Option("auto", "--device", metavar="DEVICE", help="cpu, gpu or auto."),
+    seed: Optional[int] = typer.Option(None, "--seed", metavar="N", min=0, help="Override train.seed."),
+    out_dir: Path = typer.Option(Path("runs"), "--out", metavar="DIR", help="Parent folder of run folders."),
+    resume: Optional[Path] = typer.Option(
+        None,
+        "--resume",
+        metavar="RUN",
+        help="Continue an unfinished run: its folder, runs/latest or runs. With --set/--epochs: train.epochs, "
+        "train.optimizer.learning_rate, train.early_stopping.*, train.reduce_lr_on_plateau.*",
+        autocompletion=completion.run_folders,
+    ),
+    strategy: Optional[str] = typer.Option(
+        None, "--strategy", metavar="STRATEGY", help="auto, none, mirrored or multi_worker."
+    ),
     no_pictures: bool = typer.Option(False, "--no-pictures", help="Skip drawing the run's pictures."),
 ):
-    """Train a spec on its dataset and write a new run folder.
+    """Train a spec on its dataset into a new run folder.
+
+    The run folder is RUN = OUT/<name>-<date>-<time>; OUT/latest points at it.
 
     Example: cnnkit train configs/digits.yaml --epochs 10
     """
-    from cnnkit.run.progress import Reporter, history_table
+    from cnnkit.run.progress import Reporter, fmt_logs, history_table
     from cnnkit.run.train import TrainRequest
     from cnnkit.run.train import train as run_training
 
@@ -242,7 +304,7 @@ def train(
     out.print(history_table(result.history))
     for split, values in result.metrics.items():
         if values:
-            out.print(f"{split:5s}  " + "  ".join(f"{k} {v:.4f}" for k, v in values.items()))
+            out.print(f"{split:5s}  {fmt_logs(values)}")
     if result.worker is None:
         out.print(f"Run folder: {result.run_dir}")
         return
@@ -251,50 +313,59 @@ def train(
     out.print(f"Run folder{'' if result.run_dir.exists() else ' (on the chief)'}: {result.run_dir}")
 
 
-@app.command()
+@app.command(cls=_PlainHelp)
 @_run
 def evaluate(
-    target: Path = typer.Argument(..., help="A run folder (or its parent with `latest`) or a .keras file."),
-    data: Optional[str] = typer.Option(
-        None, "--data", help="Dataset name or .npz/.csv file/image folder (default: the run's own test split)."
+    target: Path = typer.Argument(
+        ..., metavar="RUN", help="A run folder (or its parent with `latest`) or a .keras file."
     ),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with dataset files."),
-    top_k: Optional[int] = typer.Option(None, "--top-k", min=1, help="k for top-k accuracy (default train.top_k)."),
+    data: Optional[str] = typer.Option(
+        None,
+        "--data",
+        metavar="DATA",
+        help="Dataset name or .npz/.csv file/image folder (default: the run's own test split).",
+    ),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", metavar="DIR", help="Folder with dataset files."),
+    top_k: Optional[int] = typer.Option(
+        None, "--top-k", metavar="K", min=1, help="k for top-k accuracy (default train.top_k)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
 ):
-    """Report test loss, metrics, top-k accuracy, a confusion matrix and per-class scores.
+    """Test loss, metrics, confusion matrix, per-class scores.
+
+    Also top-k accuracy; written to RUN/eval.json as well.
 
     Example: cnnkit evaluate runs/latest
     """
     from cnnkit.run.evaluate import evaluate as run_evaluation
 
     result = run_evaluation(target, data=data, data_dir=data_dir, top_k=top_k)
-    result.pop("_arrays")
     if as_json:
-        _print_json(result)
+        _print_json(result.to_dict())
         return
-    from cnnkit.viz.tables import confusion_table, per_class_table
+    from cnnkit.viz.tables import confusion_table, evaluation_header, per_class_table
 
-    out.print(f"{result['model']} on {result['data']} ({result['samples']:,} test samples)")
-    out.print("  ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items()) or f"accuracy {result['accuracy']:.4f}")
-    for key in result:
-        if key.startswith("top_"):
-            out.print(f"top-{key.split('_')[1]} accuracy {result[key]:.4f}")
-    out.print(confusion_table(result["confusion_matrix"], result["class_names"]))
-    out.print(per_class_table(result["per_class"]))
+    out.print(evaluation_header(result))
+    out.print("  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()) or f"accuracy {result.accuracy:.4f}")
+    if result.top_k_accuracy is not None:
+        out.print(f"top-{result.top_k} accuracy {result.top_k_accuracy:.4f}")
+    out.print(confusion_table(result.confusion_matrix, result.class_names))
+    out.print(per_class_table(result.per_class))
 
 
-@app.command()
+@app.command(cls=_PlainHelp)
 @_run
 def predict(
-    target: Path = typer.Argument(..., help="A run folder or a .keras file."),
-    inputs: List[Path] = typer.Argument(..., help="Image files (PNG/JPEG/...) or .npz files."),
-    top: int = typer.Option(3, "--top", min=1, help="How many classes to show per input."),
+    target: Path = typer.Argument(
+        ..., metavar="RUN", help="A run folder or a .keras file.", autocompletion=completion.runs_or_models
+    ),
+    inputs: List[Path] = typer.Argument(..., metavar="FILE", help="Image files (PNG/JPEG/...) or .npz files."),
+    top: int = typer.Option(3, "--top", metavar="N", min=1, help="How many classes to show per input."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
 ):
-    """Classify images or the arrays of an .npz file with a trained model.
+    """Classify image files or .npz arrays with a trained model.
 
-    Example: cnnkit predict runs/latest digit.png --top 3
+    Example: cnnkit predict runs/latest digit.png --top 3   (or runs/latest/export/model.tflite)
     """
     from cnnkit.run.predict import predict as run_prediction
 
@@ -310,16 +381,99 @@ def predict(
         out.print(f"{row['input']}: [bold]{row['class']}[/bold]  ({ranked})")
 
 
-@app.command("time")
+@app.command(cls=_PlainHelp)
 @_run
-def time_command(
-    spec_file: Path = typer.Argument(..., help="The spec YAML file."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Batch size to time."),
-    iterations: int = typer.Option(20, "--iterations", min=1, help="Timed iterations per layer (median)."),
-    device: str = typer.Option("auto", "--device", help="cpu, gpu or auto."),
+def export(
+    run: Path = typer.Argument(
+        ..., metavar="RUN", help="A run folder (or its parent with `latest`).", autocompletion=completion.run_folders
+    ),
+    fmt: str = typer.Option(..., "--format", metavar="FORMAT", help="savedmodel, tflite or onnx."),
+    quantize: Optional[str] = typer.Option(
+        None, "--quantize", metavar="int8", help="int8: post-training quantization (tflite)."
+    ),
+    out_path: Optional[Path] = typer.Option(
+        None, "--out", metavar="PATH", help="Artefact path (default RUN/export/model.<format>)."
+    ),
+    images: int = typer.Option(1000, "--images", metavar="N", min=1, help="Images the parity check runs on."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", metavar="DIR", help="Folder with dataset files."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
 ):
-    """Average forward and backward milliseconds per layer, sorted by cost (like `caffe time`).
+    """Export a model to SavedModel/TFLite/ONNX, with a parity check.
+
+    Checks that the artefact computes what the .keras model computes (exit 4 if not).
+
+    Example: cnnkit export runs/latest --format tflite --quantize int8
+    """
+    from cnnkit.errors import ParityError
+    from cnnkit.run.export import check_request
+    from cnnkit.run.export import export as run_export
+
+    check_request(fmt, quantize)  # a wrong option or a missing package, before TensorFlow is imported
+    try:
+        report = run_export(run, fmt, quantize=quantize, out=out_path, data_dir=data_dir, images=images)
+    except ParityError as error:
+        report = getattr(error, "report", None)
+        if report is not None:
+            _print_export(report, as_json)
+        raise
+    _print_export(report, as_json)
+
+
+def _print_export(report: dict, as_json: bool) -> None:
+    if as_json:
+        _print_json(report)
+        return
+    from cnnkit.viz.export_table import export_table
+
+    out.print(export_table(report))
+    out.print(f"wrote {report['artefact']} and {Path(report['artefact']).parent / 'export.json'}")
+
+
+@app.command(cls=_PlainHelp)
+@_run
+def compare(
+    runs: List[Path] = typer.Argument(
+        ..., metavar="RUN...", help="Run folders (globs such as 'runs/*' work).", autocompletion=completion.run_folders
+    ),
+    out_file: Path = typer.Option(
+        Path("compare.png"), "--out", metavar="PNG", help="PNG of the overlaid validation curves."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
+):
+    """Compare runs side by side, with their curves in one PNG.
+
+    Spec differences, params, MACs, epochs, final metrics and wall time; validation curves overlaid.
+
+    Example: cnnkit compare runs/* --out compare.png
+    """
+    from cnnkit.viz.compare import compare_runs, compare_table, differences_table, plot_compare
+
+    result = compare_runs(runs)
+    legend = plot_compare(result, out_file)
+    if as_json:
+        for row in result["runs"]:
+            row.pop("history")
+        _print_json({**result, "picture": str(out_file), "legend": legend})
+        return
+    out.print(differences_table(result))
+    out.print(compare_table(result))
+    out.print(f"wrote {out_file}")
+
+
+@app.command("time", cls=_PlainHelp)
+@_run
+def time_command(
+    spec_file: Path = typer.Argument(
+        ..., metavar="SPEC", help="The spec YAML file.", autocompletion=completion.spec_files
+    ),
+    batch_size: int = typer.Option(64, "--batch-size", metavar="N", min=1, help="Batch size to time."),
+    iterations: int = typer.Option(20, "--iterations", metavar="N", min=1, help="Timed iterations per layer (median)."),
+    device: str = typer.Option("auto", "--device", metavar="DEVICE", help="cpu, gpu or auto."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
+):
+    """Milliseconds per layer, forward and backward.
+
+    Medians over the iterations, sorted by cost (like `caffe time`).
 
     Example: cnnkit time configs/mnist.yaml --batch-size 64
     """
@@ -338,10 +492,26 @@ def time_command(
 plot_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
+    short_help="Draw pictures (PNG) of runs, specs and kernels.",
     help="Draw pictures (PNG): training curves, confusion matrix, filters, feature maps, "
-    "architecture, kernel playground.\n\nExample: cnnkit plot curves runs/latest",
+    "architecture, kernel playground, Grad-CAM.\n\nExample: cnnkit plot curves runs/latest",
 )
 app.add_typer(plot_app, name="plot")
+
+
+# Where `plot architecture` and `plot kernels` write by default: one folder (git-ignored) rather than PNGs
+# scattered over the folder the command ran in.
+_PLOTS = Path("plots")
+
+
+def _list_kernels(value: bool):
+    if value:
+        from cnnkit.viz.kernels import DESCRIPTIONS
+
+        width = max(map(len, DESCRIPTIONS))
+        for name, text in DESCRIPTIONS.items():
+            out.print(f"{name:{width}}  {text}", markup=False)
+        raise typer.Exit()
 
 
 def _printed(paths) -> None:
@@ -349,13 +519,15 @@ def _printed(paths) -> None:
         out.print(f"wrote {path}")
 
 
-@plot_app.command("curves")
+@plot_app.command("curves", cls=_PlainHelp)
 @_run
 def plot_curves(
-    run: Path = typer.Argument(..., help="A run folder."),
-    out_file: Optional[Path] = typer.Option(None, "--out", help="PNG path (default RUN/plots/)."),
+    run: Path = typer.Argument(..., metavar="RUN", help="A run folder.", autocompletion=completion.run_folders),
+    out_file: Optional[Path] = typer.Option(None, "--out", metavar="PNG", help="PNG path (default RUN/plots/)."),
 ):
-    """Loss and metrics per epoch, train vs validation, best epoch marked.
+    """Loss and metrics per epoch, train vs validation.
+
+    The best epoch is marked.
 
     Example: cnnkit plot curves runs/latest
     """
@@ -364,15 +536,19 @@ def plot_curves(
     _printed(pictures.curves(run, out_file))
 
 
-@plot_app.command("confusion")
+@plot_app.command("confusion", cls=_PlainHelp)
 @_run
 def plot_confusion(
-    run: Path = typer.Argument(..., help="A run folder or .keras file."),
-    out_file: Optional[Path] = typer.Option(None, "--out", help="PNG path (default RUN/plots/)."),
-    data: Optional[str] = typer.Option(None, "--data", help="Dataset name or file."),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with dataset files."),
+    run: Path = typer.Argument(
+        ..., metavar="RUN", help="A run folder or .keras file.", autocompletion=completion.runs_or_models
+    ),
+    out_file: Optional[Path] = typer.Option(None, "--out", metavar="PNG", help="PNG path (default RUN/plots/)."),
+    data: Optional[str] = typer.Option(None, "--data", metavar="DATA", help="Dataset name or file."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", metavar="DIR", help="Folder with dataset files."),
 ):
-    """Confusion matrix (counts and row-normalised) and the most confident mistakes.
+    """Confusion matrix and the most confident mistakes.
+
+    Counts and row-normalised (recall) side by side.
 
     Example: cnnkit plot confusion runs/latest
     """
@@ -381,14 +557,16 @@ def plot_confusion(
     _printed(pictures.confusion(run, out_file, data=data, data_dir=data_dir))
 
 
-@plot_app.command("filters")
+@plot_app.command("filters", cls=_PlainHelp)
 @_run
 def plot_filters(
-    run: Path = typer.Argument(..., help="A run folder or .keras file."),
-    layer: Optional[int] = typer.Option(None, "--layer", help="Layer index (default: first conv)."),
-    out_file: Optional[Path] = typer.Option(None, "--out", help="PNG path (default RUN/plots/)."),
+    run: Path = typer.Argument(
+        ..., metavar="RUN", help="A run folder or .keras file.", autocompletion=completion.runs_or_models
+    ),
+    layer: Optional[int] = typer.Option(None, "--layer", metavar="N", help="Layer index (default: first conv)."),
+    out_file: Optional[Path] = typer.Option(None, "--out", metavar="PNG", help="PNG path (default RUN/plots/)."),
 ):
-    """The learned kernels of a conv layer as a grid of small images.
+    """The learned kernels of a conv layer, as a grid.
 
     Example: cnnkit plot filters runs/latest --layer 0
     """
@@ -397,17 +575,19 @@ def plot_filters(
     _printed(pictures.filters(run, out_file, layer=layer))
 
 
-@plot_app.command("feature-maps")
+@plot_app.command("feature-maps", cls=_PlainHelp)
 @_run
 def plot_feature_maps(
-    run: Path = typer.Argument(..., help="A run folder or .keras file."),
-    image: Optional[Path] = typer.Option(None, "--image", help="An image file to look at."),
-    index: int = typer.Option(0, "--index", help="Else test image number N."),
-    out_file: Optional[Path] = typer.Option(None, "--out", help="PNG path (default RUN/plots/)."),
-    data: Optional[str] = typer.Option(None, "--data", help="Dataset name or file."),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with dataset files."),
+    run: Path = typer.Argument(
+        ..., metavar="RUN", help="A run folder or .keras file.", autocompletion=completion.runs_or_models
+    ),
+    image: Optional[Path] = typer.Option(None, "--image", metavar="FILE", help="An image file to look at."),
+    index: int = typer.Option(0, "--index", metavar="N", help="Else test image number N."),
+    out_file: Optional[Path] = typer.Option(None, "--out", metavar="PNG", help="PNG path (default RUN/plots/)."),
+    data: Optional[str] = typer.Option(None, "--data", metavar="DATA", help="Dataset name or file."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", metavar="DIR", help="Folder with dataset files."),
 ):
-    """The activation maps of every conv/pool layer for one input image.
+    """What each conv/pool layer outputs for one image.
 
     Example: cnnkit plot feature-maps runs/latest --index 7
     """
@@ -416,42 +596,113 @@ def plot_feature_maps(
     _printed(pictures.feature_maps(run, out_file, image=image, index=index, data=data, data_dir=data_dir))
 
 
-@plot_app.command("architecture")
+@plot_app.command("architecture", cls=_PlainHelp)
 @_run
 def plot_architecture(
-    spec_file: Path = typer.Argument(..., help="The spec YAML file."),
-    out_file: Path = typer.Option(Path("architecture.png"), "--out", help="PNG path."),
+    spec_file: Path = typer.Argument(
+        ..., metavar="SPEC", help="The spec YAML file.", autocompletion=completion.spec_files
+    ),
+    out_file: Optional[Path] = typer.Option(
+        None, "--out", metavar="PNG", help="PNG path (default plots/SPEC-NAME-architecture.png)."
+    ),
 ):
-    """The layer stack drawn from the spec alone, blocks sized by output shape (no TensorFlow).
+    """The layer stack drawn from a spec (no TensorFlow).
 
-    Example: cnnkit plot architecture configs/mnist.yaml --out mnist.png
+    Blocks are sized by output shape.
+
+    Example: cnnkit plot architecture configs/mnist.yaml
     """
     from cnnkit.viz import pictures
 
-    _printed(pictures.architecture(spec_file, out_file))
+    _printed(pictures.architecture(spec_file, out_file or _PLOTS / f"{spec_file.stem}-architecture.png"))
 
 
-@plot_app.command("kernels")
+@plot_app.command("kernels", cls=_PlainHelp)
 @_run
 def plot_kernels(
-    image: Path = typer.Argument(..., help="An image file."),
+    image: Path = typer.Argument(..., metavar="IMAGE", help="An image file."),
     kernel: List[str] = typer.Option(
         ["sobel_x", "sobel_y", "sharpen", "laplacian"],
         "--kernel",
-        help="Kernel name (repeat for several): sobel_x, sobel_y, "
-        "sharpen, laplacian, ... (see cnnkit.viz.kernels.KERNELS).",
+        metavar="NAME",
+        help="Kernel name (repeat for several); --list shows them all.",
     ),
-    strides: int = typer.Option(1, "--strides", help="Stride, as in Conv2D."),
-    padding: str = typer.Option("same", "--padding", help="valid or same, as in Conv2D."),
-    out_file: Path = typer.Option(Path("kernels.png"), "--out", help="PNG path."),
+    strides: int = typer.Option(1, "--strides", metavar="N", help="Stride, as in Conv2D."),
+    padding: str = typer.Option("same", "--padding", metavar="PADDING", help="valid or same, as in Conv2D."),
+    out_file: Optional[Path] = typer.Option(
+        None, "--out", metavar="PNG", help="PNG path (default plots/IMAGE-NAME-kernels.png)."
+    ),
+    _list: bool = typer.Option(
+        False, "--list", callback=_list_kernels, is_eager=True, help="List the kernel names and exit."
+    ),
 ):
-    """Apply hand-designed kernels (edges, sharpen, lines) with Conv2D semantics, side by side.
+    """Hand-made kernels applied to an image, side by side.
+
+    Edges, sharpen, lines... with Conv2D semantics.
 
     Example: cnnkit plot kernels digit.png --kernel sobel_x --kernel sobel_y
     """
     from cnnkit.viz import pictures
 
+    out_file = out_file or _PLOTS / f"{image.stem}-kernels.png"
     _printed(pictures.kernels(image, kernel, out_file, strides=strides, padding=padding))
+
+
+@plot_app.command("gradcam")
+@_run
+def plot_gradcam(
+    run: Path = typer.Argument(..., help="A run folder or .keras file."),
+    images: Optional[List[Path]] = typer.Argument(None, help="Image files to explain."),
+    index: List[int] = typer.Option([], "--index", help="Else test image number N (repeat for several)."),
+    misclassified: Optional[int] = typer.Option(None, "--misclassified", help="Else the K most confident mistakes."),
+    layer: Optional[str] = typer.Option(None, "--layer", help="Layer name (default: the last conv layer)."),
+    method: str = typer.Option("gradcam", "--method", help="gradcam or saliency (vanilla gradient)."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="PNG path (default RUN/plots/gradcam.png)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset name or file (for --index/--misclassified)."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with dataset files."),
+):
+    """Where each prediction came from: Grad-CAM heat maps of the predicted and true class, top-3 probabilities.
+
+    Example: cnnkit plot gradcam runs/latest --misclassified 8
+    """
+    from cnnkit.viz.gradcam import gradcam_picture
+
+    _printed(
+        gradcam_picture(
+            run,
+            out_file,
+            images=images or None,
+            indices=index or None,
+            misclassified=misclassified,
+            layer=layer,
+            method=method,
+            data=data,
+            data_dir=data_dir,
+        )
+    )
+
+
+@app.command()
+@_run
+def report(
+    run: Path = typer.Argument(..., help="A run folder (or its parent with `latest`)."),
+    open_: bool = typer.Option(False, "--open", help="Open the report in the default web browser."),
+):
+    """Write RUN/report.html, one self-contained page about a run.
+
+    The run, metrics, layers, pictures and spec on one page.
+
+    Example: cnnkit report runs/latest --open
+    """
+    from cnnkit.viz.report import write_report
+
+    path = write_report(run)
+    out.print(f"wrote {path}")
+    if open_:
+        import webbrowser
+
+        if not webbrowser.open(path.resolve().as_uri()):
+            raise CnnkitError(f"no web browser to open {path} with", hint="open the file by hand")
 
 
 def _draw_run_pictures(run_dir, **held):

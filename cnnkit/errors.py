@@ -63,6 +63,17 @@ class TrainingDiverged(CnnkitError):
     exit_code = 3
 
 
+class ParityError(CnnkitError):
+    """An exported model (SavedModel, .tflite, .onnx) does not compute what the trained .keras model computes, within
+    the documented tolerance. The artefact and its export.json are kept, for a look at what differs."""
+
+    exit_code = 4
+
+
+class MissingDependency(CnnkitError):
+    """An optional package (an extra such as cnnkit[export]) is needed and not installed."""
+
+
 class Interrupted(CnnkitError):
     """Ctrl-C during training: the last completed epoch is saved; resume with --resume."""
 

@@ -102,6 +102,11 @@ def test_nested_blocks_parse_with_their_labels():
             "convolutions: the block's input is 8×8×4, its output 16×16×4 (hint: keep the shape inside the block, "
             "or move those layers outside it)",
         ),
+        (
+            "  - Residual: {layers: [Conv1D: {filters: 4, kernel_size: 3}]}\n",
+            "spec.yaml:3: layers[0].Residual.layers[0] Conv1D expects input of rank 2 (steps, channels) but receives "
+            "8×8×4 (rank 3) as the block's input",
+        ),
         ("  - Residual: {shortcut: identity}\n", "spec.yaml:3: layers[0].Residual: Residual needs `layers`"),
         ("  - Residual: {layers: []}\n", "spec.yaml:3: layers[0].Residual.layers: must be a non-empty list"),
         (

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -117,13 +118,18 @@ def test_validate_many_files(tmp_path):
         ["validate", "configs/lenet5.yaml"],
         ["schema"],
         ["layers"],
+        ["datasets"],
         ["plot", "architecture", "configs/mnist.yaml", "--out", "{tmp}/a.png"],
     ],
 )
 def test_light_commands_never_import_tensorflow(args, tmp_path):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    # The command must succeed (exit 0) and leave TensorFlow and Keras unimported: a command that exits 2 before
+    # reaching the code that might import them proves nothing.
     code = (
-        "import sys\nfrom cnnkit.cli import app\ntry:\n    app(%r)\nexcept SystemExit:\n    pass\n"
+        "import sys\nfrom cnnkit.cli import app\ntry:\n    app(%r)\nexcept SystemExit as exit:\n    code = exit.code\n"
+        "else:\n    code = 0\n"
+        "assert code in (0, None), f'exit code {code}'\n"
         "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
         "assert 'keras' not in sys.modules, 'keras imported'\n" % (args,)
     )
@@ -138,3 +144,176 @@ def test_time_reports_every_layer():
     assert sorted(r["index"] for r in data["layers"]) == list(range(7))
     assert abs(sum(r["share"] for r in data["layers"]) - 1) < 1e-6
     assert all(r["forward_ms"] > 0 for r in data["layers"])
+
+
+# ---------------------------------------------------------------------------------- help a person reads
+def _help(words, width=80):
+    """`cnnkit WORDS --help` in a terminal `width` columns wide (click reads COLUMNS)."""
+    result = CliRunner().invoke(
+        app, [*words, "--help"], prog_name="cnnkit", env={"COLUMNS": str(width)}, terminal_width=width
+    )
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.mark.parametrize("words", [[], ["plot"], *_all_commands()], ids=lambda w: " ".join(w) or "cnnkit")
+def test_help_uses_placeholders_a_person_reads(words):
+    text = _help(words)
+    # Typer's defaults read like Python: {spec_file}, <list[str]>, <int range>, [x>=1].
+    for pythonic in ("{", "}", "<path>", "<str>", "<int", "list[", "x>=", "spec_file", "target", "cnnkit.viz"):
+        assert pythonic not in text, (pythonic, text)
+    assert all(len(line) <= 80 for line in text.splitlines()), text
+
+
+def test_help_names_the_placeholders():
+    assert "Usage: cnnkit evaluate [OPTIONS] RUN\n" in _help(["evaluate"])
+    train = _help(["train"])
+    assert "Usage: cnnkit train [OPTIONS] [SPEC]\n" in train
+    assert "--set KEY=VALUE" in train and "--epochs N" in train and "[at least 1]" in train
+    assert "Usage: cnnkit predict [OPTIONS] RUN FILE...\n" in _help(["predict"])
+    assert "Usage: cnnkit validate [OPTIONS] SPEC...\n" in _help(["validate"])
+
+
+@pytest.mark.parametrize("words", [[], ["plot"]], ids=["cnnkit", "plot"])
+def test_command_lists_are_whole_sentences_at_80_columns(words):
+    listing = _help(words).split("Commands:\n")[1].splitlines()
+    assert len(listing) >= 6
+    for line in listing:
+        assert not line.endswith("...") and line.endswith("."), line  # click cuts long ones with "..."
+        assert len(line) <= 80
+
+
+def test_evaluate_without_a_run_names_the_argument_RUN():
+    result = runner.invoke(app, ["evaluate"])
+    assert result.exit_code == 2
+    assert "Missing argument 'RUN'." in result.output
+
+
+def test_plot_kernels_list_names_every_kernel():
+    from cnnkit.viz.kernels import DESCRIPTIONS
+
+    result = runner.invoke(app, ["plot", "kernels", "--list"])  # no IMAGE needed to ask for the list
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line.split()[0] for line in lines] == list(DESCRIPTIONS)
+    assert lines[1] == "sobel_x           horizontal gradient: lights up vertical edges"
+    assert "--list shows them all" in _help(["plot", "kernels"])
+
+
+@pytest.mark.parametrize(
+    "args, wrote",
+    [
+        (["plot", "architecture", "{root}/configs/mnist.yaml"], "plots/mnist-architecture.png"),
+        (["plot", "kernels", "{root}/docs/img/digit.png", "--kernel", "sobel_x"], "plots/digit-kernels.png"),
+    ],
+)
+def test_spec_and_kernel_pictures_go_to_a_plots_folder(args, wrote, tmp_path, monkeypatch):
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, [a.replace("{root}", str(root)) for a in args])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"wrote {wrote}\n"  # says where the file went
+    assert (tmp_path / wrote).is_file() and [p.name for p in tmp_path.iterdir()] == ["plots"]
+    assert "plots/" in (root / ".gitignore").read_text().splitlines()
+
+
+# ------------------------------------------------------------------------ wrong paths fail before TensorFlow
+def _fake_run(folder: Path) -> Path:
+    """A run folder as far as path checks go: spec.yaml and a model.keras that is never opened."""
+    root = Path(__file__).resolve().parents[1]
+    folder.mkdir()
+    (folder / "spec.yaml").write_text((root / "configs" / "digits.yaml").read_text())
+    (folder / "model.keras").write_bytes(b"")
+    return folder
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["evaluate", "{tmp}/nope"], "Error: run folder {tmp}/nope does not exist"),
+        (["evaluate", "{tmp}/nope.keras"], "Error: {tmp}/nope.keras: expected a .keras file, found no such file"),
+        (["evaluate", "{run}", "--data", "{tmp}/nope.npz"], "Error: --data {tmp}/nope.npz: file not found"),
+        (["plot", "confusion", "{run}", "--data", "{tmp}/nope.csv"], "Error: --data {tmp}/nope.csv: file not found"),
+        (["plot", "curves", "{tmp}/nope"], "Error: run folder {tmp}/nope does not exist"),
+        (["plot", "filters", "{tmp}/nope"], "Error: run folder {tmp}/nope does not exist"),
+        (["plot", "feature-maps", "{run}", "--image", "{tmp}/nope.png"], "Error: {tmp}/nope.png: file not found"),
+        (["plot", "feature-maps", "{run}", "--data", "{tmp}/no.npz"], "Error: --data {tmp}/no.npz: file not found"),
+        (["train", "--resume", "{tmp}/nope"], "Error: run folder {tmp}/nope does not exist"),
+        (["train", "{tmp}/nope.yaml"], "Error: {tmp}/nope.yaml: file not found"),
+        (["time", "{tmp}/nope.yaml"], "Error: {tmp}/nope.yaml: file not found"),
+        (["predict", "{tmp}/nope", "x.png"], "Error: run folder {tmp}/nope does not exist"),
+    ],
+    ids=lambda v: " ".join(v[:3]) if isinstance(v, list) else None,
+)
+def test_a_wrong_path_fails_before_tensorflow_is_imported(args, message, tmp_path):
+    """Importing TensorFlow takes seconds: a typo in a path must answer at once (checked by what was imported,
+    not by the clock, which a busy machine makes meaningless)."""
+    run = _fake_run(tmp_path / "run")
+    args = [a.format(tmp=tmp_path, run=run) for a in args]
+    code = (
+        "import sys\nfrom cnnkit.cli import app\ntry:\n    app(%r)\nexcept SystemExit as e:\n    code = e.code\n"
+        "print(code, sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n" % (args,)
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout == "2 []\n", proc.stderr
+    assert proc.stderr.startswith(message.format(tmp=tmp_path)), proc.stderr
+
+
+# ------------------------------------------------------------------------------- terminal layout at 80 columns
+def _render(renderable, width=80) -> list[str]:
+    from rich.console import Console
+
+    console = Console(width=width, record=True, file=open("/dev/null", "w"), color_system=None)
+    console.print(renderable)
+    return console.export_text().splitlines()
+
+
+def test_epoch_lines_keep_their_columns_past_epoch_9():
+    from cnnkit.run.progress import epoch_line
+
+    logs = {"accuracy": 0.5, "loss": 1.25, "val_accuracy": 0.5, "val_loss": 1.5}
+    lines = [epoch_line(epoch, 12, 2.0, logs) for epoch in (1, 9, 10, 12)]
+    assert lines[0] == "epoch  1/12    2.0s  loss 1.2500 val 1.5000  accuracy 0.5000 val 0.5000"
+    assert lines[2] == "epoch 10/12    2.0s  loss 1.2500 val 1.5000  accuracy 0.5000 val 0.5000"
+    assert len({line.index("loss") for line in lines}) == 1 and len({len(line) for line in lines}) == 1
+    assert all(len(line) <= 80 for line in lines)
+
+
+def test_epoch_lines_list_loss_first_whatever_order_keras_hands_them():
+    """Keras 3 logs `accuracy` before `loss`, tf-keras (multi_worker) the other way round: the lines must agree."""
+    from cnnkit.run.progress import fmt_logs
+
+    keras3 = {"accuracy": 0.9, "loss": 0.3, "val_accuracy": 0.8, "val_loss": 0.4, "learning_rate": 0.01}
+    tf_keras = {"loss": 0.3, "accuracy": 0.9, "val_loss": 0.4, "val_accuracy": 0.8}
+    assert (
+        fmt_logs(keras3) == fmt_logs(tf_keras) == "loss 0.3000  accuracy 0.9000  val_loss 0.4000  val_accuracy 0.8000"
+    )
+
+
+def test_history_table_explains_the_star():
+    from cnnkit.run.progress import history_table
+
+    history = {"accuracy": [0.5, 0.7, 0.8], "loss": [1.0, 0.6, 0.5], "val_accuracy": [0.6, 0.7, 0.6]}
+    history["val_loss"] = [0.9, 0.7, 0.8]
+    lines = _render(history_table(history))
+    assert lines[0].strip() == "Training history"
+    assert lines[2].split() == ["┃", "epoch", "┃", "loss", "┃", "val_loss", "┃", "accuracy", "┃", "val_accuracy", "┃"]
+    assert "2 *" in lines[5] and lines[-1].strip() == "* best epoch: lowest val_loss"
+    assert all(len(line) <= 80 for line in lines)
+    assert "best epoch" not in "\n".join(_render(history_table({"loss": [1.0, 0.5]})))  # no val_loss, no star
+
+
+def test_evaluate_header_and_a_two_class_table_fit_80_columns():
+    from cnnkit.viz.tables import confusion_table, evaluation_header
+
+    data = "/work/main/.venv/lib/python3.11/site-packages/sklearn/datasets/data/digits.csv.gz"  # as seen
+    header = _render(evaluation_header({"model": "runs/latest/model.keras", "data": data, "samples": 1359}))
+    assert header == [
+        "model  runs/latest/model.keras",
+        "data   …" + data[-(80 - 8) :],
+        "       1,359 test samples",
+    ]
+    assert all(len(line) <= 80 for line in header)
+    table = _render(confusion_table([[40, 2], [3, 55]], ["cat", "dog"]))
+    assert table[0] == "Confusion matrix (rows: true class, columns: predicted)"  # one line, not wrapped
+    assert table[2].split() == ["┃", "true", "\\", "pred", "┃", "cat", "┃", "dog", "┃"]

@@ -99,7 +99,7 @@ def test_evaluate_json_and_eval_json(run, evaluation):
 
 def test_evaluate_text_has_confusion_matrix_and_per_class_table(run):
     text = cli("evaluate", run).stdout
-    assert f"({TEST_SIZE} test samples)" in text and "accuracy 0." in text and "top-5" in text
+    assert f"{TEST_SIZE} test samples" in text and "accuracy 0." in text and "top-5" in text
     assert "Confusion matrix (rows: true class, columns: predicted)" in text and "true \\ pred" in text
     assert "Per-class scores" in text and "precision" in text and "support" in text
 
@@ -305,9 +305,9 @@ def test_metrics_from_one_pass_equal_keras_evaluate(run):
         .map(lambda b, t: (tf.cast(b, tf.float32) / 255.0, t))
     )
     reference = model.evaluate(ds, verbose=0, return_dict=True)
-    assert result["metrics"].keys() == reference.keys()
+    assert result.metrics.keys() == reference.keys()
     for key, value in reference.items():
-        assert abs(result["metrics"][key] - value) < 1e-5, key
+        assert abs(result.metrics[key] - value) < 1e-5, key
 
 
 def test_data_option_picks_the_dataset_kind_from_the_registry(tmp_path):

@@ -114,15 +114,8 @@ def hostile_csvs(folder: Path) -> dict[str, tuple[Path, str]]:
     """name -> (file, the exact one-line error `cnnkit` prints for it, without the `Error: ` prefix)."""
     folder.mkdir(exist_ok=True)
     cases = {}
-    latin1 = write_csv(
-        folder / "latin1.csv",
-        "étiquette".encode("latin-1")
-        + b","
-        + b",".join(f"p{j}".encode() for j in range(64))
-        + b"\n"
-        + b"\n".join(_csv_rows())
-        + b"\n",
-    )
+    header = ("étiquette," + ",".join(f"p{j}" for j in range(64))).encode("latin-1")  # a French Excel export
+    latin1 = write_csv(folder / "latin1.csv", b"\n".join([header, *_csv_rows()]) + b"\n")
     cases["non_utf8"] = (
         latin1,
         f"{latin1}: line 1, byte 1: 0xe9 is not UTF-8 text "
@@ -298,7 +291,7 @@ def test_train_refuses_hostile_npz(case, tmp_path):
 
 def test_a_real_npz_bomb_is_refused_before_unpacking(tmp_path, monkeypatch):
     """Deflated zeros: tiny on disk, really unpacking past the cap (lowered here so the file stays small)."""
-    monkeypatch.setattr(limits, "MAX_NPZ_BYTES", 8 * 1024**2)
+    monkeypatch.setattr(limits, "MAX_UNPACKED_BYTES", 8 * 1024**2)
     x = _npy(np.zeros((160, 256, 256), np.uint8))  # 10 MiB of zeros
     path = _rezip(tmp_path / "zeros.npz", {"x_train.npy": x, "y_train.npy": _npy(np.zeros(160))}, zipfile.ZIP_DEFLATED)
     assert path.stat().st_size < 100_000
@@ -315,6 +308,31 @@ def test_predict_refuses_hostile_npz_before_the_model(tmp_path, fake_run):
         path, message = cases[case]
         # predict reads x_train when the file has no x_test/x/images.
         assert refused("predict", fake_run, path) == f"Error: {message}\n"
+
+
+def test_a_gzipped_idx_declaring_a_terabyte_is_refused_before_unpacking(tmp_path):
+    """The MNIST IDX reader obeys the same unpacked-size cap: the header is read, the data never is."""
+    import gzip
+
+    folder = tmp_path / "mnist-idx"
+    folder.mkdir()
+    heads = {
+        "train-images-idx3-ubyte": (0x803, (1_000_000, 1000, 1000)),
+        "train-labels-idx1-ubyte": (0x801, (10,)),
+        "t10k-images-idx3-ubyte": (0x803, (10, 28, 28)),
+        "t10k-labels-idx1-ubyte": (0x801, (10,)),
+    }
+    for name, (magic, dims) in heads.items():
+        with gzip.open(folder / f"{name}.gz", "wb") as f:
+            f.write(struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in dims) + b"\0" * 64)
+    before = fingerprint(folder)
+    spec = spec_for(tmp_path, f"{{dataset: mnist, path: {folder}}}", input_shape=(28, 28, 1))
+    assert refused("train", spec, "--out", tmp_path / "runs") == (
+        f"Error: {folder / 'train-images-idx3-ubyte.gz'}: IDX header says [1000000, 1000, 1000] = "
+        f"1,000,000,000,000 bytes of data, more than cnnkit's cap of {limits.MAX_UNPACKED_BYTES:,} for one file "
+        "(hint: use the original *-ubyte(.gz) files)\n"
+    )
+    assert fingerprint(folder) == before
 
 
 # ---------------------------------------------------------------------------------- paths before TensorFlow
@@ -417,7 +435,7 @@ def _readme_commands() -> list[str]:
 
 
 @pytest.mark.slow
-def test_readme_predict_example_answers_7(tmp_path, monkeypatch):
+def test_readme_predict_example_answers_7(tmp_path, monkeypatch, bomb):
     """The README's predict line, after the README's last train line before it (the digits demo, its own seed),
     prints 7 first, with no resize warning; the old 112x112 picture gets the warning."""
     commands = _readme_commands()
@@ -443,3 +461,12 @@ def test_readme_predict_example_answers_7(tmp_path, monkeypatch):
     # evaluate --data on hostile files: the same one line as train gives, with a real model loaded.
     for path, message in [*hostile_csvs(tmp_path / "csv").values(), *hostile_npzs(tmp_path / "npz").values()]:
         assert refused("evaluate", "runs/latest", "--data", path) == f"Error: {message}\n"
+    root = tmp_path / "folder"
+    (root / "7").mkdir(parents=True)
+    shutil.copy(bomb, root / "7" / "bomb.png")
+    assert refused("evaluate", "runs/latest", "--data", root) == (
+        f"Error: {root}: 1 unreadable image file: {root / '7' / 'bomb.png'} ({BOMB_REASON}) "
+        "(hint: delete or replace them, then run again)\n"
+    )
+    # And predict with the real model loaded: the same line as before any model.
+    assert refused("predict", "runs/latest", bomb) == f"Error: {bomb}: {BOMB_REASON} {BOMB_HINT}\n"

@@ -110,8 +110,12 @@ def test_real_model_round_trips(saved):
 
 def test_deflated_copy_is_accepted(saved, tmp_path):
     """Keras stores members uncompressed; a re-zipped (deflated) file is still fine."""
-    path, _, _ = saved
-    modelfile.inspect_keras_file(_rewrite(path, tmp_path / "deflated.keras", compression=zipfile.ZIP_DEFLATED))
+    path, model, x = saved
+    deflated = _rewrite(path, tmp_path / "deflated.keras", compression=zipfile.ZIP_DEFLATED)
+    with zipfile.ZipFile(deflated) as z:
+        assert {info.compress_type for info in z.infolist()} == {zipfile.ZIP_DEFLATED}
+    assert modelfile.inspect_keras_file(deflated) == modelfile.inspect_keras_file(path)
+    np.testing.assert_array_equal(modelfile.load_model(deflated).predict(x, verbose=0), model.predict(x, verbose=0))
 
 
 def test_builtin_objects_are_accepted(tmp_path):
@@ -142,7 +146,13 @@ def test_builtin_objects_are_accepted(tmp_path):
     )
     path = tmp_path / "rich.keras"
     model.save(path)
-    modelfile.load_model(path)
+    x = np.random.default_rng(0).random((4, 8, 8, 1)).astype("float32")
+    loaded = modelfile.load_model(path)
+    # the same network, weights and compiled objects came back, not merely "no exception"
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-3, atol=1e-3)
+    assert type(loaded.optimizer).__name__ == "AdamW"
+    assert type(loaded.optimizer.learning_rate).__name__ != "float"  # the schedule, not a plain number
+    assert type(loaded.loss).__name__ == "SparseCategoricalCrossentropy"
 
 
 def test_keras_errors_become_model_file_errors(saved, tmp_path):

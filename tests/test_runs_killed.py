@@ -4,8 +4,10 @@
 * Real SIGKILLs at seeded random moments (subprocesses).
 * The same crash at chosen moments, in-process: a `Killed` exception (a BaseException, like the signal nothing
   catches it) raised from inside one of train()'s writes, which leaves the folder exactly as a SIGKILL there would.
-* A truncated or torn Keras backup (BackupAndRestore(double_checkpoint=True) falls back to the previous one).
-* A full disk / read-only folder: one `Error:` line, exit 2, and nothing half-written presented as complete.
+* A damaged checkpoint (which no kill can make: every file is renamed into place whole) is reported, not trained
+  over.
+* A full disk / read-only folder: one `Error:` line, exit 2, run.json says `failed: ...`, and nothing
+  half-written presented as complete.
 
 Decided and pinned: a folder killed before its spec.yaml was written cannot be resumed (there is no spec to resume
 with); --resume says so in one line. A folder with spec.yaml but no run.json yet resumes normally.
@@ -28,6 +30,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cnnkit.cli import app
+from cnnkit.run.checkpoint import read_manifest
 
 EPOCHS = 4
 SPEC = f"""\
@@ -51,9 +54,8 @@ FINAL_NAMES = {
     "metrics.json",
     "eval.json",
     "plots",
-    "backup",
+    "checkpoint",
 }
-BACKUP_NAMES = {"latest.weights.h5", "training_metadata.json", "latest.weights.h5.bkp", "training_metadata.json.bkp"}
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 HINT = "(hint: free disk space or check the folder's permissions)"
 
@@ -112,12 +114,16 @@ def assert_consistent(run: Path) -> str:
         assert (run / "model.keras").exists()
     if status(run) == "completed":
         assert (run / "model.keras").exists() and n == EPOCHS
-    meta = run / "backup" / "training_metadata.json"
-    if (run / "backup").exists():
-        assert {p.name for p in (run / "backup").iterdir()} <= BACKUP_NAMES
-    if meta.exists() and meta.read_text():  # Keras writes it in place: empty only if cut mid-write (repaired)
-        # The history row of an epoch is written before its backup: the backup is never ahead of the history.
-        assert json.loads(meta.read_text())["epoch"] in (n - 1, n)
+    folder = run / "checkpoint"
+    if folder.exists():
+        whole = [p.name for p in folder.iterdir() if not p.name.startswith(".")]
+        assert set(whole) <= {"manifest.json"} | {p.name for p in folder.glob("state-*.npz")}, whole
+        assert len([n for n in whole if n.startswith("state-")]) <= 2  # the older one goes after the manifest moved
+    manifest = read_manifest(run)
+    if manifest is not None:
+        # The history row of an epoch is written before its checkpoint: the checkpoint is never ahead of it.
+        assert manifest["epoch"] in (n - 1, n) and len(manifest["history"]["loss"]) == manifest["epoch"]
+        assert (folder / manifest["state"]).is_file()
     return f"status={status(run)} epochs={n} files={sorted(p.name for p in run.iterdir())}"
 
 
@@ -132,7 +138,7 @@ def assert_resumes(run: Path) -> str:
     else:
         result = cli("train", "--resume", run)
     assert status(run) == "completed" and rows(run) == EPOCHS
-    assert not (run / "backup").exists()
+    assert not (run / "checkpoint").exists()
     assert_consistent(run)
     return result.stdout
 
@@ -260,9 +266,9 @@ def train_until_killed(spec: Path, out: Path) -> Path:
 
 
 def test_killed_before_spec_yaml_cannot_be_resumed(tmp_path, spec, monkeypatch):
-    import cnnkit.run.folder  # noqa: F401  (train() imports atomic_write from it when it writes spec.yaml)
+    import cnnkit.run.train  # noqa: F401  (it writes spec.yaml with its own atomic_write)
 
-    crash_on(monkeypatch, "cnnkit.run.folder.atomic_write", lambda path, *rest: Path(path).name == "spec.yaml")
+    crash_on(monkeypatch, "cnnkit.run.train.atomic_write", lambda path, *rest: Path(path).name == "spec.yaml")
     run = train_until_killed(spec, tmp_path / "runs")
     monkeypatch.undo()
     assert list(run.iterdir()) == []
@@ -274,6 +280,8 @@ def test_killed_before_spec_yaml_cannot_be_resumed(tmp_path, spec, monkeypatch):
 
 
 def test_killed_before_run_json_resumes(tmp_path, spec, monkeypatch):
+    import cnnkit.run.train  # noqa: F401
+
     crash_on(monkeypatch, "cnnkit.run.train.write_json", nth_call(1))
     run = train_until_killed(spec, tmp_path / "runs")
     monkeypatch.undo()
@@ -281,19 +289,23 @@ def test_killed_before_run_json_resumes(tmp_path, spec, monkeypatch):
     assert epoch_lines(assert_resumes(run))[0] == f"1/{EPOCHS}"
 
 
-def test_killed_between_history_and_backup_rewrites_that_epoch(tmp_path, spec, monkeypatch):
-    """Epoch 2's history row is being written; its backup is not. Resume redoes epoch 2, and no row is missing."""
+def test_killed_between_history_and_checkpoint_rewrites_that_epoch(tmp_path, spec, monkeypatch):
+    """Epoch 2's history row is being written; its checkpoint is not. Resume redoes epoch 2, and no row is missing."""
+    import cnnkit.run.train  # noqa: F401
+
     crash_on(monkeypatch, "cnnkit.run.train.write_history", nth_call(2))
     run = train_until_killed(spec, tmp_path / "runs")
     monkeypatch.undo()
     assert rows(run) == 1 and status(run) == "running"
-    assert json.loads((run / "backup" / "training_metadata.json").read_text())["epoch"] == 1
+    assert read_manifest(run)["epoch"] == 1
     assert_consistent(run)
     assert epoch_lines(assert_resumes(run)) == [f"{e}/{EPOCHS}" for e in range(2, EPOCHS + 1)]
 
 
 @pytest.mark.parametrize("moment", ["saving model.keras", "marking run.json completed"])
 def test_killed_after_the_last_epoch_does_not_train_again(moment, tmp_path, spec, monkeypatch):
+    import cnnkit.run.train  # noqa: F401
+
     if moment == "saving model.keras":
         crash_on(monkeypatch, "cnnkit.run.train._save_model", lambda model, path, *twin: path.name == "model.keras")
     else:
@@ -305,24 +317,24 @@ def test_killed_after_the_last_epoch_does_not_train_again(moment, tmp_path, spec
     run = train_until_killed(spec, tmp_path / "runs")
     monkeypatch.undo()
     history = (run / "history.json").read_text()
-    assert rows(run) == EPOCHS and status(run) == "running" and (run / "backup").is_dir()
+    assert rows(run) == EPOCHS and status(run) == "running" and read_manifest(run)["finished"]
     assert_consistent(run)
     stdout = assert_resumes(run)
     assert epoch_lines(stdout) == [] and (run / "history.json").read_text() == history  # nothing retrained
 
 
-# ----------------------------------------------------------------------------------------- broken backups
+# ------------------------------------------------------------------------------------- damaged checkpoints
 @pytest.fixture(scope="module")
 def killed_after_three_epochs(tmp_path_factory) -> Path:
-    """Killed while writing epoch 3's history: 2 rows; backup/ holds epoch 2 (latest) and epoch 1 (.bkp)."""
+    """Killed while writing epoch 3's history: 2 rows; checkpoint/ holds epoch 2's state."""
+    import cnnkit.run.train  # noqa: F401
+
     folder = tmp_path_factory.mktemp("killed")
     (folder / "killme.yaml").write_text(SPEC)
     with pytest.MonkeyPatch.context() as monkeypatch:
         crash_on(monkeypatch, "cnnkit.run.train.write_history", nth_call(3))
         run = train_until_killed(folder / "killme.yaml", folder / "runs")
-    backup = run / "backup"
-    assert {p.name for p in backup.iterdir()} == BACKUP_NAMES and rows(run) == 2
-    assert json.loads((backup / "training_metadata.json.bkp").read_text())["epoch"] == 1
+    assert {p.name for p in (run / "checkpoint").iterdir()} == {"manifest.json", "state-2.npz"} and rows(run) == 2
     return run
 
 
@@ -332,29 +344,39 @@ def killed_run(killed_after_three_epochs, tmp_path) -> Path:
     return Path(shutil.copytree(killed_after_three_epochs, tmp_path / killed_after_three_epochs.name))
 
 
-def test_truncated_latest_checkpoint_falls_back_to_the_previous_one(killed_run):
-    run = killed_run
-    weights = run / "backup" / "latest.weights.h5"
-    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    first_row = json.loads((run / "history.json").read_text())["loss"][0]
-    stdout = assert_resumes(run)
-    # Restarted after epoch 1 (the .bkp pair), not after epoch 2 (cut in half) and not from scratch.
-    assert epoch_lines(stdout)[0] == f"2/{EPOCHS}"
-    assert json.loads((run / "history.json").read_text())["loss"][0] == first_row
+def test_killed_run_resumes_after_its_last_complete_epoch(killed_run):
+    first_row = json.loads((killed_run / "history.json").read_text())["loss"][0]
+    assert epoch_lines(assert_resumes(killed_run)) == [f"3/{EPOCHS}", f"4/{EPOCHS}"]
+    assert json.loads((killed_run / "history.json").read_text())["loss"][0] == first_row
 
 
-def test_torn_backup_metadata_falls_back_to_the_previous_pair(killed_run):
-    run = killed_run
-    (run / "backup" / "training_metadata.json").write_text("")  # Keras opens it with "w", then was killed
-    assert epoch_lines(assert_resumes(run))[0] == f"2/{EPOCHS}"
-
-
-def test_torn_backup_without_a_previous_pair_starts_over(killed_run):
-    run = killed_run
-    for name in ("training_metadata.json.bkp", "latest.weights.h5.bkp"):
-        (run / "backup" / name).unlink()
-    (run / "backup" / "training_metadata.json").write_text('{"epo')
-    assert epoch_lines(assert_resumes(run))[0] == f"1/{EPOCHS}"
+@pytest.mark.parametrize(
+    "damage, why",
+    [
+        ("truncated state", "File is not a zip file"),
+        ("torn manifest", "Expecting value: line 1 column 1 (char 0)"),
+        ("state missing", "the state it names, 'state-2.npz', is missing"),
+    ],
+)
+def test_a_damaged_checkpoint_is_reported_not_trained_over(damage, why, killed_run):
+    """No kill makes these (every checkpoint file is renamed into place whole); a disk fault or a hand might."""
+    folder = killed_run / "checkpoint"
+    state = folder / "state-2.npz"
+    if damage == "truncated state":
+        state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    elif damage == "torn manifest":
+        (folder / "manifest.json").write_text("")
+    else:
+        state.unlink()
+    broken = state if damage == "truncated state" else folder / "manifest.json"
+    result = cli("train", "--resume", killed_run, ok=False)
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"Error: {broken} is unreadable ({why}); the run's checkpoint is damaged (hint: remove {folder} to train "
+        "this run again from epoch 1)\n",
+    )
+    shutil.rmtree(folder)  # the hint, followed
+    assert epoch_lines(assert_resumes(killed_run))[0] == f"1/{EPOCHS}"
 
 
 # --------------------------------------------------------------------------------- full disk, read-only folder
@@ -375,7 +397,6 @@ def _fail_fsync_from(monkeypatch, n: int) -> None:
 def assert_nothing_presented_as_complete(run: Path) -> None:
     assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # temp files are cleaned up
     assert not (run / "model.keras").exists() and not (run / "metrics.json").exists()
-    assert status(run) in (None, "running")
     assert_consistent(run)
 
 
@@ -391,14 +412,18 @@ def test_full_disk_at_the_start(tmp_path, spec, monkeypatch):
 
 
 def test_full_disk_mid_training_then_resume(tmp_path, spec, monkeypatch):
-    _fail_fsync_from(monkeypatch, 5)  # spec.yaml, run.json, epoch 1's history.json and .csv, then epoch 2's
+    # spec.yaml, run.json, epoch 1's history.json, .csv, state and manifest, then epoch 2's history.json
+    _fail_fsync_from(monkeypatch, 7)
     result = cli("train", spec, "--no-pictures", "--out", tmp_path / "runs", ok=False)
     run = the_run(tmp_path / "runs")
     assert (result.exit_code, result.stderr) == (
         2,
-        f"Error: cannot write {run / 'history.json'}: No space left on device {HINT}\n",
+        f"Error: cannot write {run / 'history.json'}: No space left on device (hint: free disk space, then: "
+        f"cnnkit train --resume {run})\n",
     )
     assert rows(run) == 1
+    # run.json is not left saying `running` (its fsynced write failed too; a plain one still fitted)
+    assert status(run) == f"failed: cannot write {run / 'history.json'}: No space left on device"
     assert_nothing_presented_as_complete(run)
     monkeypatch.undo()  # space freed
     assert epoch_lines(assert_resumes(run))[0] == f"2/{EPOCHS}"
@@ -416,26 +441,29 @@ def test_full_disk_while_keras_saves_a_model(tmp_path, spec, monkeypatch):
     run = the_run(tmp_path / "runs")
     assert (result.exit_code, result.stderr) == (
         2,
-        f"Error: cannot write {run / 'best.keras'}: No space left on device {HINT}\n",
+        f"Error: cannot write {run / 'best.keras'}: No space left on device (hint: free disk space, then: "
+        f"cnnkit train --resume {run})\n",
     )
-    assert not (run / "best.keras").exists()
+    assert not (run / "best.keras").exists() and status(run).startswith("failed: cannot write")
     assert_nothing_presented_as_complete(run)
 
 
-def test_full_disk_while_keras_writes_its_backup(tmp_path, spec, monkeypatch):
-    import keras
+def test_full_disk_while_a_checkpoint_is_written(tmp_path, spec, monkeypatch):
+    import numpy
 
-    def save_weights(model, filepath, *args, **kwargs):
+    def savez(*args, **kwargs):
         raise ENOSPC
 
-    monkeypatch.setattr(keras.Model, "save_weights", save_weights)
+    monkeypatch.setattr(numpy, "savez", savez)
     result = cli("train", spec, "--out", tmp_path / "runs", ok=False)
     run = the_run(tmp_path / "runs")
+    state = run / "checkpoint" / "state-1.npz"
     assert (result.exit_code, result.stderr) == (
         2,
-        f"Error: cannot write to {run}: No space left on device (hint: free disk space, then: cnnkit train "
+        f"Error: cannot write {state}: No space left on device (hint: free disk space, then: cnnkit train "
         f"--resume {run})\n",
     )
+    assert status(run) == f"failed: cannot write {state}: No space left on device"
     assert_nothing_presented_as_complete(run)
     monkeypatch.undo()
     assert_resumes(run)

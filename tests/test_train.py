@@ -135,7 +135,7 @@ def test_train_writes_a_complete_run_folder_and_never_overwrites(tmp_path):
     (run,) = run_dirs(out)
     assert result.stdout.rstrip().endswith(f"Run folder: {run}")
     assert (out / "latest").resolve() == run
-    assert {p.name for p in run.iterdir()} == RUN_FILES  # backup/ is gone once the run completed
+    assert {p.name for p in run.iterdir()} == RUN_FILES  # checkpoint/ is gone once the run completed
 
     # spec.yaml is the resolved spec: --epochs is in it, and it loads back on its own.
     from cnnkit.spec.parse import load_spec
@@ -251,8 +251,8 @@ def test_ctrl_c_then_resume_finishes_the_full_epoch_count(tmp_path):
         )
         try:
             deadline = time.monotonic() + 120
-            # The backup's own marker: the first epoch has ended and its checkpoint is on disk.
-            while not list(out.glob("*/backup/training_metadata.json")):
+            # The checkpoint's own marker: the first epoch has ended and its state is on disk.
+            while not list(out.glob("*/checkpoint/manifest.json")):
                 assert proc.poll() is None, (tmp_path / "stderr").read_text()
                 assert time.monotonic() < deadline, "no epoch finished within 120 s"
                 time.sleep(0.05)
@@ -277,15 +277,17 @@ def test_ctrl_c_then_resume_finishes_the_full_epoch_count(tmp_path):
         f"(hint: resume with: cnnkit train --resume {run})\n"
     )
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
-    assert (run / "backup").is_dir() and not (run / "model.keras").exists() and not (run / "metrics.json").exists()
+    assert (run / "checkpoint").is_dir() and not (run / "model.keras").exists()
+    assert not (run / "metrics.json").exists()
 
     result = cli("train", "--resume", run)
     # It picks up after the last saved epoch: no "epoch 1/12" line the second time.
-    assert "epoch 1/" not in result.stdout and f"epoch {epochs}/{epochs}" in result.stdout
+    started = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("epoch ")]
+    assert started[0] != f"1/{epochs}" and started[-1] == f"{epochs}/{epochs}"
     assert history_rows(run) == epochs  # as many rows as an uninterrupted run
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "completed" and info["epochs_run"] == epochs and len(info["resumed"]) == 1
-    assert not (run / "backup").exists() and len(weights(run / "model.keras")) == 4
+    assert not (run / "checkpoint").exists() and len(weights(run / "model.keras")) == 4
 
     # Resuming again is refused: nothing is left to do.
     again = cli("train", "--resume", run, ok=False)
@@ -310,7 +312,7 @@ def test_resume_refusals(tmp_path):
     result = cli("train", write_spec(tmp_path, TINY), "--resume", tmp_path, ok=False)
     assert (result.exit_code, result.stderr) == (
         2,
-        "Error: --resume continues a run with its own spec; drop the SPEC argument and --set\n",
+        "Error: --resume continues a run with its own spec; drop the SPEC argument\n",
     )
     result = cli("train", ok=False)
     assert (result.exit_code, result.stderr) == (2, "Error: give a SPEC file to train, or --resume RUN\n")
@@ -324,12 +326,12 @@ def test_nan_loss_stops_with_exit_3_and_keeps_the_last_good_state(tmp_path):
     assert (result.exit_code, result.stderr) == (
         3,
         f"Error: the loss became NaN/inf during epoch 2; training stopped. The last good state (epoch 1) is kept "
-        f"in {run / 'backup'} and best.keras (hint: lower the learning rate or add BatchNormalization, then "
-        "--resume)\n",
+        f"in {run} and best.keras (hint: lower the values of train.lr_schedule or add BatchNormalization, and "
+        "train a new run)\n",
     )
     assert not (run / "model.keras").exists() and not (run / "metrics.json").exists()  # not presented as complete
-    assert json.loads((run / "run.json").read_text())["status"] == "diverged"
-    assert history_rows(run) == 1 and (run / "backup" / "latest.weights.h5").is_file()
+    assert json.loads((run / "run.json").read_text())["status"] == "failed: the loss became NaN/inf in epoch 2"
+    assert history_rows(run) == 1 and (run / "checkpoint" / "state-1.npz").is_file()
     best = weights(run / "best.keras")
     assert all(np.isfinite(w).all() for w in best)
 

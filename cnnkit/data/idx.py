@@ -8,11 +8,13 @@ uint32 dimensions, then the data. Images are rank 3 (magic 0x00000803), labels r
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 
 import numpy as np
 
+from cnnkit.data import limits
 from cnnkit.errors import DataError
 
 # The four files of a dataset, as (split, array) -> base name; a ".gz" suffix is optional.
@@ -38,29 +40,48 @@ def has_idx_files(folder: str) -> bool:
 
 def read_idx(path: str, rank: int) -> np.ndarray:
     opener = gzip.open if path.endswith(".gz") else open
+    header = 4 + 4 * rank
     try:
         with opener(path, "rb") as f:
-            raw = f.read()
+            head = f.read(header)
+            _check_magic(path, head, rank)
+            dims = [int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(rank)]
+            size = math.prod(dims)
+            # Checked before reading: a few-kilobyte .gz can unpack to gigabytes.
+            if size > limits.MAX_UNPACKED_BYTES:
+                raise DataError(
+                    f"{path}: IDX header says {dims} = {size:,} bytes of data, more than cnnkit's cap of "
+                    f"{limits.MAX_UNPACKED_BYTES:,} for one file",
+                    hint="use the original *-ubyte(.gz) files",
+                )
+            raw = f.read(size)
+            # Anything past the declared data, counted in chunks (never held) to say how long the file is.
+            extra = sum(len(chunk) for chunk in iter(lambda: f.read(1 << 20), b""))
     except (OSError, EOFError, zlib.error) as err:
         raise DataError(f"{path}: cannot read ({err})", hint="download the file again; it may be truncated") from None
+    if len(raw) != size or extra:
+        raise DataError(
+            f"{path}: IDX header says {dims} = {size} bytes of data, file holds {len(raw) + extra}",
+            hint="download the file again; it is truncated",
+        )
+    return np.frombuffer(raw, dtype=np.uint8).reshape(dims)
+
+
+def _check_magic(path: str, head: bytes, rank: int) -> None:
     expected_magic = 0x0800 | rank
-    magic = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
+    magic = int.from_bytes(head[:4], "big") if len(head) >= 4 else None
     if magic != expected_magic:
-        got = f"0x{magic:08x}" if magic is not None else f"{len(raw)} bytes"
+        got = f"0x{magic:08x}" if magic is not None else f"{len(head)} bytes"
         kind = "image" if rank == 3 else "label"
         raise DataError(
             f"{path}: not an IDX {kind} file (magic number {got}, expected 0x{expected_magic:08x})",
             hint="use the original *-ubyte(.gz) files",
         )
-    header = 4 + 4 * rank
-    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(rank)]
-    size = int(np.prod(dims))
-    if len(raw) != header + size:
+    if len(head) < 4 + 4 * rank:
         raise DataError(
-            f"{path}: IDX header says {dims} = {size} bytes of data, file holds {len(raw) - header}",
+            f"{path}: IDX header cut short ({len(head)} bytes, expected {4 + 4 * rank})",
             hint="download the file again; it is truncated",
         )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
 def load_idx_folder(folder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -87,11 +87,11 @@ def check_image(path) -> None:
         img.verify()
 
 
-def model_image_size(model) -> tuple[int, int, int]:
-    """(height, width, channels) of a model's image input."""
+def model_image_size(model, path) -> tuple[int, int, int]:
+    """(height, width, channels) of a model's image input; `path` names the image in the error."""
     want = tuple(int(d) for d in model.input_shape[1:])
     if len(want) not in (2, 3):
-        raise DataError(f"the model's input {want} is not an image")
+        raise DataError(f"{path}: the model's input {want} is not an image")
     return want[0], want[1], want[2] if len(want) == 3 else 1
 
 
@@ -121,7 +121,7 @@ def image_for(model, path) -> tuple[np.ndarray, str | None]:
     from PIL import Image
 
     path = Path(path)
-    height, width, channels = model_image_size(model)
+    height, width, channels = model_image_size(model, path)
     mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(channels)
     if mode is None:
         raise DataError(f"{path}: cannot turn an image into {channels} channels")

@@ -15,6 +15,6 @@ MAX_IMAGE_PIXELS = 64_000_000
 # (MemoryError) and 1e30 would wrap to a negative int64.
 MAX_CLASSES = 10_000
 
-# Bytes the arrays of one .npz may unpack to, from the shapes and dtypes their headers declare.
-# MNIST is 55 MB and CIFAR-10 184 MB as uint8; 4 GiB leaves room for float64 copies of both.
-MAX_NPZ_BYTES = 4 * 1024**3
+# Bytes the arrays of one data file (.npz, gzipped IDX) may unpack to, from the shapes and dtypes their
+# headers declare. MNIST is 55 MB and CIFAR-10 184 MB as uint8; 4 GiB leaves room for float64 copies of both.
+MAX_UNPACKED_BYTES = 4 * 1024**3

@@ -56,7 +56,7 @@ def read_npz(path: str, required: tuple[str, ...], optional: tuple[str, ...] = (
     """The named arrays of an .npz, never unpickling anything; absent optional keys are skipped.
 
     Every header is read first (numpy.lib.format, no data): what the arrays declare must be in the
-    file and, all together, fit limits.MAX_NPZ_BYTES before a single array is unpacked.
+    file and, all together, fit limits.MAX_UNPACKED_BYTES before a single array is unpacked.
     """
     check_npz_path(path)
     try:
@@ -76,12 +76,12 @@ def read_npz(path: str, required: tuple[str, ...], optional: tuple[str, ...] = (
             headers = {key: _header(path, zf, members[f"{key}.npy"], key) for key in keys}
             # The cap first: a forged header declaring terabytes is refused for what it asks, whatever it holds.
             total = sum(declared for _, _, declared, _ in headers.values())
-            if total > limits.MAX_NPZ_BYTES:
+            if total > limits.MAX_UNPACKED_BYTES:
                 largest = max(headers, key=lambda k: headers[k][2])
                 shape, dtype, _, _ = headers[largest]
                 raise DataError(
                     f"{path}: its arrays unpack to {_size(total)} (largest: '{largest}', shape {shape} {dtype}), "
-                    f"more than cnnkit's cap of {_size(limits.MAX_NPZ_BYTES)} for one .npz",
+                    f"more than cnnkit's cap of {_size(limits.MAX_UNPACKED_BYTES)} for one .npz",
                     hint="save fewer samples, or pixels as uint8",
                 )
             for key, (shape, dtype, declared, held) in headers.items():

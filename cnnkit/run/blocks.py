@@ -37,6 +37,8 @@ def _define(keras):
     class Residual(keras.layers.Layer):
         """y = layers(x) + shortcut(x); shortcut = identity or a 1×1 convolution (see spec/blocks.py)."""
 
+        registered_block = True  # viz/probe.py: its output is a feature map
+
         def __init__(self, block: dict, **kwargs):
             super().__init__(**kwargs)
             self.block = block

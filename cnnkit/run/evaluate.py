@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,46 @@ class Target:
     run_dir: Path | None
     run_info: dict
     spec: object | None
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """The test arrays and what the model made of them (for the pictures of mistakes)."""
+
+    x: np.ndarray  # as the model takes them (uint8)
+    y: np.ndarray  # true class ids
+    y_pred: np.ndarray  # predicted class ids
+    confidence: np.ndarray  # the predicted class's probability
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What `cnnkit evaluate` reports; `to_dict()` is its JSON (eval.json, --json)."""
+
+    samples: int
+    metrics: dict  # loss and every compiled metric, by Keras' names
+    accuracy: float
+    class_names: list[str]
+    top_k: int
+    top_k_accuracy: float | None  # None when there are no more than top_k classes
+    confusion_matrix: list[list[int]]  # rows: true class, columns: predicted
+    per_class: list[dict]
+    predictions: Predictions = field(repr=False, compare=False)
+    model: str = ""  # the model file evaluated
+    data: str = ""  # where the test data came from
+
+    def to_dict(self) -> dict:
+        out = {
+            "model": self.model,
+            "data": self.data,
+            "samples": self.samples,
+            "metrics": self.metrics,
+            "accuracy": self.accuracy,
+            "class_names": self.class_names,
+        }
+        if self.top_k_accuracy is not None:
+            out[f"top_{self.top_k}_accuracy"] = self.top_k_accuracy
+        return {**out, "confusion_matrix": self.confusion_matrix, "per_class": self.per_class}
 
 
 def resolve_target(target: str | Path, *, model_name: str = "model.keras") -> Target:
@@ -95,23 +135,28 @@ def evaluate(
     data_dir: str | None = None,
     top_k: int | None = None,
     batch_size: int = 256,
-) -> dict:
+) -> Evaluation:
     from cnnkit.run.modelfile import load_model
 
     target = resolve_target(target_path)
-    check_data(target, data)  # before load_model: that imports TensorFlow
+    if target.model_path.exists():  # else load_model says the model file is missing, before any TF import
+        check_data(target, data)  # before load_model: that imports TensorFlow
     model = load_model(target.model_path)
     x, y, splits = load_test_split(target, data, data_dir, model)
     names = target.run_info.get("class_names") or splits.class_names
     k = top_k or (target.spec.train["top_k"] if target.spec is not None else 5)
     result = evaluate_arrays(model, x, y, names, top_k=k, batch_size=batch_size)
-    result = {"model": str(target.model_path), "data": splits.source, **result}
+    result = replace(result, model=str(target.model_path), data=splits.source)
+    weighted = (target.run_info.get("class_weight") or {}).get("weights")
+    if weighted and data is None:  # the weight each class had in training, beside its recall
+        for row in result.per_class:
+            row["weight"] = weighted.get(row["class"])
     if target.run_dir is not None:
-        write_json(target.run_dir / "eval.json", {k: v for k, v in result.items() if k != "_arrays"})
+        write_json(target.run_dir / "eval.json", result.to_dict())
     return result
 
 
-def evaluate_arrays(model, x, y, names, *, top_k: int = 5, batch_size: int = 256) -> dict:
+def evaluate_arrays(model, x, y, names, *, top_k: int = 5, batch_size: int = 256) -> Evaluation:
     """The evaluation itself, on a loaded model and test arrays already laid out for it."""
     probs = predict_probabilities(model, x, batch_size)
     classes = max(probs.shape[1], 2) if probs.ndim == 2 else 2
@@ -123,21 +168,23 @@ def evaluate_arrays(model, x, y, names, *, top_k: int = 5, batch_size: int = 256
         probs_full = probs
     if int(y.max()) >= classes:
         raise DataError(f"the test labels go up to {int(y.max())} but the model predicts {classes} classes")
-    result = {
-        "samples": int(len(y)),
-        "metrics": _compiled_metrics(model, y, probs),
-        "accuracy": float((y_pred == y).mean()),
-        "class_names": list(names)[:classes] if names else [str(i) for i in range(classes)],
-    }
-    k = top_k
-    if classes > k:
-        top = np.argsort(-probs_full, axis=1)[:, :k]
-        result[f"top_{k}_accuracy"] = float((top == y[:, None]).any(axis=1).mean())
+    class_names = list(names)[:classes] if names else [str(i) for i in range(classes)]
+    top_k_accuracy = None
+    if classes > top_k:
+        top = np.argsort(-probs_full, axis=1)[:, :top_k]
+        top_k_accuracy = float((top == y[:, None]).any(axis=1).mean())
     cm = confusion_matrix(y, y_pred, classes)
-    result["confusion_matrix"] = cm.tolist()
-    result["per_class"] = per_class_scores(cm, result["class_names"])
-    result["_arrays"] = {"x": x, "y": y, "y_pred": y_pred, "confidence": probs_full.max(axis=1)}
-    return result
+    return Evaluation(
+        samples=int(len(y)),
+        metrics=_compiled_metrics(model, y, probs),
+        accuracy=float((y_pred == y).mean()),
+        class_names=class_names,
+        top_k=top_k,
+        top_k_accuracy=top_k_accuracy,
+        confusion_matrix=cm.tolist(),
+        per_class=per_class_scores(cm, class_names),
+        predictions=Predictions(x, y, y_pred, probs_full.max(axis=1)),
+    )
 
 
 def predict_probabilities(model, x, batch_size: int = 256) -> np.ndarray:

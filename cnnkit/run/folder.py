@@ -5,7 +5,7 @@ A run folder holds everything needed to rebuild, evaluate and resume the run:
   model.keras     final model            best.keras   best epoch by train.monitor
   history.json    per-epoch metrics      history.csv  the same, for spreadsheets
   metrics.json    final train/val/test   run.json     versions, device, seed, command, times, status
-  backup/         Keras BackupAndRestore state while a run is unfinished (for --resume)
+  checkpoint/     the last complete epoch's state while a run is unfinished (for --resume; see checkpoint.py)
   eval.json       written by `cnnkit evaluate`;  plots/  the pictures
 """
 
@@ -70,7 +70,11 @@ def new_run_dir(parent: Path, name: str) -> Path:
 
 
 def point_latest(run_dir: Path) -> None:
-    """`<parent>/latest` -> the newest run, replaced atomically."""
+    """`<parent>/latest` -> the newest run, replaced atomically. Only ever to a real run folder: `run_dir` is
+    resolved first, so `--resume runs/latest` cannot make `latest` point at itself."""
+    run_dir = Path(run_dir).resolve()
+    if run_dir.name == LATEST or not run_dir.is_dir():
+        raise RunError(f"{run_dir} is not a run folder `latest` can point to")
     link = run_dir.parent / LATEST
     tmp = run_dir.parent / f".{LATEST}.{os.getpid()}"
     try:
@@ -85,6 +89,10 @@ def point_latest(run_dir: Path) -> None:
 def resolve_run(path: str | Path, *, need: str = "spec.yaml") -> Path:
     """A run folder given by path (or a parent holding `latest`), checked to contain `need`."""
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise RunError(
+            f"{path} points to {os.readlink(path)}, which does not exist", hint="pass a folder made by `cnnkit train`"
+        )
     if not path.exists():
         raise RunError(f"run folder {path} does not exist", hint="pass a folder made by `cnnkit train`")
     if path.is_dir() and not (path / "spec.yaml").exists() and (path / LATEST).exists():

@@ -80,18 +80,26 @@ def _npz_images(path: Path) -> np.ndarray:
 
 def predict(target, inputs: list[Path], *, top: int = 3) -> list[dict]:
     """One result per image: the top classes with probabilities, and `warning` when the picture was resized
-    so much (or stretched) that the answer is suspect; the caller decides how to show it."""
+    so much (or stretched) that the answer is suspect; the caller decides how to show it.
+
+    `target` is a run folder, a .keras file, or an exported .tflite / .onnx file (run in its own runtime)."""
+    from cnnkit.run.artefacts import kind_of
     from cnnkit.run.evaluate import resolve_target
     from cnnkit.run.modelfile import load_model
 
-    resolved = resolve_target(target)
-    checked = check_inputs(inputs)  # before load_model: that imports TensorFlow
-    model = load_model(resolved.model_path)
-    labels, batch, warnings = load_inputs(model, checked)
-    probs = np.asarray(model.predict(batch, verbose=0, batch_size=256))
+    if kind_of(target) in ("tflite", "onnx"):
+        checked = check_inputs(inputs)
+        labels, probs, names, warnings = _predict_artefact(Path(target), checked)
+    else:
+        resolved = resolve_target(target)
+        checked = check_inputs(inputs)  # before load_model: that imports TensorFlow
+        model = load_model(resolved.model_path)
+        labels, batch, warnings = load_inputs(model, checked)
+        probs = np.asarray(model.predict(batch, verbose=0, batch_size=256))
+        names = resolved.run_info.get("class_names")
     if probs.shape[-1] == 1:
         probs = np.concatenate([1 - probs, probs], axis=1)
-    names = resolved.run_info.get("class_names") or [str(i) for i in range(probs.shape[1])]
+    names = names or [str(i) for i in range(probs.shape[1])]
     results = []
     for label, row, warning in zip(labels, probs, warnings):
         order = np.argsort(-row)[:top]
@@ -104,3 +112,15 @@ def predict(target, inputs: list[Path], *, top: int = 3) -> list[dict]:
             }
         )
     return results
+
+
+def _predict_artefact(path: Path, inputs: list[Input]):
+    """An exported .tflite/.onnx in its own runtime; class names from the export.json `cnnkit export` wrote."""
+    from types import SimpleNamespace
+
+    from cnnkit.run.artefacts import open_artefact
+    from cnnkit.run.export import recorded
+
+    runner = open_artefact(path)
+    labels, batch, warnings = load_inputs(SimpleNamespace(input_shape=(None, *runner.input_shape)), inputs)
+    return labels, runner.predict(batch), recorded(path).get("class_names"), warnings

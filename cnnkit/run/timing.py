@@ -17,13 +17,12 @@ def time_layers(spec, *, batch_size: int = 64, iterations: int = 20, device: str
     devices.hide_gpus_if_cpu(device)
     from cnnkit.backend import tensorflow
     from cnnkit.run.build import build_model
-    from cnnkit.spec.summary import summarize
 
     tf = tensorflow()
     info = devices.describe(tf, device)
     model = build_model(spec)
     rows = []
-    shapes = [tuple(spec.input_shape)] + [tuple(r.output_shape) for r in summarize(spec).layers]
+    shapes = [tuple(spec.input_shape)] + [tuple(r.output_shape) for r in spec.summary.layers]
     for index, layer in enumerate(model.layers):
         x = tf.random.uniform((batch_size, *shapes[index]))
         forward = tf.function(lambda t, layer=layer: layer(t, training=True))

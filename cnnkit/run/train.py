@@ -17,13 +17,30 @@ from cnnkit import __version__
 from cnnkit.backend import is_tf_keras, keras_version
 from cnnkit.data.feed import arrange, check_fit, keep_classes
 from cnnkit.errors import Interrupted, RunError, SpecError, TrainingDiverged
-from cnnkit.run import devices
-from cnnkit.run.folder import new_run_dir, point_latest, read_json, resolve_run, unwritable, write_history, write_json
+from cnnkit.run import checkpoint, devices, stopping
+from cnnkit.run.class_weights import weighted_training
+from cnnkit.run.folder import (
+    atomic_write,
+    new_run_dir,
+    point_latest,
+    read_json,
+    resolve_run,
+    unwritable,
+    write_history,
+    write_json,
+)
+from cnnkit.run.tensorboard import tensorboard_callbacks
 from cnnkit.spec import options
 from cnnkit.spec.parse import Spec, load_spec
-from cnnkit.spec.summary import summarize
 
-BACKUP = "backup"
+# `--set` keys a resumed run may change: they act on the saved state from the next epoch on. Anything else (layers,
+# data, batch size, seed...) would make the saved state mean something else.
+RESUME_SETTABLE = (
+    "train.epochs",
+    "train.optimizer.learning_rate",
+    "train.early_stopping",
+    "train.reduce_lr_on_plateau",
+)
 
 
 @dataclass
@@ -37,8 +54,8 @@ class TrainRequest:
     out: Path = Path("runs")
     resume: Path | None = None
     strategy: str | None = None
-    # Called once the run is complete, as after_training(run_dir, model=, splits=, feed=, summary=): the CLI
-    # passes viz.pictures.draw_run_pictures. A hook, because the run side never imports the picture side.
+    # Called once the run is complete, as after_training(run_dir, model=, splits=, feed=, summary=, spec=, history=);
+    # the CLI passes viz.pictures.draw_run_pictures. A hook, because the run side never imports the picture side.
     after_training: Callable[..., object] | None = None
 
 
@@ -52,33 +69,69 @@ class TrainResult:
     weights_sha256: str | None = None
 
 
-def prepare(request: TrainRequest) -> tuple[Spec, Path | None, dict]:
+@dataclass
+class Prepared:
+    spec: Spec
+    resume_dir: Path | None  # the real run folder (symlinks resolved once), or None for a new run
+    previous: dict  # its run.json
+    changes: list  # the --set values a resume applies
+
+
+def prepare(request: TrainRequest) -> Prepared:
     """Everything that can fail without TensorFlow: the spec, the run to resume, its settings."""
-    if request.resume is not None:
-        if request.spec_file is not None or request.overrides:
-            raise SpecError("--resume continues a run with its own spec; drop the SPEC argument and --set")
-        run_dir = resolve_run(request.resume)
-        previous = read_json(run_dir / "run.json", {})
-        if previous.get("status") == "completed":
-            raise RunError(f"run {run_dir} already completed all its epochs; nothing to resume")
-        spec = load_spec(run_dir / "spec.yaml")
-        return spec, run_dir, previous
-    if request.spec_file is None:
-        raise SpecError("give a SPEC file to train, or --resume RUN")
-    overrides = list(request.overrides)
-    if request.epochs is not None:
-        overrides.append(f"train.epochs={request.epochs}")
-    if request.seed is not None:
-        overrides.append(f"train.seed={request.seed}")
-    if request.strategy is not None:
-        overrides.append(f"train.distribution.strategy={request.strategy}")
-    return load_spec(request.spec_file, overrides), None, {}
+    if request.resume is None:
+        if request.spec_file is None:
+            raise SpecError("give a SPEC file to train, or --resume RUN")
+        overrides = list(request.overrides)
+        if request.epochs is not None:
+            overrides.append(f"train.epochs={request.epochs}")
+        if request.seed is not None:
+            overrides.append(f"train.seed={request.seed}")
+        if request.strategy is not None:
+            overrides.append(f"train.distribution.strategy={request.strategy}")
+        return Prepared(load_spec(request.spec_file, overrides), None, {}, [])
+    if request.spec_file is not None:
+        raise SpecError("--resume continues a run with its own spec; drop the SPEC argument")
+    if request.seed is not None or request.strategy is not None:
+        raise SpecError("--resume continues a run with its own seed and strategy; drop --seed and --strategy")
+    # The real folder: `runs/latest` or `runs` name it through a symlink, and `latest` must never point at itself.
+    run_dir = resolve_run(request.resume).resolve()
+    changes = list(request.overrides) + ([f"train.epochs={request.epochs}"] if request.epochs is not None else [])
+    for item in changes:
+        key = item.partition("=")[0].strip()
+        if not any(key == k or key.startswith(k + ".") for k in RESUME_SETTABLE):
+            raise SpecError(
+                f"--resume --set {item}: a resumed run may change only {', '.join(RESUME_SETTABLE)}",
+                hint="train a new run to change anything else",
+            )
+    previous = read_json(run_dir / "run.json", {})
+    if previous.get("status") == "completed":
+        shutil.rmtree(run_dir / checkpoint.FOLDER, ignore_errors=True)  # a kill just before its removal
+        raise RunError(f"run {run_dir} already completed all its epochs; nothing to resume")
+    spec = load_spec(run_dir / "spec.yaml")
+    if changes:
+        spec = load_spec(run_dir / "spec.yaml", _optimizer_as_mapping(spec, changes) + changes)
+    return Prepared(spec, run_dir, previous, changes)
+
+
+def _optimizer_as_mapping(spec: Spec, changes: list) -> list:
+    """`--set train.optimizer.learning_rate=X` needs the mapping form; a spec may say just `optimizer: adam`."""
+    if not any(c.startswith("train.optimizer.learning_rate") for c in changes):
+        return []
+    name = spec.train["optimizer"]["name"]
+    raw_train = spec.raw.get("train") if isinstance(spec.raw, dict) else None
+    if not isinstance(raw_train, dict):
+        return [f"train={{optimizer: {{name: {name}}}}}"]
+    if not isinstance(raw_train.get("optimizer"), dict):
+        return [f"train.optimizer={{name: {name}}}"]
+    return []
 
 
 def train(request: TrainRequest, reporter=None) -> TrainResult:
-    with contextlib.ExitStack() as cleanup:  # a non-chief worker's scratch folder goes, whatever happens
+    # A non-chief worker's scratch folder goes, whatever happens; SIGINT/SIGTERM stop the run cleanly.
+    with contextlib.ExitStack() as cleanup, stopping.handled() as stop:
         try:
-            return _train(request, reporter, cleanup)
+            return _train(request, reporter, cleanup, stop)
         except Exception as err:
             lost = devices.lost_worker(err)  # multi_worker: a peer died; None for every other error
             if lost is None:
@@ -86,14 +139,17 @@ def train(request: TrainRequest, reporter=None) -> TrainResult:
             raise lost from None
 
 
-def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack) -> TrainResult:
-    spec, resume_dir, previous = prepare(request)
+def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack, stop) -> TrainResult:
+    prepared = prepare(request)
+    spec, resume_dir, previous = prepared.spec, prepared.resume_dir, prepared.previous
     # multi_worker: TF_CONFIG is checked and tf-keras selected now, before TensorFlow is imported.
     cluster = devices.cluster_for(spec.train)
     shared_dir = None
     if cluster is not None:
         shared_dir, resume_dir, previous = _cluster_run(cluster, request.out, spec, resume_dir)
-    summary = summarize(spec)
+    # Every worker reads the same (the chief's) checkpoint, so all take the same decisions from the same state.
+    manifest = checkpoint.read_manifest(shared_dir or resume_dir) if (shared_dir or resume_dir) else None
+    summary = spec.summary
     device = previous.get("device", {}).get("requested", request.device) if resume_dir else request.device
     data_dir = previous.get("data_dir") if resume_dir and request.data_dir is None else request.data_dir
     devices.hide_gpus_if_cpu(device)
@@ -131,24 +187,30 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack) -> Tr
     strategy, distribution = devices.strategy_for(tf, spec.train, device_info, cluster)
     distribution, strategy_line = devices.report(distribution, spec.train["batch_size"])
     if cluster is not None:
-        _check_cluster(tf, strategy, cluster, spec, splits, shared_dir / BACKUP, previous)
+        _check_cluster(tf, strategy, cluster, spec, splits, shared_dir, previous, manifest)
     if distribution["strategy"] != "none" and hasattr(reporter, "note"):
         reporter.note(strategy_line)
 
     # The model before the run folder: a spec that cannot be built (e.g. by tf-keras) leaves no folder behind.
-    batch_size = spec.train["batch_size"]
-    train_ds = _dataset(splits.x_train, splits.y_train, feed, splits, batch_size, seed, shuffle=spec.train["shuffle"])
+    batch_size, epochs = spec.train["batch_size"], spec.train["epochs"]
+    first_epoch = min(int(manifest["epoch"]), epochs) if manifest else 0
+    train_ds = _train_batches(splits, feed, spec, first_epoch)
     val_ds = _dataset(splits.x_val, splits.y_val, feed, splits, batch_size, seed)
+    train_ds, class_weight = weighted_training(spec.train, train_ds, splits, feed)
     steps = -(-len(splits.x_train) // batch_size)
     with devices.scope(strategy), _tf_keras_limits(keras):
         model = _compiled_model(keras, spec, steps)
+        if manifest:
+            model.optimizer.build(model.trainable_variables)
+            checkpoint.restore_model(shared_dir or resume_dir, manifest, model)
+            _apply_changes(keras, model, spec, prepared.changes)
     twin = _keras3_twin(keras, spec, steps)
 
     run_dir = resume_dir or _new_run_dir(request.out, spec.name, cluster, shared_dir, cleanup)
-    if resume_dir is None:
-        from cnnkit.run.folder import atomic_write
-
+    if resume_dir is None or prepared.changes:
         atomic_write(run_dir / "spec.yaml", spec.resolved_yaml())
+    if resume_dir is not None:
+        _remove_temp_files(run_dir)
     run_info = {
         "cnnkit": __version__,
         "tensorflow": tf.__version__,
@@ -166,53 +228,58 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack) -> Tr
         "data_source": splits.source,
         "class_names": splits.class_names,
         "samples": {"train": len(splits.x_train), "val": _len(splits.x_val), "test": _len(splits.x_test)},
+        "class_weight": class_weight,
         "feed": {"squeeze_channel": feed.squeeze_channel, "channels_first": feed.channels_first, "labels": feed.labels},
         "started": previous.get("started") or _now(),
-        "resumed": previous.get("resumed", []) + ([_now()] if resume_dir else []),
+        "resumed": previous.get("resumed", [])
+        + ([{"at": _now(), "after_epoch": first_epoch, "set": prepared.changes}] if resume_dir else []),
         "status": "running",
     }
     write_json(run_dir / "run.json", run_info)
     point_latest(run_dir)
-
-    history = read_json(run_dir / "history.json", {}) if resume_dir else {}
-    if resume_dir:
-        _repair_backup(run_dir / BACKUP)
-    callbacks = _callbacks(
-        keras,
-        spec,
-        run_dir,
-        history,
-        val_ds is not None,
-        reporter,
-        steps,
-        backup_dir=(shared_dir or run_dir) / BACKUP,
-        twin=twin,
-    )
+    history = {k: list(v) for k, v in (manifest or {}).get("history", {}).items()}
+    if resume_dir is not None:
+        write_history(run_dir, history)  # rows of an epoch whose checkpoint was not complete are redone
+        if hasattr(reporter, "note"):
+            reporter.note(_resume_line(run_dir, manifest, epochs, previous))
+    writer = cluster is None or cluster.is_chief
     try:
-        # shuffle=False: the tf.data pipeline already shuffles (seeded) every epoch.
-        model.fit(
-            train_ds, validation_data=val_ds, epochs=spec.train["epochs"], verbose=0, callbacks=callbacks, shuffle=False
+        home = shared_dir or run_dir
+        model, history = _fit(
+            keras, spec, model, twin, train_ds, val_ds, run_dir, home, history, manifest, reporter, steps, stop, writer
         )
-    except KeyboardInterrupt:
-        _ignore_further_ctrl_c()  # a second Ctrl-C must not cut the run.json write short
+        if twin is not None:  # tf-keras: go on with the Keras 3 twin, which needs no other worker from here on
+            twin.set_weights(model.get_weights())
+            model = twin
+        return _finish(request, spec, model, splits, feed, summary, run_dir, run_info, history, cluster, shared_dir)
+    except KeyboardInterrupt as err:  # Ctrl-C, SIGTERM (stopping.Stop)
+        stop.quiet()  # a second signal must not cut the run.json write short
         done = len(next(iter(history.values()), []))
-        write_json(run_dir / "run.json", {**run_info, "status": "interrupted", "ended": _now()})
-        raise Interrupted(
-            f"interrupted after {done} completed epoch(s); progress is saved in {run_dir}",
+        _mark(run_dir, run_info, "interrupted")
+        where = "; progress is saved in" if done else "; no epoch was complete yet, the run starts again from"
+        interrupted = Interrupted(
+            f"interrupted after {done} completed epoch(s){where} {run_dir}",
             hint=f"resume with: cnnkit train --resume {run_dir}",
-        ) from None
+        )
+        interrupted.exit_code = 128 + getattr(err, "signum", 2)  # 130 Ctrl-C, 143 SIGTERM: as the shell reports
+        raise interrupted from None
     except RuntimeError as err:
         if "NaN or Inf loss" not in str(err):
+            _mark(run_dir, run_info, f"failed: {_first_line(err)}")
             raise
         done = len(next(iter(history.values()), []))
-        write_json(run_dir / "run.json", {**run_info, "status": "diverged", "ended": _now()})
+        _mark(run_dir, run_info, f"failed: the loss became NaN/inf in epoch {done + 1}")
         raise TrainingDiverged(
-            f"the loss became NaN/inf during epoch {done + 1}; training stopped. The last good state "
-            f"(epoch {done}) is kept in {run_dir / BACKUP}"
+            f"the loss became NaN/inf during epoch {done + 1}; training stopped. "
+            + (f"The last good state (epoch {done}) is kept in {run_dir}" if done else "No epoch was complete")
             + (" and best.keras" if (run_dir / "best.keras").exists() else ""),
-            hint="lower the learning rate or add BatchNormalization, then --resume",
+            hint=_nan_hint(spec, run_dir),
         ) from None
-    except OSError as err:  # Keras' own backup write on a full disk or read-only folder
+    except RunError as err:  # a checkpoint, history or model write on a full disk or read-only folder
+        _mark(run_dir, run_info, f"failed: {err.message}")
+        raise RunError(err.message, hint=f"free disk space, then: cnnkit train --resume {run_dir}") from None
+    except OSError as err:
+        _mark(run_dir, run_info, f"failed: {err.strerror or err}")
         raise RunError(
             f"cannot write to {run_dir}: {err.strerror or err}",
             hint=f"free disk space, then: cnnkit train --resume {run_dir}",
@@ -220,13 +287,44 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack) -> Tr
     except Exception as err:
         lost = devices.lost_worker(err)  # multi_worker: another worker died mid-epoch
         if lost is None:
+            _mark(run_dir, run_info, f"failed: {type(err).__name__}: {_first_line(err)}")
             raise
-        write_json(run_dir / "run.json", {**run_info, "status": "worker lost", "ended": _now()})
+        _mark(run_dir, run_info, "failed: worker lost")
         raise lost from None
 
-    if twin is not None:  # tf-keras: go on with the Keras 3 twin, which needs no other worker from here on
-        twin.set_weights(model.get_weights())
-        model = twin
+
+def _fit(keras, spec, model, twin, train_ds, val_ds, run_dir, home, history, manifest, reporter, steps, stop, writer):
+    """Train from the checkpoint's epoch to the end; returns (the trained model, its history)."""
+    epochs = spec.train["epochs"]
+    if manifest and (manifest.get("finished") or manifest["epoch"] >= epochs):
+        return model, history  # killed after training: the saved state is the trained model
+    callbacks = _callbacks(
+        keras, spec, run_dir, history, val_ds is not None, reporter, steps, stop, manifest, home, writer, twin
+    )
+    recorder = callbacks[-2] if reporter is not None else callbacks[-1]
+    first_epoch = int(manifest["epoch"]) if manifest else 0
+    # EarlyStopping had stopped the run at the checkpoint's epoch: fit() runs no epoch, only its on_train_end.
+    last = first_epoch if manifest and manifest.get("stopped") else epochs
+    with stop.after_each_batch():
+        # shuffle=False: train_ds orders each epoch itself (seeded by epoch, see replay.py); one iterator spans
+        # every epoch, steps_per_epoch batches each.
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=last,
+            initial_epoch=first_epoch,
+            steps_per_epoch=steps,
+            verbose=0,
+            callbacks=callbacks,
+            shuffle=False,
+        )
+        recorder.save(finished=True)  # a kill from here on does not train again
+    return model, history
+
+
+def _finish(request, spec, model, splits, feed, summary, run_dir, run_info, history, cluster, shared_dir):
+    """After training: model.keras, test metrics, pictures, then `completed`. A kill anywhere here resumes here."""
+    batch_size, seed = spec.train["batch_size"], spec.train["seed"]
     weights_sha256 = devices.weights_sha256(model)
     _save_model(model, run_dir / "model.keras")
     metrics = {"train": _last(history, train=True), "val": _last(history, train=False)}
@@ -234,21 +332,15 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack) -> Tr
         test_ds = _dataset(splits.x_test, splits.y_test, feed, splits, batch_size, seed)
         metrics["test"] = {k: float(v) for k, v in model.evaluate(test_ds, verbose=0, return_dict=True).items()}
     write_json(run_dir / "metrics.json", metrics)
-    epochs_run = len(next(iter(history.values()), []))
-    write_json(
-        run_dir / "run.json",
-        {
-            **run_info,
-            "status": "completed",
-            "ended": _now(),
-            "epochs_run": epochs_run,
-            "weights_sha256": weights_sha256,
-        },
-    )
-    # Only now: a run killed after fit() but before "completed" resumes at its last epoch, not from scratch.
-    shutil.rmtree(run_dir / BACKUP, ignore_errors=True)
     if request.after_training is not None and (cluster is None or cluster.is_chief):
-        request.after_training(run_dir, model=model, splits=splits, feed=feed, summary=summary)
+        request.after_training(
+            run_dir, model=model, splits=splits, feed=feed, summary=summary, spec=spec, history=history
+        )
+    epochs_run = len(next(iter(history.values()), []))
+    info = {**run_info, "status": "completed", "ended": _now(), "epochs_run": epochs_run}
+    write_json(run_dir / "run.json", {**info, "weights_sha256": weights_sha256})
+    # Only now: a run killed before "completed" resumes from its finished state, not from scratch.
+    shutil.rmtree(run_dir / checkpoint.FOLDER, ignore_errors=True)
     return TrainResult(
         shared_dir or run_dir,
         metrics,
@@ -259,27 +351,83 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack) -> Tr
     )
 
 
-def _repair_backup(folder: Path) -> None:
-    """Keras writes backup/training_metadata.json in place, so a kill mid-write leaves it unparseable (Keras would
-    then crash on resume). Fall back to the previous checkpoint pair, or else start the backup afresh."""
-    import json
+def _train_batches(splits, feed, spec, first_epoch: int):
+    from cnnkit.run.replay import epoch_batches
 
-    def readable(path: Path) -> bool:
-        try:
-            json.loads(path.read_text())
-            return True
-        except (OSError, ValueError):
-            return False
+    y = splits.y_train.reshape(-1, 1) if feed.labels == "binary" else splits.y_train
+    return epoch_batches(
+        arrange(splits.x_train, feed),
+        y,
+        batch_size=spec.train["batch_size"],
+        num_classes=splits.num_classes,
+        one_hot=feed.labels == "onehot",
+        shuffle=spec.train["shuffle"],
+        seed=spec.train["seed"],
+        first_epoch=first_epoch,
+        epochs=spec.train["epochs"],
+    )
 
-    meta = folder / "training_metadata.json"
-    if not meta.exists() or readable(meta):
+
+def _apply_changes(keras, model, spec, changes: list) -> None:
+    """--resume --set train.optimizer.learning_rate=X: on top of the restored optimizer state (which holds the
+    learning rate the run had reached). Epochs and callback settings act through the rebuilt callbacks."""
+    if not any(c.startswith("train.optimizer.learning_rate") for c in changes) or spec.train.get("lr_schedule"):
         return
-    previous = folder / "training_metadata.json.bkp"
-    if readable(previous) and (folder / "latest.weights.h5.bkp").exists():
-        shutil.copyfile(folder / "latest.weights.h5.bkp", folder / "latest.weights.h5")
-        shutil.copyfile(previous, meta)
-    else:
-        shutil.rmtree(folder, ignore_errors=True)
+    model.optimizer.learning_rate.assign(spec.train["optimizer"]["args"]["learning_rate"])
+
+
+def _resume_line(run_dir: Path, manifest: dict | None, epochs: int, previous: dict) -> str:
+    was = previous.get("status", "unknown")
+    if was == "running":
+        was = "running when its process ended"
+    if manifest is None:
+        return f"resuming {run_dir} (was {was}): no epoch was saved yet, training from epoch 1"
+    done = int(manifest["epoch"])
+    if manifest.get("finished") or done >= epochs:
+        return f"resuming {run_dir} (was {was}): all {done} epochs are saved, finishing the run"
+    return f"resuming {run_dir} (was {was}) after epoch {done} of {epochs}"
+
+
+def _nan_hint(spec, run_dir: Path) -> str:
+    schedule = spec.train.get("lr_schedule")
+    if schedule and schedule["name"] == "piecewise_constant_decay":
+        return "lower the values of train.lr_schedule or add BatchNormalization, and train a new run"
+    lr = spec.train["optimizer"]["args"].get("learning_rate")
+    if lr is None:
+        lr = 0.01 if spec.train["optimizer"]["name"] == "sgd" else 0.001  # Keras' defaults
+    return (
+        f"lower the learning rate (or add BatchNormalization): cnnkit train --resume {run_dir} "
+        f"--set train.optimizer.learning_rate={lr / 10:g}"
+    )
+
+
+def _mark(run_dir: Path, run_info: dict, status: str) -> None:
+    """run.json says how the run ended. On a full disk the fsynced write may fail where a plain one still fits."""
+    data = {**run_info, "status": status, "ended": _now()}
+    try:
+        write_json(run_dir / "run.json", data)
+    except RunError:
+        import json
+        import os
+
+        tmp = run_dir / f".run.json.{os.getpid()}.tmp"
+        try:
+            tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+            os.replace(tmp, run_dir / "run.json")
+        except OSError:
+            tmp.unlink(missing_ok=True)  # run.json keeps its previous content; the error line tells the rest
+
+
+def _remove_temp_files(run_dir: Path) -> None:
+    """Leftovers of writes a kill cut short (atomic_write's and model saves' temp names)."""
+    for folder in (run_dir, run_dir / checkpoint.FOLDER):
+        for leftover in folder.glob(".*.tmp*") if folder.is_dir() else ():
+            leftover.unlink(missing_ok=True)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
 
 
 def _len(array) -> int:
@@ -372,53 +520,52 @@ def _last(history: dict, *, train: bool) -> dict:
     }
 
 
-def _callbacks(
-    keras,
-    spec,
-    run_dir: Path,
-    history: dict,
-    has_val: bool,
-    reporter,
-    steps: int,
-    backup_dir: Path | None = None,
-    twin=None,
-) -> list:
+def _callbacks(keras, spec, run_dir, history, has_val, reporter, steps, stop, manifest, home, writer, twin) -> list:
+    """Every callback of fit(), in the order Keras calls them (the order matters, see each line)."""
+    from cnnkit.run.replay import epoch_start
+
     monitor = spec.train["monitor"] if has_val or not spec.train["monitor"].startswith("val_") else "loss"
-    # delete_checkpoint=False: train() removes the backup only once run.json says completed.
-    backup = _backup_callback(keras, backup_dir or run_dir / BACKUP)
-    # Its batch hook does nothing with save_freq="epoch"; marking it async-safe keeps Keras'
-    # asynchronous batch dispatch on (a per-batch sync would slow every step).
-    backup.async_safe = True
-    nan_guard = _nan_guard(keras)
-    nan_guard.async_safe = True  # reads only the logs it is given
-    # The recorder before the backup: a run killed between the two resumes at the epoch whose history row it
-    # has (and rewrites that row), instead of skipping an epoch whose row was never written.
-    callbacks = [_recorder(keras, run_dir, history, monitor, twin), backup, nan_guard]
+    learning_rates: dict = {}
+    # First: seeds the epoch, answers a signal after each batch, notes the epoch's learning rate before
+    # ReduceLROnPlateau changes it for the next one.
+    callbacks = [epoch_start(keras, spec.train["seed"], stop, learning_rates), _nan_guard(keras)]
     if spec.train.get("early_stopping") is not None:
         callbacks.append(keras.callbacks.EarlyStopping(**{"monitor": monitor, **spec.train["early_stopping"]}))
     if spec.train.get("reduce_lr_on_plateau") is not None:
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(**{"monitor": monitor, **spec.train["reduce_lr_on_plateau"]})
         )
+    # After the callbacks whose state it saves (and restores, in on_train_begin, after they reset themselves).
+    stateful = callbacks[2:]
+    callbacks += tensorboard_callbacks(keras, spec, run_dir)
+    callbacks.append(
+        _recorder(keras, run_dir, home, writer, history, monitor, manifest, stateful, learning_rates, twin)
+    )
     if reporter is not None:
         callbacks.append(reporter.keras_callback(keras, spec.train["epochs"], steps))
     return callbacks
 
 
-def _recorder(keras, run_dir: Path, history: dict, monitor: str, twin=None):
-    """Writes history and best.keras at every epoch end, so a killed run keeps what it had."""
+def _recorder(keras, run_dir, home, writer, history, monitor, manifest, stateful, learning_rates, twin):
+    """At every epoch end: history, best.keras, then the checkpoint whose manifest says all of it is complete.
+    `home`: where the checkpoint was read (the chief's folder); `writer`: False on a multi_worker non-chief, which
+    computes the same arrays (reading a variable may be a collective) but writes no checkpoint."""
+    saved = manifest or {}
 
     class Recorder(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
-            values = history.get(monitor, [])
-            self.best = (min if "loss" in monitor else max)(values) if values else None
+            self.best = saved.get("best")
+            self.epoch = int(saved.get("epoch", 0))
+
+        def on_train_begin(self, logs=None):
+            if manifest:  # the callbacks reset themselves in their own on_train_begin, just before this one
+                checkpoint.restore_callbacks(home, manifest, stateful)
 
         def on_epoch_end(self, epoch, logs=None):
             logs = dict(logs or {})
-            lr = getattr(self.model.optimizer, "learning_rate", None)
-            if lr is not None:
-                logs["learning_rate"] = _as_float(keras, lr)
+            if epoch in learning_rates:
+                logs["learning_rate"] = learning_rates[epoch]
             for key, value in logs.items():
                 history.setdefault(key, [])
                 del history[key][epoch:]
@@ -431,6 +578,21 @@ def _recorder(keras, run_dir: Path, history: dict, monitor: str, twin=None):
             if better:
                 self.best = current
                 _save_model(self.model, run_dir / "best.keras", twin)
+            self.epoch = epoch + 1
+            self.save()
+
+        def save(self, finished: bool = False):
+            arrays = checkpoint.state_arrays(self.model, stateful)
+            manifest_now = {
+                "epoch": self.epoch,
+                "history": history,
+                "best": self.best,
+                "monitor": monitor,
+                "callbacks": checkpoint.callback_counters(stateful),
+                "stopped": bool(self.model.stop_training),
+                "finished": finished,
+            }
+            checkpoint.save(run_dir, arrays, manifest_now, write=writer)
 
     return Recorder()
 
@@ -444,8 +606,8 @@ def _recorder(keras, run_dir: Path, history: dict, monitor: str, twin=None):
 def _cluster_run(cluster, out: Path, spec, resume_dir: Path | None):
     """(the run folder every worker names alike, the folder to continue, its run.json).
 
-    A restarted cluster finds its unfinished run under the same name and continues it (BackupAndRestore restores
-    the epoch). Only the chief continues a folder; a completed one is refused after all workers have met
+    A restarted cluster finds its unfinished run under the same name and continues it from the chief's checkpoint,
+    which every worker reads. Only the chief continues a folder; a completed one is refused after all workers have met
     (_check_cluster), so that no worker waits for a chief that has already left."""
     shared = resume_dir or Path(out) / cluster.run_name(spec.name, spec.resolved_yaml())
     if not cluster.is_chief:
@@ -465,10 +627,9 @@ def _new_run_dir(out: Path, name: str, cluster, shared_dir: Path | None, cleanup
         except OSError as err:
             raise unwritable(shared_dir, err) from None
         return shared_dir
-    # A non-chief worker runs the same code into a scratch folder that goes when train() returns. tf-keras'
-    # BackupAndRestore reads the chief's backup and writes its own copy to backup/workertemp_N, removed after
-    # each save; the empty folders that may leave (when --out is not shared with the chief) are removed too.
-    made = [d for d in (shared_dir / BACKUP, shared_dir, Path(out)) if not d.exists()]
+    # A non-chief worker runs the same code into a scratch folder that goes when train() returns; it writes no
+    # checkpoint. The empty folders naming the shared run (when --out is not shared with the chief) go too.
+    made = [d for d in (shared_dir, Path(out)) if not d.exists()]
     cleanup.callback(_remove_empty, made)
     scratch = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="cnnkit-worker-"))) / "run"
     scratch.mkdir()
@@ -481,27 +642,28 @@ def _remove_empty(folders: list[Path]) -> None:
             folder.rmdir()
 
 
-def _check_cluster(tf, strategy, cluster, spec, splits, backup_dir: Path, previous: dict) -> None:
+def _check_cluster(tf, strategy, cluster, spec, splits, shared_dir: Path, previous: dict, manifest) -> None:
     import hashlib
 
-    latest = tf.train.latest_checkpoint(str(backup_dir / "chief"))  # tf-keras' BackupAndRestore layout
+    saved = "the checkpoint (epoch, finished)"
     facts = {
         "the spec": int(hashlib.sha256(spec.resolved_yaml().encode()).hexdigest()[:12], 16),
         "the number of training samples": len(splits.x_train),
-        "the chief's backup (checkpoint number)": int(latest.rsplit("-", 1)[1]) if latest else -1,
+        # Every worker must have read the same manifest: the same epoch, history and best value.
+        saved: int(manifest["epoch"]) * 2 + bool(manifest.get("finished")) if manifest else -1,
     }
     hints = {
         "the spec": "start every worker with the same spec file and --set values",
         "the number of training samples": "give every worker the same dataset (data.* and --data-dir)",
-        "the chief's backup (checkpoint number)": f"a restarted run continues from the chief's backup in "
-        f"{backup_dir}: put --out on a filesystem all workers share",
+        saved: f"a restarted run continues from the chief's checkpoint in {shared_dir / checkpoint.FOLDER}: put "
+        f"--out on a filesystem all workers share",
     }
     chief = devices.check_workers_agree(
         tf, strategy, cluster.size, facts, hints, chief_facts={"completed": int(previous.get("status") == "completed")}
     )
     if chief["completed"]:
         raise RunError(
-            f"{backup_dir.parent} already holds this spec's completed run on {cluster.size} workers",
+            f"{shared_dir} already holds this spec's completed run on {cluster.size} workers",
             hint="pass another --out (or --seed) to train again, or remove that folder",
         )
 
@@ -525,7 +687,7 @@ def _keras3_twin(keras, spec, steps: int):
     """tf-keras writes .keras files that Keras 3 refuses (their optimizer config has tf-keras-only keys), and
     `cnnkit evaluate`/`predict` load with Keras 3. So the same network is built once more with Keras 3, from the
     spec, and every model file is written from it with the trained weights copied in (the optimizer's state is not
-    carried over: resuming uses the backup). None when training on Keras 3 already."""
+    carried over: resuming uses the checkpoint). None when training on Keras 3 already."""
     if not is_tf_keras(keras):
         return None
     import keras as keras3
@@ -536,17 +698,11 @@ def _keras3_twin(keras, spec, steps: int):
     return twin
 
 
-def _backup_callback(keras, folder: Path):
-    if is_tf_keras(keras):
-        # tf-keras has no double_checkpoint: its CheckpointManager writes a new checkpoint beside the last one and
-        # then switches its `checkpoint` index file atomically, so a kill mid-write leaves the previous one.
-        return keras.callbacks.BackupAndRestore(str(folder), delete_checkpoint=False)
-    return keras.callbacks.BackupAndRestore(str(folder), double_checkpoint=True, delete_checkpoint=False)
-
-
 def _nan_guard(keras):
     if not is_tf_keras(keras):
-        return keras.callbacks.TerminateOnNaN(raise_error=True)
+        guard = keras.callbacks.TerminateOnNaN(raise_error=True)
+        guard.async_safe = True  # reads only the logs it is given: keeps Keras' asynchronous batch dispatch on
+        return guard
 
     class RaiseOnNaN(keras.callbacks.Callback):
         """tf-keras' TerminateOnNaN has no raise_error: it would end fit() quietly, as if it had finished. Under
@@ -558,17 +714,3 @@ def _nan_guard(keras):
                 raise RuntimeError(f"NaN or Inf loss encountered at batch {batch}")
 
     return RaiseOnNaN()
-
-
-def _as_float(keras, value) -> float:
-    if is_tf_keras(keras):  # tf-keras has no keras.ops
-        return float(keras.backend.get_value(value))
-    return float(keras.ops.convert_to_numpy(value))
-
-
-def _ignore_further_ctrl_c() -> None:
-    import signal
-    import threading
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -33,13 +33,21 @@ def _is_number(value: Any) -> bool:
 
 
 class ArgType:
-    """Base: ``__call__(name, value) -> normalized value``; ``schema()`` -> JSON Schema."""
+    """Base: ``__call__(name, value) -> normalized value``; ``schema()`` -> JSON Schema;
+    ``to_keras(keras, value)`` -> what the Keras layer's constructor takes (run/build.py)."""
+
+    # A null value is passed to Keras as None (where None means something, e.g. activation: null = linear);
+    # otherwise the argument is left out and Keras uses its own default.
+    none_to_keras = False
 
     def __call__(self, name: str, value: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def schema(self) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def to_keras(self, keras, value: Any) -> Any:
+        return value
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,10 @@ class IntTuple(ArgType):
             raise ArgError(f"must be {shape}, each {kind}. {_received(name, value)}")
         return tuple(items)
 
+    def to_keras(self, keras, value):
+        # 1-D layers take a plain int (UpSampling1D refuses a one-item tuple)
+        return value[0] if self.rank == 1 and isinstance(value, tuple) else value
+
     def schema(self):
         item = {"type": "integer", "minimum": self.minimum}
         return {"oneOf": [item, {"type": "array", "items": item, "minItems": self.rank, "maxItems": self.rank}]}
@@ -109,6 +121,9 @@ class Padding(ArgType):
             f"must be a non-negative integer, a list of {self.rank} of them, or a list of "
             f"{self.rank} [before, after] pairs. {_received(name, value)}"
         )
+
+    def to_keras(self, keras, value):
+        return value[0] if self.rank == 1 else value  # 1-D layers take a single (before, after) pair
 
     def schema(self):
         nn = {"type": "integer", "minimum": 0}
@@ -247,6 +262,24 @@ class Axis(ArgType):
 
 
 @dataclass(frozen=True)
+class Axes(ArgType):
+    """One axis or a list of distinct axes (LayerNormalization: `axis: [1, 2, 3]`); kept as written."""
+
+    def __call__(self, name, value):
+        if isinstance(value, list) and value and all(_is_int(v) for v in value) and len(set(value)) == len(value):
+            return tuple(value)
+        if _is_int(value):
+            return value
+        raise ArgError(f"must be an integer axis such as -1, or a list of distinct axes. {_received(name, value)}")
+
+    def to_keras(self, keras, value):
+        return list(value) if isinstance(value, tuple) else value
+
+    def schema(self):
+        return {"oneOf": [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}, "minItems": 1}]}
+
+
+@dataclass(frozen=True)
 class OptionalInt(ArgType):
     """An int, or null (Keras' "unset", e.g. a seed)."""
 
@@ -290,6 +323,10 @@ class Number(ArgType):
 
     nullable: bool = False
     minimum: float | None = None
+
+    @property
+    def none_to_keras(self):  # ReLU(max_value=None): no upper bound
+        return self.nullable
 
     def __call__(self, name, value):
         if value is None and self.nullable:
@@ -361,6 +398,8 @@ CONSTRAINTS = {  # name -> Keras class and the arguments it takes
 
 @dataclass(frozen=True)
 class Activation(ArgType):
+    none_to_keras = True  # activation: null is Keras' linear
+
     def __call__(self, name, value):
         if value is None:
             return None
@@ -403,6 +442,9 @@ class Regularizer(ArgType):
             return {k: Float(0.0)(f"{name}.{k}", value.get(k, 0.0)) for k in ("l1", "l2")}
         raise ArgError(f"must be l1, l2, l1_l2, or a mapping like {{l2: 0.001}}. {_received(name, value)}")
 
+    def to_keras(self, keras, value):
+        return keras.regularizers.L1L2(l1=value["l1"], l2=value["l2"])
+
     def schema(self):
         return {
             "oneOf": [
@@ -442,6 +484,9 @@ class Constraint(ArgType):
         raise ArgError(
             f"must be one of {', '.join(CONSTRAINTS)}, or a mapping like {{max_norm: 3}}. {_received(name, value)}"
         )
+
+    def to_keras(self, keras, value):
+        return getattr(keras.constraints, CONSTRAINTS[value["name"]][0])(**value["args"])
 
     def schema(self):
         return {"oneOf": [{"enum": list(CONSTRAINTS) + [None]}, {"type": "object", "maxProperties": 1}]}

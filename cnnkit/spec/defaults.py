@@ -37,4 +37,10 @@ TRAIN_DEFAULTS = {
     "mixed_precision": False,  # mixed_float16 on GPU only: CPUs gain nothing from float16
     "top_k": 5,  # evaluate reports top-k accuracy when there are more than k classes
     "distribution": {"strategy": "auto"},  # auto: MirroredStrategy when > 1 GPU, else none
+    # balanced (n_samples / (n_classes * n_class), as scikit-learn) or {class id: weight}; unlisted classes weigh 1.
+    # None: every sample weighs 1. Applied as a per-sample weight column of the tf.data pipeline.
+    "class_weight": None,
+    # Event files under RUN/tensorboard/ for `tensorboard --logdir runs`: per-epoch scalars always, the model's
+    # graph, weight histograms only on request (they grow the files by every weight, every epoch). false: none.
+    "tensorboard": {"graph": True, "histograms": False},
 }

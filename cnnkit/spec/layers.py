@@ -1,8 +1,9 @@
-"""The layer registry: spec name -> Keras class, arguments (type + Keras default), input rank, shape rule.
+"""The layer registry: spec name -> Keras class, arguments (type + Keras default), input rank, shape rule, family.
 
-Adding a layer type is one ``_register`` call here plus, if it changes shapes in a new way,
-one rule in ``shapes.py``. No TensorFlow is imported: ``build.py`` turns the same entries
-into ``keras.layers`` objects by class name.
+Adding a layer type is one ``register`` call here plus, if it changes shapes in a new way,
+one rule in ``shapes.py`` (CONTRIBUTING.md). No TensorFlow is imported: ``run/build.py`` turns the
+same entries into ``keras.layers`` objects by class name (each argument type's ``to_keras``), the
+pictures colour a layer by its ``family`` and show the weights its ``kernel`` names.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from cnnkit.spec import shapes
 from cnnkit.spec.argtypes import (
     Activation,
     ArgType,
+    Axes,
     Axis,
     Bool,
     Constraint,
@@ -40,17 +42,39 @@ class Arg:
     default: Any = REQUIRED
 
 
+# What a layer does, for people: the architecture picture colours each family alike.
+FAMILIES = (
+    "convolution",
+    "transposed convolution",
+    "pooling",
+    "global pooling",
+    "dense",
+    "normalisation",
+    "dropout / noise",
+    "reshape",
+    "activation",
+    "preprocessing",
+)
+
+
 @dataclass(frozen=True)
 class LayerType:
     keras_class: str
     args: dict[str, Arg]
     rule: Callable[[tuple, dict], shapes.LayerOut]
+    family: str  # one of FAMILIES
     # Ranks of the input (without batch) that the layer accepts; None = any rank >= 1.
     input_ranks: tuple[int, ...] | None = None
     rank_meaning: str = ""
     aliases: tuple[str, ...] = ()
     # Only these layers may use padding: causal (Keras allows it on Conv1D alone).
     causal_ok: bool = False
+    # The Keras weight holding the kernels that look at the image (`plot filters`); None: no such kernels.
+    kernel: str | None = None
+    # True when that weight is laid out (..., out, in) instead of (..., in, out): transposed convolutions.
+    kernel_out_in: bool = False
+    # Keras refuses strides > 1 together with dilation_rate > 1 on this layer (plain ConvND, transposed convs).
+    refuses_strided_dilation: bool = False
 
     @property
     def defaults(self) -> dict:
@@ -70,12 +94,20 @@ _RANK_MEANING = {1: "(steps, channels)", 2: "(height, width, channels)", 3: "(de
 _COMMON = {"name": Arg(Str(), None), "trainable": Arg(Bool(), True)}
 
 
-def _register(keras_class: str, args: dict, rule, *, ranks=None, aliases=(), causal_ok=False) -> None:
+def register(keras_class: str, args: dict, rule, *, family: str, ranks=None, aliases=(), **traits) -> LayerType:
+    """Add a layer type: its Keras class name, arguments, shape rule (shapes.py) and family; `traits` are the
+    other LayerType fields (causal_ok, kernel, kernel_out_in, refuses_strided_dilation)."""
+    if family not in FAMILIES:
+        raise ValueError(f"{keras_class}: family {family!r} is not one of {', '.join(FAMILIES)}")
     meaning = " or ".join(_RANK_MEANING.get(r - 1, f"{r}-D") for r in ranks) if ranks else ""
-    entry = LayerType(keras_class, {**args, **_COMMON}, rule, ranks, meaning, tuple(aliases), causal_ok)
+    entry = LayerType(keras_class, {**args, **_COMMON}, rule, family, ranks, meaning, tuple(aliases), **traits)
     LAYERS[keras_class] = entry
     for name in (keras_class, *aliases):
         _BY_LOWER[name.lower()] = keras_class
+    return entry
+
+
+_register = register
 
 
 def _regularized(*weights: str) -> dict:
@@ -107,8 +139,27 @@ for _r in (1, 2, 3):
         f"Conv{_r}D",
         {"filters": Arg(Int()), **_window_args(_r), "groups": Arg(Int(), 1), **_regularized("kernel", "bias")},
         shapes.conv,
+        family="convolution",
         ranks=(_r + 1,),
         causal_ok=_r == 1,
+        kernel="kernel",
+        refuses_strided_dilation=True,
+    )
+    _register(
+        f"Conv{_r}DTranspose",
+        {
+            "filters": Arg(Int()),
+            **_window_args(_r),
+            "padding": Arg(Enum(("valid", "same")), "valid"),
+            **_regularized("kernel", "bias"),
+        },
+        shapes.conv_transpose,
+        family="transposed convolution",
+        ranks=(_r + 1,),
+        aliases=(f"Convolution{_r}DTranspose",),
+        kernel="kernel",
+        kernel_out_in=True,
+        refuses_strided_dilation=True,
     )
 for _r in (1, 2):
     _register(
@@ -120,13 +171,17 @@ for _r in (1, 2):
             **_regularized("depthwise", "pointwise", "bias"),
         },
         shapes.separable_conv,
+        family="convolution",
         ranks=(_r + 1,),
+        kernel="depthwise_kernel",
     )
     _register(
         f"DepthwiseConv{_r}D",
         {**_window_args(_r), "depth_multiplier": Arg(Int(), 1), **_regularized("depthwise", "bias")},
         shapes.depthwise_conv,
+        family="convolution",
         ranks=(_r + 1,),
+        kernel="kernel",  # Keras 3 names the depthwise layers' one weight `kernel` (separable: depthwise_kernel)
     )
 
 for _r in (1, 2, 3):
@@ -136,21 +191,30 @@ for _r in (1, 2, 3):
         "padding": Arg(Enum(("valid", "same")), "valid"),
         "data_format": DATA_FORMAT,
     }
-    _register(f"MaxPooling{_r}D", _pool, shapes.pool, ranks=(_r + 1,), aliases=(f"MaxPool{_r}D",))
+    _register(f"MaxPooling{_r}D", _pool, shapes.pool, family="pooling", ranks=(_r + 1,), aliases=(f"MaxPool{_r}D",))
     # Keras 3's AveragePooling has no default pool_size (MaxPooling does): required, as in Keras.
     _register(
         f"AveragePooling{_r}D",
         {**_pool, "pool_size": Arg(IntTuple(_r))},
         shapes.pool,
+        family="pooling",
         ranks=(_r + 1,),
         aliases=(f"AvgPool{_r}D", f"AveragePool{_r}D"),
     )
     _global = {"data_format": DATA_FORMAT, "keepdims": Arg(Bool(), False)}
-    _register(f"GlobalMaxPooling{_r}D", _global, shapes.global_pool, ranks=(_r + 1,), aliases=(f"GlobalMaxPool{_r}D",))
+    _register(
+        f"GlobalMaxPooling{_r}D",
+        _global,
+        shapes.global_pool,
+        family="global pooling",
+        ranks=(_r + 1,),
+        aliases=(f"GlobalMaxPool{_r}D",),
+    )
     _register(
         f"GlobalAveragePooling{_r}D",
         _global,
         shapes.global_pool,
+        family="global pooling",
         ranks=(_r + 1,),
         aliases=(f"GlobalAvgPool{_r}D", f"GlobalAveragePool{_r}D"),
     )
@@ -163,22 +227,25 @@ for _r in (1, 2, 3):
             "seed": Arg(OptionalInt(), None),
         },
         shapes.identity,
+        family="dropout / noise",
         ranks=(_r + 1,),
     )
     _register(
         f"ZeroPadding{_r}D",
         {"padding": Arg(Padding(_r), ((1, 1),) * _r), "data_format": DATA_FORMAT},
         shapes.zero_padding,
+        family="reshape",
         ranks=(_r + 1,),
     )
-_register("Cropping1D", {"cropping": Arg(Padding(1), ((1, 1),))}, shapes.cropping, ranks=(2,))
+_register("Cropping1D", {"cropping": Arg(Padding(1), ((1, 1),))}, shapes.cropping, family="reshape", ranks=(2,))
 _register(
     "Cropping2D",
     {"cropping": Arg(Padding(2), ((0, 0), (0, 0))), "data_format": DATA_FORMAT},
     shapes.cropping,
+    family="reshape",
     ranks=(3,),
 )  # Keras' Cropping2D crops nothing by default (Cropping1D: 1 each side)
-_register("UpSampling1D", {"size": Arg(IntTuple(1), (2,))}, shapes.upsampling, ranks=(2,))
+_register("UpSampling1D", {"size": Arg(IntTuple(1), (2,))}, shapes.upsampling, family="reshape", ranks=(2,))
 _register(
     "UpSampling2D",
     {
@@ -187,10 +254,11 @@ _register(
         "interpolation": Arg(Enum(("nearest", "bilinear", "bicubic")), "nearest"),
     },
     shapes.upsampling,
+    family="reshape",
     ranks=(3,),
 )
 
-_register("Flatten", {"data_format": DATA_FORMAT}, shapes.flatten)
+_register("Flatten", {"data_format": DATA_FORMAT}, shapes.flatten, family="reshape")
 _register(
     "Dense",
     {
@@ -200,13 +268,22 @@ _register(
         **_regularized("kernel", "bias"),
     },
     shapes.dense,
+    family="dense",
     aliases=("FullyConnected",),
 )
 _register(
-    "Dropout", {"rate": Arg(Float(0.0, 1.0, exclusive_max=True)), "seed": Arg(OptionalInt(), None)}, shapes.identity
+    "Dropout",
+    {"rate": Arg(Float(0.0, 1.0, exclusive_max=True)), "seed": Arg(OptionalInt(), None)},
+    shapes.identity,
+    family="dropout / noise",
 )
-_register("GaussianNoise", {"stddev": Arg(Float(0.0, 1.0)), "seed": Arg(OptionalInt(), None)}, shapes.identity)
-_register("Activation", {"activation": Arg(Activation())}, shapes.identity)
+_register(
+    "GaussianNoise",
+    {"stddev": Arg(Float(0.0, 1.0)), "seed": Arg(OptionalInt(), None)},
+    shapes.identity,
+    family="dropout / noise",
+)
+_register("Activation", {"activation": Arg(Activation())}, shapes.identity, family="activation")
 # Keras refuses a negative max_value or threshold.
 _register(
     "ReLU",
@@ -216,9 +293,10 @@ _register(
         "threshold": Arg(Number(minimum=0.0), 0.0),
     },
     shapes.identity,
+    family="activation",
 )
-_register("LeakyReLU", {"negative_slope": Arg(Float(0.0), 0.3)}, shapes.identity)
-_register("Softmax", {"axis": Arg(Axis(), -1)}, shapes.identity)
+_register("LeakyReLU", {"negative_slope": Arg(Float(0.0), 0.3)}, shapes.identity, family="activation")
+_register("Softmax", {"axis": Arg(Axis(), -1)}, shapes.identity, family="activation")
 
 _register(
     "BatchNormalization",
@@ -234,23 +312,25 @@ _register(
         "gamma_regularizer": Arg(Regularizer(), None),
     },
     shapes.batch_norm,
+    family="normalisation",
     aliases=("BatchNorm",),
 )
 _register(
     "LayerNormalization",
     {
-        "axis": Arg(Axis(), -1),
+        "axis": Arg(Axes(), -1),  # Keras normalises over one axis or several ([1, 2, 3]: whole feature maps)
         "epsilon": Arg(Float(0.0, exclusive_min=True), 1e-3),
         "center": Arg(Bool(), True),
         "scale": Arg(Bool(), True),
     },
     shapes.layer_norm,
+    family="normalisation",
     aliases=("LayerNorm",),
 )
 
-_register("Reshape", {"target_shape": Arg(Shape(allow_infer=True))}, shapes.reshape)
-_register("Permute", {"dims": Arg(Shape())}, shapes.permute)
-_register("Rescaling", {"scale": Arg(Number()), "offset": Arg(Number(), 0.0)}, shapes.identity)
+_register("Reshape", {"target_shape": Arg(Shape(allow_infer=True))}, shapes.reshape, family="reshape")
+_register("Permute", {"dims": Arg(Shape())}, shapes.permute, family="reshape")
+_register("Rescaling", {"scale": Arg(Number()), "offset": Arg(Number(), 0.0)}, shapes.identity, family="preprocessing")
 _INTERPOLATION = Enum(("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic"))
 _register(
     "Resizing",
@@ -262,6 +342,7 @@ _register(
         "data_format": DATA_FORMAT,
     },
     shapes.resize,
+    family="reshape",
     ranks=(3,),
 )
 
@@ -281,13 +362,21 @@ _register(
         "data_format": DATA_FORMAT,
     },
     shapes.identity,
+    family="preprocessing",
     ranks=(3,),
 )
-_register("RandomRotation", {"factor": Arg(FloatOrPair(-1.0, 1.0)), **_FILL}, shapes.identity, ranks=(3,))
+_register(
+    "RandomRotation",
+    {"factor": Arg(FloatOrPair(-1.0, 1.0)), **_FILL},
+    shapes.identity,
+    family="preprocessing",
+    ranks=(3,),
+)
 _register(
     "RandomTranslation",
     {"height_factor": Arg(FloatOrPair(-1.0, 1.0)), "width_factor": Arg(FloatOrPair(-1.0, 1.0)), **_FILL},
     shapes.identity,
+    family="preprocessing",
     ranks=(3,),
 )
 _register(
@@ -298,24 +387,28 @@ _register(
         **_FILL,
     },
     shapes.identity,
+    family="preprocessing",
     ranks=(3,),
 )
 _register(
     "RandomContrast",
     {"factor": Arg(FloatOrPair(0.0, 1.0)), "seed": Arg(OptionalInt(), None)},
     shapes.identity,
+    family="preprocessing",
     ranks=(3,),
 )
 _register(
     "RandomBrightness",
     {"factor": Arg(FloatOrPair(-1.0, 1.0)), "seed": Arg(OptionalInt(), None)},
     shapes.identity,
+    family="preprocessing",
     ranks=(3,),
 )
 _register(
     "RandomCrop",
     {"height": Arg(Int()), "width": Arg(Int()), "seed": Arg(OptionalInt(), None), "data_format": DATA_FORMAT},
     shapes.resize,
+    family="preprocessing",
     ranks=(3,),
 )
 

@@ -17,10 +17,11 @@ from typing import Any
 import yaml
 
 from cnnkit.errors import SpecError
-from cnnkit.spec import datasets, options
+from cnnkit.spec import datasets, options, train_extras
 from cnnkit.spec import layers as layer_registry
 from cnnkit.spec.argtypes import ArgError, Bool, Enum, Int, Shape, Str
 from cnnkit.spec.defaults import DATA_DEFAULTS, TRAIN_DEFAULTS
+from cnnkit.spec.summary import Summary, summarize
 from cnnkit.spec.yamlio import Document, dotted_path, load_file, load_text
 from cnnkit.text import did_you_mean, one_line
 
@@ -51,6 +52,8 @@ class Spec:
     file: str = "<string>"
     description: str = ""
     raw: dict = field(default_factory=dict)  # the document after --set overrides, for the run folder
+    # Shapes, params, MACs and receptive field per layer: worked out once, by parse (shapes are part of validity).
+    summary: Summary | None = field(default=None, repr=False, compare=False)
 
     def resolved_yaml(self) -> str:
         return yaml.safe_dump(self.raw, sort_keys=False, default_flow_style=None)
@@ -177,9 +180,7 @@ def parse(doc: Document) -> Spec:
         raw=copy.deepcopy(data),
     )
     # Shapes are part of validity: a Conv2D after Flatten or a pool that eats the image is a spec error.
-    from cnnkit.spec.summary import summarize
-
-    summarize(spec)
+    spec.summary = summarize(spec)
     return spec
 
 
@@ -243,8 +244,8 @@ def _cross_checks(check: _Checker, path: tuple, keras_class: str, layer_type, fu
             "use padding: same or valid",
         )
     strides, dilation = full.get("strides"), full.get("dilation_rate")
-    # Only the plain ConvND layers refuse it; Keras runs separable/depthwise convs with both.
-    if keras_class.startswith("Conv") and strides and dilation and max(strides) > 1 and max(dilation) > 1:
+    # Keras runs separable/depthwise convs with both; the registry marks the layers that refuse it.
+    if layer_type.refuses_strided_dilation and strides and dilation and max(strides) > 1 and max(dilation) > 1:
         check.fail(
             path + ("strides",),
             f"strides > 1 cannot be combined with dilation_rate > 1 "
@@ -411,4 +412,8 @@ def _parse_train(check: _Checker, value) -> dict:
                 f"must be a list of device names such as ['/gpu:0', '/gpu:1']. Received: {devices!r}.",
             )
         out["distribution"] = {"strategy": strategy, "devices": devices}
+    if "class_weight" in raw:
+        out["class_weight"] = train_extras.class_weight(check, ("train", "class_weight"), raw["class_weight"])
+    if "tensorboard" in raw:
+        out["tensorboard"] = train_extras.tensorboard(check, ("train", "tensorboard"), raw["tensorboard"])
     return out

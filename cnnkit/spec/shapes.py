@@ -29,8 +29,9 @@ class LayerOut:
     macs: int = 0
     # Sliding windows per spatial axis, for the receptive field: (effective kernel, stride).
     window: tuple | None = None
-    # Output spatial scale change that is not a window (UpSampling): factor per axis.
-    upsample: tuple | None = None
+    # Why no single receptive-field number holds from this layer on (UpSampling: neighbouring outputs copy
+    # the same input unit, so a window after it covers a varying number of input units; Reshape: axes merged).
+    rf_lost: str | None = None
     # False once the spatial axes are gone (Flatten, Dense on vectors, global pooling).
     spatial: bool = True
     arithmetic: list[str] = field(default_factory=list)
@@ -121,6 +122,39 @@ def depthwise_conv(in_shape, args) -> LayerOut:
     )
 
 
+def conv_transpose(in_shape, args) -> LayerOut:
+    """Keras' rule: valid -> (n−1)·s + max(k_eff, s); same -> n·s (no output_padding)."""
+    spatial, channels = split_channels(in_shape, args["data_format"])
+    kernel, strides, dilation = args["kernel_size"], args["strides"], args["dilation_rate"]
+    outs, formulas = [], []
+    for n, k, st, d in zip(spatial, kernel, strides, dilation):
+        k_eff = d * (k - 1) + 1
+        if args["padding"] == "valid":
+            outs.append((n - 1) * st + max(k_eff, st))
+            formulas.append(f"({n}−1)·{st}+{max(k_eff, st)} = {outs[-1]}")
+        else:
+            outs.append(n * st)
+            formulas.append(f"{n}·{st} = {outs[-1]} (same)")
+    filters = args["filters"]
+    per_input = prod(kernel) * channels * filters
+    params = per_input + (filters if args["use_bias"] else 0)
+    # Every input pixel is spread over a k×k patch of every output channel.
+    macs = prod(spatial) * per_input
+    # With stride 1 it is a full convolution: each output sees a k_eff window. A stride > 1 inserts zeros, so
+    # neighbouring outputs see different numbers of input pixels.
+    stride_one = max(strides) == 1
+    window = (tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation)), tuple(strides)) if stride_one else None
+    return LayerOut(
+        join_channels(tuple(outs), filters, args["data_format"]),
+        params,
+        0,
+        macs,
+        window,
+        rf_lost=None if stride_one else "transposed conv",
+        arithmetic=formulas[:1] if len(set(formulas)) == 1 else formulas,
+    )
+
+
 def pool(in_shape, args) -> LayerOut:
     args = dict(args)
     args["strides"] = args.get("strides") or args["pool_size"]  # Keras: strides default to pool_size
@@ -131,7 +165,9 @@ def pool(in_shape, args) -> LayerOut:
 def global_pool(in_shape, args) -> LayerOut:
     spatial, channels = split_channels(in_shape, args["data_format"])
     if args["keepdims"]:
-        return LayerOut(join_channels((1,) * len(spatial), channels, args["data_format"]), spatial=False)
+        # A 1×1 map whose one unit sees the whole input map: a window as large as the map.
+        whole = (tuple(spatial), (1,) * len(spatial))
+        return LayerOut(join_channels((1,) * len(spatial), channels, args["data_format"]), window=whole)
     return LayerOut((channels,), spatial=False)
 
 
@@ -172,8 +208,12 @@ def batch_norm(in_shape, args) -> LayerOut:
 
 
 def layer_norm(in_shape, args) -> LayerOut:
-    channels = in_shape[_norm_axis(in_shape, args["axis"])]
-    return LayerOut(tuple(in_shape), channels * (int(args["center"]) + int(args["scale"])))
+    axes = args["axis"] if isinstance(args["axis"], tuple) else (args["axis"],)
+    dims = [_norm_axis(in_shape, a) for a in axes]
+    if len(set(dims)) != len(dims):
+        raise ShapeError(f"axis {list(axes)} names the same axis twice for input of shape {tuple(in_shape)}")
+    # one gamma and one beta per position of the normalised axes (Keras: shape = input_shape[axes])
+    return LayerOut(tuple(in_shape), prod(in_shape[d] for d in dims) * (int(args["center"]) + int(args["scale"])))
 
 
 def zero_padding(in_shape, args) -> LayerOut:
@@ -197,7 +237,7 @@ def upsampling(in_shape, args) -> LayerOut:
     spatial, channels = split_channels(in_shape, fmt)
     size = args["size"]
     out = tuple(n * f for n, f in zip(spatial, size))
-    return LayerOut(join_channels(out, channels, fmt), upsample=tuple(size))
+    return LayerOut(join_channels(out, channels, fmt), rf_lost=None if max(size) == 1 else "upsampling")
 
 
 def reshape(in_shape, args) -> LayerOut:
@@ -214,7 +254,8 @@ def reshape(in_shape, args) -> LayerOut:
         raise ShapeError(
             f"cannot reshape {shape_text(in_shape)} ({total} values) into {shape_text(target)} ({known} values)"
         )
-    return LayerOut(tuple(target), spatial=len(target) > 1)
+    same = tuple(target) == tuple(in_shape)
+    return LayerOut(tuple(target), spatial=len(target) > 1, rf_lost=None if same else "reshape")
 
 
 def permute(in_shape, args) -> LayerOut:
@@ -223,7 +264,8 @@ def permute(in_shape, args) -> LayerOut:
         raise ShapeError(
             f"dims must be a permutation of 1..{len(in_shape)} for input {tuple(in_shape)}. Received: dims={list(dims)}"
         )
-    return LayerOut(tuple(in_shape[d - 1] for d in dims))
+    same = list(dims) == list(range(1, len(in_shape) + 1))
+    return LayerOut(tuple(in_shape[d - 1] for d in dims), rf_lost=None if same else "permute")
 
 
 def resize(in_shape, args) -> LayerOut:
@@ -236,25 +278,31 @@ def resize(in_shape, args) -> LayerOut:
 
 @dataclass
 class Field:
-    """Receptive field per spatial axis: size in input pixels, and jump (input pixels per output step)."""
+    """Receptive field per spatial axis: size in input pixels, and jump (input pixels per output step).
+
+    `lost` says why no single number holds any more (see LayerOut.rf_lost); the field stays lost."""
 
     size: tuple
     jump: tuple
+    lost: str | None = None
 
     @classmethod
     def start(cls, rank: int) -> "Field":
         return cls((1,) * rank, (1,) * rank)
 
     def after(self, out: LayerOut) -> "Field":
+        if self.lost:
+            return self
+        if out.rf_lost:
+            return Field(self.size, self.jump, out.rf_lost)
         if out.window:
             k_eff, strides = out.window
             size = tuple(r + (k - 1) * j for r, k, j in zip(self.size, k_eff, self.jump))
             jump = tuple(j * s for j, s in zip(self.jump, strides))
             return Field(size, jump)
-        if out.upsample:
-            return Field(self.size, tuple(j / f for j, f in zip(self.jump, out.upsample)))
         return self
 
-    def compact(self, values) -> int | float | list:
-        values = [int(v) if float(v).is_integer() else v for v in values]
+    @staticmethod
+    def compact(values) -> int | list:
+        values = [int(v) for v in values]
         return values[0] if len(set(values)) == 1 else values

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from cnnkit.errors import SpecError
-from cnnkit.spec import blocks
 from cnnkit.spec import layers as layer_registry
 from cnnkit.spec.shapes import Field, LayerOut, ShapeError, prod
 from cnnkit.text import shape_text
@@ -28,8 +27,10 @@ class LayerRow:
     trainable_params: int
     non_trainable_params: int
     macs: int
-    receptive_field: int | list | None
-    jump: int | float | list | None
+    # Input pixels one output unit sees, per spatial axis; "n/a (after upsampling)" where no single number is
+    # true (see shapes.LayerOut.rf_lost); None once the spatial axes are gone.
+    receptive_field: int | list | str | None
+    jump: int | list | None
     arithmetic: str
     # A block's own layers (spec/blocks.py), each with its shapes and the receptive field from the model's input.
     children: list = field(default_factory=list)
@@ -92,6 +93,8 @@ def summarize(spec) -> Summary:
 def walk(spec, layers, shape: tuple, rf: Field, spatial_alive: bool):
     """Rows for `layers` starting from `shape` and receptive field `rf`; returns (rows, shape, rf, alive) after
     the last one. Blocks (spec/blocks.py) walk their own layers with this same function."""
+    from cnnkit.spec import blocks  # blocks.py builds on parse.py, which imports this module
+
     rows: list[LayerRow] = []
     for layer in layers:
         if isinstance(layer, blocks.ResidualSpec):
@@ -108,8 +111,6 @@ def walk(spec, layers, shape: tuple, rf: Field, spatial_alive: bool):
             out.non_trainable, out.trainable = out.non_trainable + out.trainable, 0
         if not out.spatial or len(out.shape) < 2:
             spatial_alive = False
-        elif "data_format" in layer.full and len(rf.size) != _spatial_rank(out.shape, layer.full["data_format"]):
-            rf = Field.start(_spatial_rank(out.shape, layer.full["data_format"]))
         if spatial_alive:
             rf = rf.after(out)
         rows.append(
@@ -123,8 +124,8 @@ def walk(spec, layers, shape: tuple, rf: Field, spatial_alive: bool):
                 trainable_params=out.trainable,
                 non_trainable_params=out.non_trainable,
                 macs=out.macs,
-                receptive_field=rf.compact(rf.size) if spatial_alive else None,
-                jump=rf.compact(rf.jump) if spatial_alive else None,
+                receptive_field=_receptive_field(rf) if spatial_alive else None,
+                jump=rf.compact(rf.jump) if spatial_alive and not rf.lost else None,
                 arithmetic="; ".join(out.arithmetic),
             )
         )
@@ -136,15 +137,24 @@ def _spatial_rank(shape: tuple, data_format: str) -> int:
     return max(len(shape) - 1, 1)
 
 
+def _receptive_field(rf: Field) -> int | list | str:
+    return f"n/a (after {rf.lost})" if rf.lost else rf.compact(rf.size)
+
+
 def _check_rank(spec, layer, entry, shape: tuple, rows: list[LayerRow]) -> None:
     if entry.input_ranks is None or len(shape) in entry.input_ranks:
         return
-    source = f"from {rows[-1].type} (layers[{rows[-1].index}])" if rows else "as input_shape"
+    inside = getattr(layer, "where", "")  # the first layer of a block gets the block's input
+    source = (
+        f"from {rows[-1].type} (layers[{rows[-1].index}])"
+        if rows
+        else ("as the block's input" if inside else "as input_shape")
+    )
     expected = entry.rank_meaning or " or ".join(f"{r}-D" for r in entry.input_ranks)
     hint = None
     if rows and len(shape) == 1:
         hint = f"a {layer.type} cannot follow a flattening layer; move Flatten/Dense after the conv blocks"
-    elif not rows:
+    elif not rows and not inside:
         hint = f"set input_shape to {expected}"
     raise SpecError(
         f"{layer.label} expects input of rank {entry.input_ranks[0]} {expected} but receives "

@@ -15,17 +15,19 @@ PLOTS = "plots"
 
 def curves(run_dir: Path, out: Path | None = None) -> Path:
     from cnnkit.spec.parse import load_spec
-    from cnnkit.viz.plots import plot_curves
 
     run_dir = resolve_run(run_dir, need="history.json")
     history = read_json(run_dir / "history.json", {})
     if not history:
         raise CnnkitError(f"run {run_dir} has no completed epoch yet")
-    monitor = load_spec(run_dir / "spec.yaml").train["monitor"]
+    return _curves(history, load_spec(run_dir / "spec.yaml").train["monitor"], out or run_dir / PLOTS / "curves.png")
+
+
+def _curves(history: dict, monitor: str, out: Path) -> Path:
+    from cnnkit.viz.plots import plot_curves
+
     history = {k: v for k, v in history.items() if k != "learning_rate"}
-    return plot_curves(
-        history, out or run_dir / PLOTS / "curves.png", monitor=monitor if monitor in history else "loss"
-    )
+    return plot_curves(history, out, monitor=monitor if monitor in history else "loss")
 
 
 def confusion(
@@ -34,27 +36,25 @@ def confusion(
     *,
     data: str | None = None,
     data_dir: str | None = None,
-    evaluation: dict | None = None,
+    evaluation=None,
 ) -> list[Path]:
-    """Confusion matrix and the most confidently misclassified test images."""
+    """Confusion matrix and the most confidently misclassified test images (`evaluation`: an Evaluation in hand)."""
     from cnnkit.viz.plots import plot_confusion, plot_misclassified
 
     result = evaluation or _evaluate(run_or_model, data, data_dir)
     folder = _plot_folder(run_or_model, out)
-    arrays, names = result["_arrays"], result["class_names"]
+    arrays, names = result.predictions, result.class_names
     cm_path = out or folder / "confusion.png"
-    paths = [plot_confusion(np.asarray(result["confusion_matrix"]), names, cm_path)]
+    paths = [plot_confusion(np.asarray(result.confusion_matrix), names, cm_path)]
     mis_path = cm_path.with_name(cm_path.stem.replace("confusion", "misclassified") or "misclassified")
     if mis_path == cm_path:
         mis_path = cm_path.with_name(cm_path.stem + "_misclassified.png")
-    images = arrays["x"]
+    images = arrays.x
     if images.ndim == 3 and images.shape[-1] != 1:  # 1-D specs read images as rows; show them as images again
         images = images[..., None]
     if images.ndim == 4:
         paths.append(
-            plot_misclassified(
-                images, arrays["y"], arrays["y_pred"], arrays["confidence"], names, mis_path.with_suffix(".png")
-            )
+            plot_misclassified(images, arrays.y, arrays.y_pred, arrays.confidence, names, mis_path.with_suffix(".png"))
         )
     return paths
 
@@ -125,10 +125,9 @@ def feature_maps(
 
 def architecture(spec_file: Path, out: Path) -> Path:
     from cnnkit.spec.parse import load_spec
-    from cnnkit.spec.summary import summarize
     from cnnkit.viz.plots import plot_architecture
 
-    return plot_architecture(summarize(load_spec(spec_file)).to_dict(), out)
+    return plot_architecture(load_spec(spec_file).summary.to_dict(), out)
 
 
 def kernels(image_path: Path, names: list[str], out: Path, *, strides: int = 1, padding: str = "same") -> Path:
@@ -145,33 +144,43 @@ def kernels(image_path: Path, names: list[str], out: Path, *, strides: int = 1, 
     return plot_kernel_playground(image, results, out, kernels=chosen)
 
 
-def draw_run_pictures(run_dir: Path, *, model, splits, feed, summary) -> list[Path]:
+def draw_run_pictures(run_dir: Path, *, model, splits, feed, spec, history: dict, summary=None) -> list[Path]:
     """Every picture of a finished run, into RUN/plots/ (called at the end of `cnnkit train`).
 
-    Reuses the model and arrays `train` holds in memory rather than reloading them from disk.
+    Uses what `train` holds in memory (model, arrays, spec, history) rather than reading it back from disk.
     """
+    from dataclasses import replace
+
     from cnnkit.run.folder import write_json
     from cnnkit.viz.plots import plot_architecture
     from cnnkit.viz.probe import conv_layer_indices
 
-    folder = Path(run_dir) / PLOTS
-    paths = [curves(run_dir), plot_architecture(summary.to_dict(), folder / "architecture.png")]
+    run_dir = Path(run_dir)
+    folder = run_dir / PLOTS
+    summary = summary or spec.summary
+    paths = [_curves(history, spec.train["monitor"], folder / "curves.png")]
+    paths.append(plot_architecture(summary.to_dict(), folder / "architecture.png"))
     test_x = None
     if splits.x_test is not None and len(splits.x_test):
         from cnnkit.data.feed import arrange
         from cnnkit.run.evaluate import evaluate_arrays
-        from cnnkit.spec.parse import load_spec
 
         test_x = arrange(splits.x_test, feed)
-        spec = load_spec(Path(run_dir) / "spec.yaml")
         result = evaluate_arrays(model, test_x, splits.y_test, splits.class_names, top_k=spec.train["top_k"])
-        result = {"model": str(Path(run_dir) / "model.keras"), "data": splits.source, **result}
-        write_json(Path(run_dir) / "eval.json", {k: v for k, v in result.items() if k != "_arrays"})
+        result = replace(result, model=str(run_dir / "model.keras"), data=splits.source)
+        write_json(run_dir / "eval.json", result.to_dict())
         paths += confusion(run_dir, evaluation=result)
+        if result["_arrays"]["x"].ndim in (3, 4):  # an image or a sequence: something to lay a heat map on
+            from cnnkit.viz.gradcam import draw_misclassified
+
+            paths.append(draw_misclassified(run_dir, model, result))
     if conv_layer_indices(model):
         paths.append(filters(run_dir, model=model))
         if test_x is not None:
             paths.append(feature_maps(run_dir, model=model, test_x=test_x))
+    from cnnkit.viz.report import write_report  # last: the page embeds every picture above
+
+    paths.append(write_report(run_dir))
     return paths
 
 

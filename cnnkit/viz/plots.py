@@ -18,24 +18,27 @@ import numpy as np
 
 from cnnkit.errors import CnnkitError, DataError
 from cnnkit.files import atomic_write
+from cnnkit.spec import layers as layer_registry
 from cnnkit.text import compact_number, shape_text
 
 DPI = 120  # sharp enough for 7-pt labels, small enough that a 40-layer architecture stays a few hundred KB
 
-# Layer-type families for plot_architecture: first matching substring wins, so "Conv" sits after the more
-# specific "Transpose" and pooling is matched before anything that might contain "Pool" by accident.
-_FAMILIES: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("input", ("Input",), "#d9d9d9"),
-    ("transposed conv", ("Transpose",), "#9ecae1"),
-    ("convolution", ("Conv",), "#6baed6"),
-    ("pooling", ("Pooling",), "#fd8d3c"),
-    ("dense", ("Dense",), "#74c476"),
-    ("normalisation", ("Normalization",), "#fed976"),
-    ("dropout / noise", ("Dropout", "Noise"), "#c6b3e0"),
-    ("reshape", ("Flatten", "Reshape", "Permute", "Padding", "Cropping", "UpSampling", "Resizing"), "#bdbdbd"),
-    ("activation", ("Activation", "ReLU", "Softmax"), "#fbb4b9"),
-    ("preprocessing", ("Random", "Rescaling"), "#80cdc1"),
-)
+# plot_architecture colours a block by its layer's family (the `family` of its entry in cnnkit/spec/layers.py).
+# The input block is not a layer and has a colour of its own.
+_INPUT = "input"
+_COLOURS: dict[str, str] = {
+    _INPUT: "#d9d9d9",
+    "convolution": "#6baed6",
+    "transposed convolution": "#9ecae1",
+    "pooling": "#fd8d3c",
+    "global pooling": "#fd8d3c",
+    "dense": "#74c476",
+    "normalisation": "#fed976",
+    "dropout / noise": "#c6b3e0",
+    "reshape": "#bdbdbd",
+    "activation": "#fbb4b9",
+    "preprocessing": "#80cdc1",
+}
 _OTHER_COLOUR = "#e0e0e0"
 
 
@@ -460,11 +463,13 @@ def plot_feature_maps(
 
 
 # ------------------------------------------------------------------------------------------ architecture
-def _family(layer_type: str) -> tuple[str, str]:
-    for family, needles, colour in _FAMILIES:
-        if any(needle in layer_type for needle in needles):
-            return family, colour
-    return "other", _OTHER_COLOUR
+def _family(node: dict) -> tuple[str, str]:
+    """(family, colour) of a block: the input's own, else its layer type's family in the registry."""
+    if node.get("family") == _INPUT:
+        return _INPUT, _COLOURS[_INPUT]
+    name = layer_registry.lookup(str(node["type"]))
+    family = layer_registry.LAYERS[name].family if name else "other"
+    return family, _COLOURS.get(family, _OTHER_COLOUR)
 
 
 def _shade(colour: str, factor: float) -> tuple[float, float, float]:
@@ -495,7 +500,7 @@ def plot_architecture(summary: dict, out_path) -> Path:
 
     if not isinstance(summary, dict) or not isinstance(summary.get("layers"), list):
         raise CnnkitError("summary must be a dict with a 'layers' list (as produced by the model summary)")
-    nodes = [{"type": "Input", "output_shape": summary.get("input_shape"), "params": 0}]
+    nodes = [{"type": "Input", "output_shape": summary.get("input_shape"), "params": 0, "family": _INPUT}]
     for i, layer in enumerate(summary["layers"]):
         if not isinstance(layer, dict) or "type" not in layer or "output_shape" not in layer:
             raise CnnkitError(f"summary layer {i} must be a dict with 'type' and 'output_shape', got {layer!r:.80}")
@@ -558,8 +563,8 @@ def plot_architecture(summary: dict, out_path) -> Path:
                 lines=lines,
                 slot=slot,
                 body_w=body_w,
-                colour=_family(str(node["type"]))[1],
-                family=_family(str(node["type"]))[0],
+                colour=_family(node)[1],
+                family=_family(node)[0],
             )
         )
 
@@ -668,7 +673,7 @@ def plot_architecture(summary: dict, out_path) -> Path:
 
     # Legend: only the families that appear, in the registry's order.
     present = []
-    for family, _, colour in _FAMILIES + (("other", (), _OTHER_COLOUR),):
+    for family, colour in [*_COLOURS.items(), ("other", _OTHER_COLOUR)]:
         if any(g["family"] == family for g in geo):
             present.append((family, colour))
     lx = fig_w / 2 - sum(0.3 + len(f) * 0.075 for f, _ in present) / 2

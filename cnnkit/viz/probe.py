@@ -9,43 +9,32 @@ from __future__ import annotations
 import numpy as np
 
 from cnnkit.errors import CnnkitError, DataError
+from cnnkit.spec.layers import LAYERS
 from cnnkit.text import shape_text
 
 
-def _conv_types():
-    from cnnkit.backend import keras as _keras
-
-    keras = _keras()
-
-    L = keras.layers
-    return (
-        L.Conv1D,
-        L.Conv2D,
-        L.Conv3D,
-        L.SeparableConv1D,
-        L.SeparableConv2D,
-        L.DepthwiseConv1D,
-        L.DepthwiseConv2D,
-        L.Conv1DTranspose,
-        L.Conv2DTranspose,
-        L.Conv3DTranspose,
-    )
+def _entry(layer):
+    """The registry entry (cnnkit/spec/layers.py) of a Keras layer object, or None for a class cnnkit lacks."""
+    return LAYERS.get(type(layer).__name__)
 
 
-def _pool_types():
-    from cnnkit.backend import keras as _keras
+def _has_kernels(layer) -> bool:
+    entry = _entry(layer)
+    return entry is not None and entry.kernel is not None
 
-    keras = _keras()
 
-    L = keras.layers
-    # Global pooling is left out on purpose: its output is a vector, not a map anyone can look at.
-    return (L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D)
+def _shows_a_map(layer) -> bool:
+    # Global pooling is left out on purpose: its output is a vector (or 1×1), not a map anyone can look at.
+    # A block's output (Residual) is a map too; its inner layers sit inside the block's Keras layer.
+    if getattr(layer, "registered_block", False):
+        return True
+    entry = _entry(layer)
+    return entry is not None and (entry.kernel is not None or entry.family == "pooling")
 
 
 def conv_layer_indices(model) -> list[int]:
     """Positions in `model.layers` of every convolution layer (plain, separable, depthwise, transposed)."""
-    types = _conv_types()
-    return [i for i, layer in enumerate(model.layers) if isinstance(layer, types)]
+    return [i for i, layer in enumerate(model.layers) if _has_kernels(layer)]
 
 
 def conv_kernel(model, layer_index: int) -> tuple[str, np.ndarray]:
@@ -54,10 +43,6 @@ def conv_kernel(model, layer_index: int) -> tuple[str, np.ndarray]:
     Transposed convs store (..spatial.., out, in) and are swapped back; separable and depthwise convs give their
     depthwise kernel (..spatial.., in, depth_multiplier), the part that looks at the image.
     """
-    from cnnkit.backend import keras as _keras
-
-    keras = _keras()
-
     layers = model.layers
     count = len(layers)
     if isinstance(layer_index, bool) or not isinstance(layer_index, (int, np.integer)) or not 0 <= layer_index < count:
@@ -72,14 +57,10 @@ def conv_kernel(model, layer_index: int) -> tuple[str, np.ndarray]:
             f"layer {layer_index} ({layer.name}) is not built yet: expected a model that has been "
             "built or called on data"
         )
-    L = keras.layers
-    if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D, L.DepthwiseConv1D, L.DepthwiseConv2D)):
-        kernel = layer.depthwise_kernel
-    else:
-        kernel = layer.kernel
+    entry = _entry(layer)
     # Variable.numpy(), not ops.convert_to_numpy: the latter trips a NumPy 2 copy-keyword DeprecationWarning.
-    kernel = np.array(kernel.numpy())
-    if isinstance(layer, (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)):
+    kernel = np.array(getattr(layer, entry.kernel).numpy())
+    if entry.kernel_out_in:
         kernel = np.swapaxes(kernel, -1, -2)
     return layer.name, kernel
 
@@ -111,11 +92,7 @@ def feature_maps(model, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
     if image.ndim != len(expected) or any(e is not None and e != d for e, d in zip(expected, image.shape)):
         raise DataError(f"image is {shape_text(image.shape)} but the model expects {shape_text(expected)}")
 
-    from cnnkit.run.blocks import residual_class
-
-    # a Residual block's output is a feature map too (its inner layers sit inside the block's Keras layer)
-    wanted = _conv_types() + _pool_types() + (residual_class(keras),)
-    probed = [layer for layer in model.layers if isinstance(layer, wanted)]
+    probed = [layer for layer in model.layers if _shows_a_map(layer)]
     if not probed:
         raise CnnkitError(f"model '{model.name}' has no convolution or pooling layers to show feature maps for")
     # One forward pass that returns every intermediate output, instead of one truncated model per layer.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
@@ -48,6 +49,8 @@ def _add_rows(table: Table, rows, prefix: str) -> None:
 
 
 def _fmt_rf(size, jump) -> str:
+    if isinstance(size, str):
+        return size  # "n/a (after upsampling)"
     size_txt = shape_text(size) if isinstance(size, list) else str(size)
     jump_txt = shape_text(jump) if isinstance(jump, list) else f"{jump:g}"
     return f"{size_txt} (jump {jump_txt})"
@@ -74,8 +77,24 @@ def keras_table(rows: list[dict]) -> Table:
     return table
 
 
-def confusion_table(cm: list[list[int]], names: list[str]) -> Table:
-    table = Table(title="Confusion matrix (rows: true class, columns: predicted)", title_justify="left")
+def _tail(text: str, width: int) -> str:
+    """A long path cut from the front ("…/sklearn/datasets/data/digits.csv.gz"): the file name is what tells."""
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
+
+
+def evaluation_header(result, width: int = 80) -> Text:
+    """What was evaluated on what (an Evaluation), one fact per line so that no line wraps at `width` columns."""
+    return Text(
+        f"model  {_tail(str(result.model), width - 7)}\n"
+        f"data   {_tail(str(result.data), width - 7)}\n"
+        f"       {result.samples:,} test samples"
+    )
+
+
+def confusion_table(cm: list[list[int]], names: list[str]) -> Group:
+    # The title goes above the table rather than in it: rich wraps a table's title to the table's width, and a
+    # 2-class table is narrower than the title.
+    table = Table()
     table.add_column("true \\ pred")
     for name in names:
         table.add_column(str(name)[:8], justify="right")
@@ -87,21 +106,25 @@ def confusion_table(cm: list[list[int]], names: list[str]) -> Table:
             for i in [names.index(name)]
         ]
         table.add_row(str(name), *cells)
-    return table
+    return Group(Text("Confusion matrix (rows: true class, columns: predicted)"), table)
 
 
 def per_class_table(rows: list[dict]) -> Table:
     table = Table(title="Per-class scores", title_justify="left")
-    for col in ("class", "precision", "recall", "f1", "support"):
+    weighted = any(row.get("weight") is not None for row in rows)  # trained with train.class_weight
+    for col in ("class", "precision", "recall", "f1", "support") + (("train weight",) if weighted else ()):
         table.add_column(col, justify="left" if col == "class" else "right")
     for row in rows:
-        table.add_row(
+        cells = [
             str(row["class"]),
             f"{row['precision']:.3f}",
             f"{row['recall']:.3f}",
             f"{row['f1']:.3f}",
             f"{row['support']:,}",
-        )
+        ]
+        if weighted:
+            cells.append("" if row.get("weight") is None else f"{row['weight']:.3g}")
+        table.add_row(*cells)
     return table
 
 

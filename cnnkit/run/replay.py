@@ -1,0 +1,76 @@
+"""What makes a resumed run replay the uninterrupted one: per-epoch data order and per-epoch seeds.
+
+* The training data order of epoch E is a stateless shuffle seeded by (seed, E): it depends on nothing that a
+  restart loses (tf.data's `reshuffle_each_iteration` would start again from epoch 1's order).
+* At the start of epoch E, Python's, NumPy's and TensorFlow's global seeds are set to seed + E.
+* The model's own random state (dropout's seed generators) and the optimizer's state are saved with each
+  checkpoint (cnnkit.run.checkpoint), so they continue where they were.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def epoch_batches(
+    x, y, *, batch_size: int, num_classes: int, one_hot: bool, shuffle: bool, seed: int, first_epoch: int, epochs: int
+):
+    """A tf.data.Dataset of epochs first_epoch..epochs-1, each ceil(N / batch_size) batches in its own order.
+
+    fit() reads it with steps_per_epoch = ceil(N / batch_size), so one iterator spans every epoch. Images stay
+    uint8 in one tensor and are gathered, scaled and one-hot encoded a batch at a time (see data.pipeline)."""
+    from cnnkit.backend import tensorflow
+
+    tf = tensorflow()
+    n = len(x)
+    images = tf.constant(np.ascontiguousarray(x))
+    labels = tf.constant(np.asarray(y, dtype=np.int32))
+
+    def order(epoch):
+        indices = tf.range(n, dtype=tf.int64)
+        if shuffle:
+            key = tf.stack([tf.constant(seed, tf.int64), epoch])
+            indices = tf.random.experimental.stateless_shuffle(indices, seed=key)
+        return tf.data.Dataset.from_tensor_slices(indices).batch(batch_size)
+
+    def make_batch(idx):
+        batch_x = tf.cast(tf.gather(images, idx), tf.float32) * (1.0 / 255.0)
+        batch_y = tf.gather(labels, idx)
+        if one_hot:
+            batch_y = tf.one_hot(batch_y, num_classes, dtype=tf.float32)
+        return batch_x, batch_y
+
+    ds = tf.data.Dataset.range(first_epoch, max(first_epoch, epochs)).flat_map(order)
+    ds = ds.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    # multi_worker: each worker takes its share of every global batch (see data.pipeline.to_tf_dataset).
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def epoch_start(keras, seed: int, stop, learning_rates: dict):
+    """The first callback: seeds each epoch, stops after the current batch when a signal came (see
+    cnnkit.run.stopping), and notes the learning rate the epoch ended with before any callback changes it."""
+    from cnnkit.backend import is_tf_keras
+
+    class EpochStart(keras.callbacks.Callback):
+        async_safe = True  # reads a flag and the optimizer; nothing that needs the batch's results
+
+        def on_epoch_begin(self, epoch, logs=None):
+            keras.utils.set_random_seed(seed + epoch)
+
+        def on_train_batch_end(self, batch, logs=None):
+            stop.check()
+
+        def on_test_batch_end(self, batch, logs=None):  # validation: the epoch is not saved, so it is redone
+            stop.check()
+
+        def on_epoch_end(self, epoch, logs=None):
+            lr = getattr(self.model.optimizer, "learning_rate", None)
+            if lr is not None:
+                if is_tf_keras(keras):  # tf-keras has no keras.ops
+                    learning_rates[epoch] = float(keras.backend.get_value(lr))
+                else:
+                    learning_rates[epoch] = float(keras.ops.convert_to_numpy(lr))
+
+    return EpochStart()
