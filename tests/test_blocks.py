@@ -368,7 +368,7 @@ def _tampered(src: Path, dst: Path, edit) -> Path:
         (
             lambda b: b.__setitem__("module", "cnnkit.run.train"),
             "$.config.layers[2]: expected a keras.layers class that cnnkit builds "
-            "(cnnkit.spec.layers.KERAS_CLASSES) or a cnnkit block (Residual), found 'cnnkit.run.train.Residual'",
+            "(cnnkit.spec.layers.KERAS_CLASSES) or a cnnkit block (Residual, Stack), found 'cnnkit.run.train.Residual'",
         ),
         (
             lambda b: b["config"]["block"].__setitem__("shortcut", "os.system"),
@@ -432,3 +432,145 @@ def test_json_schema_takes_nested_blocks_and_refuses_typos():
     doc["layers"][1]["Residual"]["layers"][2]["Residual"]["shortcutt"] = "identity"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(doc, schema)
+
+
+# --- FromRun -------------------------------------------------------------------------------------
+
+SOURCE = """\
+name: source
+input_shape: [8, 8, 1]
+layers:
+  - Conv2D: {filters: 4, kernel_size: 3, padding: same, activation: relu, name: stem}
+  - BatchNormalization
+  - Residual: {layers: [Conv2D: {filters: 4, kernel_size: 3, padding: same}], name: res}
+  - MaxPooling2D: {pool_size: 2, name: pool}
+  - Flatten
+  - Dense: {units: 10, activation: softmax}
+data: {dataset: digits}
+"""
+
+
+@pytest.fixture(scope="module")
+def source_run(tmp_path_factory):
+    """A run folder as `cnnkit train` leaves it, as far as FromRun reads it: spec.yaml and model.keras."""
+    from cnnkit.run.build import build_model
+
+    folder = tmp_path_factory.mktemp("runs") / "source-1"
+    folder.mkdir()
+    (folder / "spec.yaml").write_text(SOURCE)
+    model = build_model(load_spec_text(SOURCE, "source.yaml"))
+    rng = np.random.default_rng(3)
+    model.set_weights([rng.normal(size=w.shape).astype("float32") for w in model.get_weights()])
+    model.save(folder / "model.keras")
+    return folder, model
+
+
+def _transfer(run, until="pool", extra=""):
+    return (
+        f"name: transfer\ninput_shape: [8, 8, 1]\nlayers:\n  - FromRun: {{run: {run}, until: {until}{extra}}}\n"
+        "  - Flatten\n  - Dense: {units: 3, activation: softmax}\n"
+    )
+
+
+def test_from_run_summary_reads_the_runs_spec_without_tensorflow(source_run, tmp_path):
+    folder, _ = source_run
+    spec = load_spec_text(_transfer(folder), "t.yaml")
+    row = summarize(spec).layers[0]
+    assert (row.type, row.output_shape) == ("FromRun", [4, 4, 4])
+    assert [c.type for c in row.children] == ["Conv2D", "BatchNormalization", "Residual", "MaxPooling2D"]
+    # frozen by default: 40 + 16 + 148 params, all non-trainable; the receptive field runs through the run's layers
+    assert (row.params, row.trainable_params) == (40 + 16 + 148, 0)
+    assert row.receptive_field == 6 and row.jump == 2
+    assert yaml.safe_load(spec.resolved_yaml())["layers"][0]["FromRun"]["run"] == str(folder.resolve())
+    path = tmp_path / "t.yaml"
+    path.write_text(_transfer(folder, until=2))
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom cnnkit.cli import app\n"
+        f"r = CliRunner().invoke(app, ['summary', {str(path)!r}])\nassert r.exit_code == 0, r.output\n"
+        "assert 'FromRun' in r.output and '0.2.0' in r.output, r.output\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_from_run_errors(source_run, tmp_path):
+    folder, _ = source_run
+
+    def error(text):
+        with pytest.raises(SpecError) as info:
+            load_spec_text(text, "t.yaml")
+        return str(info.value)
+
+    assert error(_transfer(tmp_path / "nope")) == (
+        f"t.yaml:4: layers[0].FromRun.run: expected a cnnkit run folder (with spec.yaml and model.keras), found no "
+        f"such folder: {tmp_path / 'nope'} (hint: pass a folder made by `cnnkit train`, e.g. runs/latest)"
+    )
+    assert error(_transfer(folder, until=9)) == (
+        f"t.yaml:4: layers[0].FromRun.until: run {folder} has layers 0..5. Received: until=9."
+    )
+    assert error(_transfer(folder, until="stemm")) == (
+        f"t.yaml:4: layers[0].FromRun.until: run {folder} has no layer named 'stemm' (hint: its named layers: "
+        "stem, res, pool)"
+    )
+    assert error(_transfer(folder).replace("[8, 8, 1]", "[8, 8, 3]")) == (
+        f"t.yaml:4: layers[0] FromRun: run {folder} takes input 8×8×1 but receives 8×8×3 (hint: set input_shape: "
+        "[8, 8, 1] (or resize the data to it))"
+    )
+    assert error(_transfer(folder, extra=", trianable: true")).startswith(
+        "t.yaml:4: layers[0].FromRun.trianable: unknown key 'trianable' in FromRun arguments (hint: did you mean "
+    )
+
+
+def test_from_run_carries_the_runs_weights_and_saves_without_the_run(source_run, tmp_path):
+    import shutil
+
+    from cnnkit.run import modelfile
+    from cnnkit.run.build import build_model
+
+    folder, source = source_run
+    spec = load_spec_text(_transfer(folder, extra=", trainable: true"), "t.yaml")
+    model = build_model(spec)
+    stack = model.layers[0]
+    assert type(stack).__name__ == "Stack" and len(stack.inner) == 4
+    for mine, theirs in zip(stack.inner, source.layers):
+        for a, b in zip(mine.get_weights(), theirs.get_weights()):
+            np.testing.assert_array_equal(a, b)
+    assert _ours(spec) == _keras_rows(spec)[1]  # trainable: true -> the BN's moving stats stay non-trainable only
+    x = np.random.default_rng(0).random((2, 8, 8, 1), dtype=np.float32)
+    y = model.predict(x, verbose=0)
+    copy = tmp_path / "run-copy"
+    shutil.copytree(folder, copy)
+    moved = build_model(load_spec_text(_transfer(copy), "t.yaml"))
+    moved.save(tmp_path / "t.keras")
+    shutil.rmtree(copy)  # the saved model holds the layers and weights, not a reference to the run
+    loaded = modelfile.load_model(tmp_path / "t.keras")
+    assert type(loaded.layers[0]).__name__ == "Stack" and not loaded.layers[0].trainable
+    np.testing.assert_allclose(
+        loaded.layers[0](x, training=False).numpy(), stack(x, training=False).numpy(), rtol=1e-5, atol=1e-5
+    )
+    assert y.shape == (2, 3)
+
+
+@pytest.mark.slow
+def test_from_run_trains_frozen_and_its_batchnorm_statistics_do_not_move(tmp_path):
+    from cnnkit.run.modelfile import load_model
+
+    source_spec = tmp_path / "source.yaml"
+    source_spec.write_text(SOURCE + "train: {epochs: 1, batch_size: 32}\n")
+    cli("train", source_spec, "--no-pictures", "--out", tmp_path / "a")
+    source = (tmp_path / "a" / "latest").resolve()
+    spec = tmp_path / "transfer.yaml"
+    spec.write_text(
+        _transfer(source).replace("units: 3", "units: 10")
+        + "data: {dataset: digits}\ntrain: {epochs: 1, batch_size: 32}\n"
+    )
+    cli("train", spec, "--no-pictures", "--out", tmp_path / "b")
+    run = (tmp_path / "b" / "latest").resolve()
+    before = load_model(source / "model.keras").layers[:4]
+    after = load_model(run / "model.keras")
+    stack, head = after.layers[0], after.layers[-1]
+    assert not stack.trainable and head.trainable
+    for mine, theirs in zip(stack.inner, before):
+        for a, b in zip(mine.get_weights(), theirs.get_weights()):
+            np.testing.assert_array_equal(a, b)  # kernels and BN moving mean/variance alike
+    assert json.loads((run / "metrics.json").read_text())["test"]["accuracy"] > 0.1

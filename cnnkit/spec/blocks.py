@@ -6,7 +6,10 @@ block changes the shape, ``shortcut: projection`` puts a 1×1 convolution (chann
 block's total stride on the shortcut; ``identity`` (the default) requires the shapes to match. When the shapes
 match, ``projection`` adds nothing: the shortcut is the identity.
 
-This module parses a block (``parse_residual``), computes its summary rows (``summarize_residual``) and the
+``- FromRun: {run: RUN, until: NAME_OR_INDEX, trainable: false}`` takes the first layers of a trained run, read
+from RUN/spec.yaml here and given RUN/model.keras' weights when the model is built (cnnkit.run.blocks).
+
+This module parses a block (``parse_block``), computes its summary rows (``summarize_block``) and the
 shortcut's plan (``projection``), which the Keras layer in ``cnnkit.run.blocks`` builds from, so the summary
 and Keras cannot drift apart. ``residual_from_config`` re-reads the block from what the Keras layer stores in
 a model file: the YAML entries as the user wrote them, parsed again by the same code.
@@ -23,10 +26,15 @@ from cnnkit.spec.parse import LayerSpec
 from cnnkit.text import shape_text
 
 RESIDUAL = "Residual"
+FROM_RUN = "FromRun"
 SHORTCUTS = ("identity", "projection")
 RESIDUAL_KEYS = ("layers", "shortcut", "name", "trainable")
+FROM_RUN_KEYS = ("run", "until", "trainable", "name")
 # Spec names of the blocks (case-insensitive) -> canonical name.
-BLOCKS = {"residual": RESIDUAL}
+BLOCKS = {"residual": RESIDUAL, "fromrun": FROM_RUN}
+# The Keras layer a FromRun becomes: a plain stack of the run's first layers, saved with them (no run needed
+# to load the model file again). Its saved config is the same {layers: [...]} YAML as a Residual's.
+STACK = "Stack"
 
 
 @dataclass(frozen=True)
@@ -37,8 +45,24 @@ class ResidualSpec(LayerSpec):
     entry: dict | None = None
 
 
+@dataclass(frozen=True)
+class FromRunSpec(LayerSpec):
+    """The first layers of a trained run (`layers`, parsed from RUN/spec.yaml) and where their weights are."""
+
+    layers: tuple = ()
+    run: str = ""  # the run folder, resolved (absolute): RUN/spec.yaml and RUN/model.keras
+    entry: dict | None = None  # {layers: [...]}: those layers as the run's spec.yaml writes them
+
+
 def lookup(name) -> str | None:
     return BLOCKS.get(str(name).lower())
+
+
+def parse_block(check, path: tuple, index: int, args, parse_layer) -> LayerSpec:
+    """`path` ends with the block's key as written (`("layers", 2, "residual")`)."""
+    if lookup(path[-1]) == FROM_RUN:
+        return parse_from_run(check, path, index, args)
+    return parse_residual(check, path, index, args, parse_layer)
 
 
 def parse_residual(check, path: tuple, index: int, args, parse_layer) -> ResidualSpec:
@@ -73,6 +97,71 @@ def parse_residual(check, path: tuple, index: int, args, parse_layer) -> Residua
     )
 
 
+def parse_from_run(check, path: tuple, index: int, args) -> FromRunSpec:
+    """`- FromRun: {run: RUN, until: NAME_OR_INDEX, trainable: false}`: RUN/spec.yaml is read here (no TensorFlow);
+    the weights are read from RUN/model.keras when the model is built. The run's path is written back resolved,
+    so the new run's spec.yaml still finds it from any folder."""
+    from pathlib import Path
+
+    from cnnkit.spec.parse import load_spec
+
+    if not isinstance(args, dict):
+        check.fail(path, f"arguments must be a mapping such as {{run: runs/latest, until: 3}}. Received: {args!r}")
+    check.mapping(path, args, FROM_RUN_KEYS, "FromRun arguments")
+    for key in ("run", "until"):
+        if key not in args:
+            check.fail(path, f"FromRun needs `{key}`; required: run (a run folder), until (a layer name or index)")
+    run = check.arg(path + ("run",), Str(), args["run"])
+    folder = Path(run).expanduser()
+    if not (folder / "spec.yaml").is_file():
+        check.fail(
+            path + ("run",),
+            f"expected a cnnkit run folder (with spec.yaml and model.keras), found {'a folder without spec.yaml' if folder.is_dir() else 'no such folder'}: {run}",
+            "pass a folder made by `cnnkit train`, e.g. runs/latest",
+        )
+    if not (folder / "model.keras").is_file():
+        check.fail(path + ("run",), f"run {run} has no model.keras (its training never finished a save)")
+    folder = folder.resolve()
+    source = load_spec(folder / "spec.yaml")
+    until = args["until"]
+    names = [layer.args.get("name") for layer in source.layers]
+    if isinstance(until, bool) or not isinstance(until, (int, str)):
+        check.fail(path + ("until",), f"must be a layer index or name. Received: until={until!r}.")
+    if isinstance(until, int):
+        if not 0 <= until < len(source.layers):
+            check.fail(
+                path + ("until",),
+                f"run {run} has layers 0..{len(source.layers) - 1}. Received: until={until}.",
+            )
+        last = until
+    elif until in names:
+        last = names.index(until)
+    else:
+        given = [n for n in names if n]
+        check.fail(
+            path + ("until",),
+            f"run {run} has no layer named '{until}'",
+            f"its named layers: {', '.join(given)}" if given else "its layers have no names; use an index",
+        )
+    taken = source.layers[: last + 1]
+    if any(isinstance(layer, FromRunSpec) for layer in taken):
+        check.fail(path + ("run",), f"run {run} itself starts with FromRun; take the layers from that run instead")
+    normalized = {"trainable": check.arg(path + ("trainable",), Bool(), args.get("trainable", False))}
+    if args.get("name") is not None:
+        normalized["name"] = check.arg(path + ("name",), Str(), args["name"])
+    args["run"] = str(folder)  # spec.raw (the new run's spec.yaml) keeps the resolved folder
+    return FromRunSpec(
+        index,
+        FROM_RUN,
+        normalized,
+        dict(normalized),
+        check.doc.line(path),
+        layers=tuple(_nest(layer, path) for layer in taken),
+        run=str(folder),
+        entry={"layers": source.raw["layers"][: last + 1], "input_shape": list(source.input_shape)},
+    )
+
+
 def _nest(layer: LayerSpec, path: tuple) -> LayerSpec:
     """An inner layer's label says where it sits: `layers[2].Residual.layers[0] Conv2D`."""
     prefix = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
@@ -84,6 +173,14 @@ def residual_from_config(entry: dict, where: str) -> ResidualSpec:
     from cnnkit.spec.parse import parse_block_entry
 
     return parse_block_entry({RESIDUAL: entry}, where)
+
+
+def stack_from_config(entry: dict, where: str) -> ResidualSpec:
+    """A Stack's saved {layers: [...], input_shape: [...]}: its layers, read by the same parser (a Residual's
+    parse, whose shortcut the Stack never uses)."""
+    if not isinstance(entry, dict) or set(entry) - {"layers", "input_shape"}:
+        raise SpecError(f"{where}: expected {{layers: [...], input_shape: [...]}}, found {entry!r:.80}")
+    return residual_from_config({"layers": entry.get("layers")}, where)
 
 
 def schema_items(layer_ref: str) -> list[dict]:
@@ -166,7 +263,7 @@ def total_stride(layers, rank: int) -> tuple | None:
     """Product of the strides along the block's main path; None when a layer scales up or reshapes."""
     total = [1] * rank
     for layer in layers:
-        if isinstance(layer, ResidualSpec):
+        if isinstance(layer, (ResidualSpec, FromRunSpec)):
             inner = total_stride(layer.layers, rank)
             if inner is None:
                 return None
@@ -187,7 +284,7 @@ def total_stride(layers, rank: int) -> tuple | None:
     return tuple(total)
 
 
-def summarize_residual(walk, spec, block: ResidualSpec, shape: tuple, rf, spatial_alive: bool):
+def summarize_block(walk, spec, block: ResidualSpec, shape: tuple, rf, spatial_alive: bool):
     """The block's summary row (children: its layers' rows) and the state after it.
 
     `walk(spec, layers, shape, rf, spatial_alive)` is summary's own walk over a list of layers, so inner rows are
@@ -195,13 +292,26 @@ def summarize_residual(walk, spec, block: ResidualSpec, shape: tuple, rf, spatia
     The shortcut never widens the receptive field: it is 1×1 with the same total stride as the main path."""
     from cnnkit.spec.summary import LayerRow
 
+    if isinstance(block, FromRunSpec):
+        want = tuple(block.entry["input_shape"])
+        if tuple(shape) != want:
+            raise SpecError(
+                f"{block.label}: run {block.run} takes input {shape_text(want)} but receives {shape_text(shape)}",
+                file=spec.file,
+                line=block.line,
+                hint=f"set input_shape: {list(want)} (or resize the data to it)" if block.index == 0 else None,
+            )
     children, out_shape, rf_after, alive_after = walk(spec, list(block.layers), tuple(shape), rf, spatial_alive)
+    plan = None
     try:
-        plan = projection(block, tuple(shape), tuple(out_shape))
+        if isinstance(block, ResidualSpec):
+            plan = projection(block, tuple(shape), tuple(out_shape))
     except shapes.ShapeError as err:
         raise SpecError(f"{block.label}: {err.message}", file=spec.file, line=block.line, hint=err.hint) from None
     params = macs = 0
-    arithmetic = "identity shortcut"
+    arithmetic = (
+        "identity shortcut" if isinstance(block, ResidualSpec) else f"layers 0..{len(block.layers) - 1} of {block.run}"
+    )
     if plan is not None:
         proj = shapes.conv(tuple(shape), plan)
         params, macs = proj.trainable, proj.macs
@@ -217,7 +327,7 @@ def summarize_residual(walk, spec, block: ResidualSpec, shape: tuple, rf, spatia
     last = children[-1]
     row = LayerRow(
         index=block.index,
-        type=RESIDUAL,
+        type=block.type,
         name=block.args.get("name"),
         input_shape=list(shape),
         output_shape=list(out_shape),

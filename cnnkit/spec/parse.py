@@ -201,7 +201,7 @@ def _parse_layer(check: _Checker, index: int, item, path: tuple | None = None) -
     from cnnkit.spec import blocks  # blocks.py builds on LayerSpec, defined here
 
     if blocks.lookup(name):
-        return blocks.parse_residual(check, path + (name,), index, args, _parse_layer)
+        return blocks.parse_block(check, path + (name,), index, args, _parse_layer)
     keras_class = layer_registry.lookup(name)
     if keras_class is None:
         hint = (

@@ -97,8 +97,8 @@ def walk(spec, layers, shape: tuple, rf: Field, spatial_alive: bool):
 
     rows: list[LayerRow] = []
     for layer in layers:
-        if isinstance(layer, blocks.ResidualSpec):
-            row, shape, rf, spatial_alive = blocks.summarize_residual(walk, spec, layer, shape, rf, spatial_alive)
+        if isinstance(layer, (blocks.ResidualSpec, blocks.FromRunSpec)):
+            row, shape, rf, spatial_alive = blocks.summarize_block(walk, spec, layer, shape, rf, spatial_alive)
             rows.append(row)
             continue
         entry = layer_registry.LAYERS[layer.type]
