@@ -574,3 +574,86 @@ def test_from_run_trains_frozen_and_its_batchnorm_statistics_do_not_move(tmp_pat
         for a, b in zip(mine.get_weights(), theirs.get_weights()):
             np.testing.assert_array_equal(a, b)  # kernels and BN moving mean/variance alike
     assert json.loads((run / "metrics.json").read_text())["test"]["accuracy"] > 0.1
+
+
+# --- train.fine_tune -----------------------------------------------------------------------------
+
+
+def test_fine_tune_settings_and_errors(source_run):
+    folder, _ = source_run
+    base = _transfer(folder) + "train:\n  epochs: 3\n"
+    spec = load_spec_text(base + "  fine_tune: {unfreeze_at_epoch: 2, learning_rate: 1e-4, layers: last_2}\n", "t.yaml")
+    assert spec.train["fine_tune"] == {"unfreeze_at_epoch": 2, "learning_rate": 1e-4, "last": 2}
+
+    def error(text):
+        with pytest.raises(SpecError) as info:
+            load_spec_text(text, "t.yaml")
+        return str(info.value)
+
+    assert error(base + "  fine_tune: {unfreeze_at_epoch: 4}\n") == (
+        "t.yaml:9: train.fine_tune.unfreeze_at_epoch: must be an epoch from 2 to train.epochs (3). Received: "
+        "unfreeze_at_epoch=4. (hint: epoch 1 trains the new layers on top of the frozen ones first)"
+    )
+    assert error(base + "  fine_tune: {unfreeze_at_epoch: 2, layers: last_9}\n") == (
+        "t.yaml:9: train.fine_tune.layers: the frozen parts hold 4 layers. Received: layers=last_9. (hint: use all)"
+    )
+    assert error(base + "  fine_tune: {unfreeze_at_epoch: 2, layers: some}\n") == (
+        "t.yaml:9: train.fine_tune.layers: must be all or last_K (e.g. last_2). Received: layers='some'."
+    )
+    plain = "input_shape: [8, 8, 1]\nlayers: [Flatten]\ntrain: {epochs: 3, fine_tune: {unfreeze_at_epoch: 2}}\n"
+    assert error(plain) == (
+        "t.yaml:3: train.fine_tune: nothing to unfreeze: no layer of the spec is frozen (hint: FromRun is frozen by "
+        "default; freeze others with trainable: false)"
+    )
+
+
+def test_unfreeze_keeps_batchnorm_frozen_and_retraces(source_run):
+    from cnnkit.run.build import build_model
+    from cnnkit.run.finetune import unfreeze
+
+    folder, _ = source_run
+    spec = load_spec_text(_transfer(folder) + "train: {epochs: 2, fine_tune: {unfreeze_at_epoch: 2}}\n", "t.yaml")
+    model = build_model(spec)
+    model.compile("adam", "categorical_crossentropy")
+    x = np.random.default_rng(0).random((8, 8, 8, 1), dtype=np.float32)
+    y = np.eye(3, dtype=np.float32)[np.arange(8) % 3]
+    model.fit(x, y, epochs=1, verbose=0)
+    frozen = len(model.trainable_weights)
+    names = unfreeze(__import__("keras"), model, spec, spec.train["fine_tune"])
+    stack = model.layers[0]
+    assert names == [layer.name for layer in stack.inner]
+    assert [layer.trainable for layer in stack.inner] == [True, False, True, True]  # the BatchNormalization stays
+    assert len(model.trainable_weights) == frozen + 2 + 2  # stem conv, the Residual's conv (kernel + bias each)
+    bn = stack.inner[1].get_weights()
+    stem = stack.inner[0].get_weights()[0].copy()
+    model.fit(x, y, epochs=1, verbose=0)
+    for a, b in zip(stack.inner[1].get_weights(), bn):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(stack.inner[0].get_weights()[0], stem)  # the unfrozen conv now learns
+
+
+@pytest.mark.slow
+def test_fine_tune_run_unfreezes_the_last_layers_at_its_epoch(tmp_path):
+    from cnnkit.run.modelfile import load_model
+
+    source_spec = tmp_path / "source.yaml"
+    source_spec.write_text(SOURCE + "train: {epochs: 1, batch_size: 32}\n")
+    cli("train", source_spec, "--no-pictures", "--out", tmp_path / "a")
+    source = (tmp_path / "a" / "latest").resolve()
+    spec = tmp_path / "transfer.yaml"
+    spec.write_text(
+        _transfer(source).replace("units: 3", "units: 10")
+        + "data: {dataset: digits}\ntrain:\n  epochs: 2\n  batch_size: 32\n"
+        + "  fine_tune: {unfreeze_at_epoch: 2, learning_rate: 1e-3, layers: last_2}\n"
+    )
+    cli("train", spec, "--no-pictures", "--out", tmp_path / "b")
+    run = (tmp_path / "b" / "latest").resolve()
+    before = load_model(source / "model.keras").layers[:4]
+    stack = load_model(run / "model.keras").layers[0]
+    unchanged = [
+        np.array_equal(a, b) for m, t in zip(stack.inner, before) for a, b in zip(m.get_weights(), t.get_weights())
+    ]
+    # stem conv (2 arrays) and BatchNormalization (4) as they were; the Residual's conv (2) trained in epoch 2
+    assert unchanged == [True, True, True, True, True, True, False, False]
+    history = json.loads((run / "history.json").read_text())
+    assert history["learning_rate"][1] == pytest.approx(1e-3)

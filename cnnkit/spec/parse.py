@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from cnnkit.errors import SpecError
-from cnnkit.spec import datasets, options, train_extras
+from cnnkit.spec import datasets, finetune, options, train_extras
 from cnnkit.spec import layers as layer_registry
 from cnnkit.spec.argtypes import ArgError, Bool, Enum, Int, Shape, Str
 from cnnkit.spec.defaults import DATA_DEFAULTS, TRAIN_DEFAULTS
@@ -179,6 +179,7 @@ def parse(doc: Document) -> Spec:
         description=description,
         raw=copy.deepcopy(data),
     )
+    finetune.check_frozen(check, specs, spec.train.get("fine_tune"))
     # Shapes are part of validity: a Conv2D after Flatten or a pool that eats the image is a spec error.
     spec.summary = summarize(spec)
     return spec
@@ -416,4 +417,6 @@ def _parse_train(check: _Checker, value) -> dict:
         out["class_weight"] = train_extras.class_weight(check, ("train", "class_weight"), raw["class_weight"])
     if "tensorboard" in raw:
         out["tensorboard"] = train_extras.tensorboard(check, ("train", "tensorboard"), raw["tensorboard"])
+    if raw.get("fine_tune") is not None:
+        out["fine_tune"] = finetune.parse(check, ("train", "fine_tune"), raw["fine_tune"], out["epochs"])
     return out
