@@ -51,6 +51,7 @@ FINAL_NAMES = {
     "metrics.json",
     "eval.json",
     "plots",
+    "report.html",
     "backup",
 }
 BACKUP_NAMES = {"latest.weights.h5", "training_metadata.json", "latest.weights.h5.bkp", "training_metadata.json.bkp"}
