@@ -294,7 +294,7 @@ def train(
         out=out_dir,
         resume=resume,
         strategy=strategy,
-        after_training=None if no_pictures else _draw_run_pictures,
+        after_training=_write_report if no_pictures else _draw_run_pictures,
     )
     reporter = Reporter(out)
     try:
@@ -703,6 +703,13 @@ def report(
 
         if not webbrowser.open(path.resolve().as_uri()):
             raise CnnkitError(f"no web browser to open {path} with", hint="open the file by hand")
+
+
+def _write_report(run_dir, **_held):
+    """--no-pictures still leaves report.html (without pictures): every run has one page to share."""
+    from cnnkit.viz.report import write_report
+
+    return write_report(run_dir)
 
 
 def _draw_run_pictures(run_dir, **held):

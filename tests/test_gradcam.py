@@ -125,6 +125,16 @@ def test_channels_first_gives_the_same_maps_as_channels_last():
     assert probs.shape == (2, 3)
 
 
+def test_image_files_are_read_in_the_models_layout(tmp_path):
+    rgb = np.zeros((6, 9, 3), np.uint8)
+    rgb[..., 0], rgb[0, :, 2] = 255, 51  # red everywhere; the top row also a little blue
+    Image.fromarray(rgb).save(tmp_path / "red.png")
+    first = gradcam.read_for(_model((3, 6, 9), _conv2d("channels_first")), tmp_path / "red.png")
+    assert first.shape == (3, 6, 9) and first[0].min() == 1.0 and first[2, 0].max() == 0.2 and first[2, 1:].max() == 0
+    last = gradcam.read_for(_model((6, 9, 3), _conv2d()), tmp_path / "red.png")
+    np.testing.assert_allclose(np.moveaxis(first, 0, -1), last)
+
+
 def test_conv1d_gives_a_strip_per_step_and_saliency_per_value():
     L = keras.layers
     model = _model(
@@ -224,6 +234,8 @@ def test_grad_cam_mass_lies_in_the_quadrant_that_decides_the_class(quadrant_run)
     from cnnkit.run.modelfile import load_model
 
     run, x, y = quadrant_run
+    # Trained with --no-pictures: still a report, saying how to draw the pictures.
+    assert "trained with <code>--no-pictures</code>" in (run / "report.html").read_text()
     model = load_model(run / "model.keras")
     found = gradcam.explain(model, x.astype("float32") / 255, true=y)
     assert np.mean([e.predicted == c for e, c in zip(found, y)]) > 0.9  # the net has learned the task

@@ -54,6 +54,7 @@ FINAL_NAMES = {
     "metrics.json",
     "eval.json",
     "plots",
+    "report.html",
     "checkpoint",
 }
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

@@ -67,8 +67,10 @@ RUN_FILES = {
     "run.json",
     "eval.json",
     "plots",
+    "report.html",
 }
 PICTURES = {"curves.png", "architecture.png", "confusion.png", "misclassified.png", "filters.png", "feature_maps.png"}
+PICTURES |= {"gradcam_misclassified.png"}
 
 
 def write_spec(folder: Path, text: str, name: str = "spec.yaml") -> Path:

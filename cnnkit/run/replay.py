@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 
 def epoch_batches(
     x, y, *, batch_size: int, num_classes: int, one_hot: bool, shuffle: bool, seed: int, first_epoch: int, epochs: int
@@ -20,11 +18,11 @@ def epoch_batches(
     fit() reads it with steps_per_epoch = ceil(N / batch_size), so one iterator spans every epoch. Images stay
     uint8 in one tensor and are gathered, scaled and one-hot encoded a batch at a time (see data.pipeline)."""
     from cnnkit.backend import tensorflow
+    from cnnkit.data.pipeline import batch_maker, finish
 
     tf = tensorflow()
     n = len(x)
-    images = tf.constant(np.ascontiguousarray(x))
-    labels = tf.constant(np.asarray(y, dtype=np.int32))
+    make_batch = batch_maker(tf, x, y, num_classes=num_classes, one_hot=one_hot)
 
     def order(epoch):
         indices = tf.range(n, dtype=tf.int64)
@@ -33,19 +31,8 @@ def epoch_batches(
             indices = tf.random.experimental.stateless_shuffle(indices, seed=key)
         return tf.data.Dataset.from_tensor_slices(indices).batch(batch_size)
 
-    def make_batch(idx):
-        batch_x = tf.cast(tf.gather(images, idx), tf.float32) * (1.0 / 255.0)
-        batch_y = tf.gather(labels, idx)
-        if one_hot:
-            batch_y = tf.one_hot(batch_y, num_classes, dtype=tf.float32)
-        return batch_x, batch_y
-
     ds = tf.data.Dataset.range(first_epoch, max(first_epoch, epochs)).flat_map(order)
-    ds = ds.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    # multi_worker: each worker takes its share of every global batch (see data.pipeline.to_tf_dataset).
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+    return finish(tf, ds.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
 
 
 def epoch_start(keras, seed: int, stop, learning_rates: dict):

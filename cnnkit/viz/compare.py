@@ -15,7 +15,7 @@ from rich.table import Table
 
 from cnnkit.errors import RunError
 from cnnkit.run.folder import LATEST, read_json, resolve_run
-from cnnkit.viz.tables import human_count
+from cnnkit.text import compact_number
 
 MISSING = "—"
 SPLITS = ("train", "val", "test")
@@ -185,7 +185,7 @@ def compare_table(result: dict) -> Table:
         cells = [
             row["run"],
             f"{row['params']:,}",
-            human_count(row["macs"]),
+            compact_number(row["macs"]),
             str(row["epochs"]),
             MISSING if row["best_epoch"] is None else str(row["best_epoch"]),
         ]

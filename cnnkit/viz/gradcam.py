@@ -282,13 +282,13 @@ def mistakes(y, y_pred, confidence, count: int) -> tuple[np.ndarray, bool]:
     return np.argsort(confidence, kind="stable")[:count], False
 
 
-def draw_misclassified(run_dir: Path, model, evaluation: dict, out: Path | None = None) -> Path:
-    """plots/gradcam_misclassified.png of a finished run, from the evaluation `train` has just made."""
-    arrays = evaluation["_arrays"]
-    chosen, wrong = mistakes(arrays["y"], arrays["y_pred"], arrays["confidence"], MISCLASSIFIED_SHOWN)
+def draw_misclassified(run_dir: Path, model, evaluation, out: Path | None = None) -> Path:
+    """plots/gradcam_misclassified.png of a finished run, from the Evaluation `train` has just made."""
+    seen = evaluation.predictions
+    chosen, wrong = mistakes(seen.y, seen.y_pred, seen.confidence, MISCLASSIFIED_SHOWN)
     method = _default_method(model)
     out = out or Path(run_dir) / "plots" / "gradcam_misclassified.png"
-    return _draw(model, arrays["x"], arrays["y"], chosen, evaluation["class_names"], method, None, out, wrong)
+    return _draw(model, seen.x, seen.y, chosen, evaluation.class_names, method, None, out, wrong)
 
 
 def gradcam_picture(

@@ -55,11 +55,11 @@ def plot_explanations(found, out_path, *, method: str, where: str, class_names=N
     )
     axes = fig.subplots(n, columns, squeeze=False, width_ratios=[TILE] * (columns - 1) + [BARS])
     for row, item in zip(axes, found):
-        _draw_row(row, item, class_names, with_true)
+        _draw_row(row, item, class_names, with_true, label)
     return _save(fig, out_path)
 
 
-def _draw_row(row, item, names, with_true: bool) -> None:
+def _draw_row(row, item, names, with_true: bool, method_label: str) -> None:
     image = _as_display_image(np.asarray(item.image), "each image")
     pred, true = _name(names, item.predicted), _name(names, item.true)
     confidence = float(item.probabilities[item.predicted])
@@ -77,7 +77,7 @@ def _draw_row(row, item, names, with_true: bool) -> None:
         row[1].tick_params(labelsize=6)
     else:
         _show(row[1], item.heat, cmap=HEAT_CMAP, vmin=0.0, vmax=1.0)
-    row[1].set_title(f"heat: {pred}", fontsize=8)
+    row[1].set_title(f"{method_label}: {pred}", fontsize=8)
     _overlay(row[2], image, item.heat)
     colour = "#1b7837" if item.true in (None, item.predicted) else "#b2182b"
     row[2].set_title(f"pred: {pred} ({confidence:.0%})", fontsize=8, color=colour)

@@ -170,7 +170,7 @@ def draw_run_pictures(run_dir: Path, *, model, splits, feed, spec, history: dict
         result = replace(result, model=str(run_dir / "model.keras"), data=splits.source)
         write_json(run_dir / "eval.json", result.to_dict())
         paths += confusion(run_dir, evaluation=result)
-        if result["_arrays"]["x"].ndim in (3, 4):  # an image or a sequence: something to lay a heat map on
+        if result.predictions.x.ndim in (3, 4):  # an image or a sequence: something to lay a heat map on
             from cnnkit.viz.gradcam import draw_misclassified
 
             paths.append(draw_misclassified(run_dir, model, result))

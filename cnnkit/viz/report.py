@@ -203,12 +203,12 @@ def _evaluation_line(evaluation: dict) -> str:
 
 
 def _summary(summary) -> dict:
-    from cnnkit.spec.shapes import fmt_shape
+    from cnnkit.text import shape_text as fmt_shape
 
     def rf(row) -> str:
-        if row.receptive_field is None:
-            return ""
         size = row.receptive_field
+        if size is None or isinstance(size, str):
+            return size or ""  # a str says why there is no single number ("n/a (after reshape)")
         return fmt_shape(size) if isinstance(size, list) else str(size)
 
     data = summary.to_dict()
