@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperCommand
 
+import cnnkit.run  # noqa: F401 - registers what summarising a Backbone needs (no TensorFlow until then)
 from cnnkit import __version__, completion
 from cnnkit.errors import CnnkitError
 

@@ -368,7 +368,7 @@ def _tampered(src: Path, dst: Path, edit) -> Path:
         (
             lambda b: b.__setitem__("module", "cnnkit.run.train"),
             "$.config.layers[2]: expected a keras.layers class that cnnkit builds "
-            "(cnnkit.spec.layers.KERAS_CLASSES) or a cnnkit block (Residual, Stack), found 'cnnkit.run.train.Residual'",
+            "(cnnkit.spec.layers.KERAS_CLASSES) or a cnnkit block (Residual, Stack, Backbone), found 'cnnkit.run.train.Residual'",
         ),
         (
             lambda b: b["config"]["block"].__setitem__("shortcut", "os.system"),
@@ -657,3 +657,144 @@ def test_fine_tune_run_unfreezes_the_last_layers_at_its_epoch(tmp_path):
     assert unchanged == [True, True, True, True, True, True, False, False]
     history = json.loads((run / "history.json").read_text())
     assert history["learning_rate"][1] == pytest.approx(1e-3)
+
+
+# --- Backbone ------------------------------------------------------------------------------------
+
+BACKBONE = """\
+name: mobilenet
+input_shape: [32, 32, 3]
+layers:
+  - Backbone: {{name: MobileNetV2, weights: {weights}, pooling: avg}}
+  - Dense: {{units: 10, activation: softmax}}
+"""
+
+
+def test_backbone_errors_are_one_line():
+    def error(text):
+        with pytest.raises(SpecError) as info:
+            load_spec_text(text, "b.yaml")
+        return str(info.value)
+
+    assert error(BACKBONE.format(weights="null").replace("MobileNetV2", "MobileNetV9")).startswith(
+        "b.yaml:4: layers[0].Backbone.name: unknown backbone 'MobileNetV9'; valid: MobileNetV2, ResNet50, "
+    )
+    assert error(BACKBONE.format(weights="imagenet").replace("[32, 32, 3]", "[32, 32, 1]")) == (
+        "b.yaml:4: layers[0] Backbone: imagenet weights need 3 colour channels; receives 32×32×1 "
+        "(hint: use data.color_mode: rgb)"
+    )
+    assert error(BACKBONE.format(weights="null").replace("[32, 32, 3]", "[28, 28, 3]")) == (
+        "b.yaml:4: layers[0] Backbone: keras.applications.MobileNetV2 needs images of at least 32×32; receives "
+        "28×28×3 (hint: add - Resizing: {height: 32, width: 32} before it)"
+    )
+    assert error(BACKBONE.format(weights="nowhere.h5")) == (
+        "b.yaml:4: layers[0].Backbone.weights: must be imagenet, null or a weights file (.h5). Received: "
+        "weights='nowhere.h5', which is no file"
+    )
+
+
+def test_backbone_summary_equals_keras_and_round_trips(tmp_path):
+    from cnnkit.run import modelfile
+
+    spec = load_spec_text(BACKBONE.format(weights="null"), "b.yaml")
+    rows = summarize(spec).layers
+    assert rows[0].type == "Backbone" and "measured with TensorFlow" in rows[0].arithmetic
+    model, keras_rows = _keras_rows(spec)
+    assert keras_rows == _ours(spec)
+    assert rows[0].trainable_params == 0 and rows[0].output_shape == [1280]
+    x = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
+    # preprocessing inside the model: MobileNetV2 takes [-1, 1], cnnkit feeds [0, 1]
+    net = model.layers[0].net
+    np.testing.assert_allclose(
+        model.layers[0](x).numpy(), net(x * 2.0 - 1.0, training=False).numpy(), rtol=1e-4, atol=1e-5
+    )
+    model.save(tmp_path / "b.keras")
+    config = modelfile.inspect_keras_file(tmp_path / "b.keras")
+    assert config["config"]["layers"][1]["config"]["block"] == {
+        "name": "MobileNetV2",
+        "pooling": "avg",
+        "weights": None,
+    }
+    loaded = modelfile.load_model(tmp_path / "b.keras")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
+
+
+IMAGENET_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+
+def _in_subprocess(code: str, keras_home: Path) -> subprocess.CompletedProcess:
+    import os
+
+    env = {**os.environ, "KERAS_HOME": str(keras_home)}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_imagenet_weights_come_from_the_keras_cache(tmp_path):
+    """KERAS_HOME points at a folder holding the file Keras would download (a fresh model's weights, saved by the
+    test under the expected name): the backbone starts from exactly those weights, with no network."""
+    import h5py
+    import keras
+    from keras.src.legacy.saving import legacy_h5_format
+
+    keras.utils.set_random_seed(7)
+    fresh = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
+    (tmp_path / "models").mkdir()
+    with h5py.File(tmp_path / "models" / IMAGENET_FILE, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, fresh)
+    np.save(tmp_path / "first.npy", fresh.get_weights()[0])
+    spec = tmp_path / "b.yaml"
+    spec.write_text(BACKBONE.format(weights="imagenet"))
+    code = (
+        "import numpy as np\nfrom cnnkit.spec.parse import load_spec\nfrom cnnkit.run.build import build_model\n"
+        f"m = build_model(load_spec({str(spec)!r}))\n"
+        f"assert np.array_equal(m.layers[0].net.get_weights()[0], np.load({str(tmp_path / 'first.npy')!r}))\n"
+        "print('same weights')\n"
+    )
+    result = _in_subprocess(code, tmp_path)
+    assert result.returncode == 0 and "same weights" in result.stdout, result.stderr[-2000:]
+
+
+def _tiny_cifar(tmp_path: Path) -> str:
+    """64 + 16 random CIFAR-shaped images as an .npz; the `data:` line that reads it."""
+    rng = np.random.default_rng(0)
+    data = tmp_path / "tiny_cifar.npz"
+    np.savez(
+        data,
+        x_train=rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8),
+        y_train=rng.integers(0, 10, 64),
+        x_test=rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8),
+        y_test=np.arange(16) % 10,
+    )
+    return f"data: {{dataset: npz, path: {data}}}\n"
+
+
+def test_imagenet_weights_offline_and_uncached_name_the_file_and_folder(tmp_path):
+    spec = tmp_path / "b.yaml"
+    spec.write_text(BACKBONE.format(weights="imagenet") + _tiny_cifar(tmp_path))
+    code = (
+        "import urllib.error\nimport keras.src.utils.file_utils as fu\n"
+        "def offline(*a, **k):\n    raise urllib.error.URLError('network unreachable')\n"
+        "fu.urlretrieve = offline\n"
+        "from typer.testing import CliRunner\nfrom cnnkit.cli import app\n"
+        f"r = CliRunner().invoke(app, ['train', {str(spec)!r}, '--out', {str(tmp_path / 'runs')!r}])\n"
+        "print(r.exit_code)\nprint(r.output)\n"
+    )
+    result = _in_subprocess(code, tmp_path / "home")
+    assert result.stdout.splitlines()[0] == "2", result.stdout + result.stderr[-2000:]
+    assert (
+        f"Error: Backbone MobileNetV2: imagenet weights are not in Keras' cache and cannot be downloaded here: "
+        f"place {IMAGENET_FILE} in {tmp_path / 'home' / 'models'} (from https://"
+    ) in result.stdout, result.stdout
+
+
+@pytest.mark.slow
+def test_mobilenet_backbone_trains_one_epoch_on_cifar_shaped_data(tmp_path):
+    spec = tmp_path / "mobilenet.yaml"
+    spec.write_text(BACKBONE.format(weights="null") + _tiny_cifar(tmp_path) + "train: {epochs: 1, batch_size: 16}\n")
+    cli("train", spec, "--no-pictures", "--out", tmp_path / "runs")
+    run = (tmp_path / "runs" / "latest").resolve()
+    history = json.loads((run / "history.json").read_text())
+    assert len(history["loss"]) == 1 and np.isfinite(history["loss"][0])
+    from cnnkit.run.modelfile import load_model
+
+    assert type(load_model(run / "model.keras").layers[0]).__name__ == "Backbone"

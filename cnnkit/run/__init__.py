@@ -8,3 +8,7 @@ May import: cnnkit.data, cnnkit.spec, cnnkit.backend, cnnkit.files, cnnkit.error
 (through cnnkit.backend, inside functions, so importing a module here stays cheap). Never cnnkit.viz or
 cnnkit.cli.
 """
+
+# Registers the Backbone probe with the spec side (spec/ cannot import TensorFlow); TensorFlow itself is imported
+# only when a Backbone is summarised or built.
+from cnnkit.run import backbones as _backbones  # noqa: E402, F401

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from cnnkit.spec import blocks as spec_blocks
 
-REGISTERED = {"Residual": "cnnkit>Residual", "Stack": "cnnkit>Stack"}
+REGISTERED = {"Residual": "cnnkit>Residual", "Stack": "cnnkit>Stack", "Backbone": "cnnkit>Backbone"}
 _CLASSES: dict[type, dict[str, type]] = {}
 
 
@@ -28,7 +28,10 @@ def block_classes(keras) -> dict[str, type]:
 
 def build_block(keras, layer):
     classes = block_classes(keras)
-    if isinstance(layer, spec_blocks.FromRunSpec):
+    if isinstance(layer, spec_blocks.BackboneSpec):
+        built = classes["Backbone"](block=layer.entry, name=layer.args.get("name"))
+        built.load_from = layer.weights  # imagenet / a file: read when built, never stored in the config
+    elif isinstance(layer, spec_blocks.FromRunSpec):
         built = classes["Stack"](block=layer.entry, name=layer.args.get("name"))
         built.source_run = layer.run  # copy_run_weights reads it once the model is built
     else:
@@ -139,4 +142,33 @@ def _define(keras) -> dict[str, type]:
         def get_config(self):
             return {**super().get_config(), "block": self.block}
 
-    return {"Residual": Residual, "Stack": Stack}
+    @keras.utils.register_keras_serializable(package="cnnkit", name="Backbone")
+    class Backbone(keras.layers.Layer):
+        """A Keras Applications model without its classifier, its input preprocessing applied first."""
+
+        def __init__(self, block: dict, **kwargs):
+            super().__init__(**kwargs)
+            self.block = block
+            self.spec = spec_blocks.backbone_from_config(block, f"{REGISTERED['Backbone']} {self.name}")
+            self.load_from = None  # a model file holds the weights; build_block sets imagenet / a path
+            self.net = None
+
+        def build(self, input_shape):
+            from cnnkit.run.backbones import application
+
+            self.net = application(keras, self.spec.app, tuple(input_shape[1:]), self.spec.pooling, self.load_from)
+            # a frozen block freezes what it creates: BatchNormalization then runs in inference mode
+            self.net.trainable = self.trainable
+
+        def call(self, inputs):
+            from cnnkit.run.backbones import preprocess
+
+            return self.net(preprocess(keras, self.spec.app, inputs))
+
+        def compute_output_shape(self, input_shape):
+            return self.net.compute_output_shape(input_shape)  # preprocessing keeps the shape
+
+        def get_config(self):
+            return {**super().get_config(), "block": self.block}
+
+    return {"Residual": Residual, "Stack": Stack, "Backbone": Backbone}

@@ -60,5 +60,6 @@ def unfreeze(keras, model, spec, cfg: dict) -> list[str]:
 
 def _all_layers(layer):
     yield layer
-    for child in getattr(layer, "inner", None) or []:
+    net = getattr(layer, "net", None)  # a Backbone's application
+    for child in getattr(layer, "inner", None) or (net.layers if net is not None else []):
         yield from _all_layers(child)

@@ -6,7 +6,7 @@ config is a code-execution risk even with `safe_mode=True` (each Keras CVE so fa
 around it). cnnkit therefore only loads what it could have built itself: a keras.Sequential of
 the layers in `cnnkit.spec.layers.KERAS_CLASSES`, whose nested objects are built-in Keras dtype
 policies, initializers, regularizers, constraints, optimizers, schedules, losses and metrics, plus cnnkit's
-own block layers (`cnnkit>Residual`, `cnnkit>Stack`), whose config is spec YAML read back by the spec parser.
+own block layers (`cnnkit>Residual`, `cnnkit>Stack`, `cnnkit>Backbone`), whose config is spec YAML read back by the spec parser.
 Everything is checked against allow-lists; nothing is looked up in Keras. This module must not
 import TensorFlow or Keras at import time (`summary` and `lint` stay fast); `load_model` imports
 Keras only after the file has passed.
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from cnnkit.errors import ModelFileError, SpecError
-from cnnkit.spec.blocks import residual_from_config, stack_from_config
+from cnnkit.spec.blocks import backbone_from_config, residual_from_config, stack_from_config
 from cnnkit.spec.layers import KERAS_CLASSES
 from cnnkit.text import squeeze
 
@@ -269,9 +269,9 @@ MODEL = _Kind("a keras.Sequential model", frozenset(), {m: frozenset({"Sequentia
 # cnnkit's own block layers (cnnkit/run/blocks.py): exactly these, each with its registered name. Their
 # `block` config is the YAML a spec holds, checked by the spec parser (_check_block), not walked here.
 BLOCK_MODULE = "cnnkit.run.blocks"
-BLOCK_CLASSES = {"Residual": "cnnkit>Residual", "Stack": "cnnkit>Stack"}
+BLOCK_CLASSES = {"Residual": "cnnkit>Residual", "Stack": "cnnkit>Stack", "Backbone": "cnnkit>Backbone"}
 LAYER = _Kind(
-    "a keras.layers class that cnnkit builds (cnnkit.spec.layers.KERAS_CLASSES) or a cnnkit block (Residual, Stack)",
+    "a keras.layers class that cnnkit builds (cnnkit.spec.layers.KERAS_CLASSES) or a cnnkit block (Residual, Stack, Backbone)",
     frozenset(),
     {**{m: LAYER_CLASSES for m in LAYER_MODULES}, BLOCK_MODULE: frozenset(BLOCK_CLASSES)},
 )
@@ -332,7 +332,7 @@ def load_model(path: str | os.PathLike, *, compile: bool = True):
 
         from cnnkit.run.blocks import block_classes
 
-        block_classes(keras)  # registers cnnkit>Residual and cnnkit>Stack, the custom classes a model file may name
+        block_classes(keras)  # registers cnnkit's block layers, the custom classes a model file may name
 
         try:
             return keras.saving.load_model(str(copy), safe_mode=True, compile=compile)
@@ -643,7 +643,8 @@ def _check_block(node: dict, config: Any, jpath: str, depth: int, where: str) ->
     if not isinstance(block, dict):
         _refuse(where, f"{jpath}.block", "the block as a spec writes it ({layers: [...], ...})", _json_type(block))
     try:
-        (stack_from_config if node["class_name"] == "Stack" else residual_from_config)(block, "block")
+        reader = {"Stack": stack_from_config, "Backbone": backbone_from_config}.get(node["class_name"])
+        (reader or residual_from_config)(block, "block")
     except SpecError as err:
         _refuse(where, f"{jpath}.block", "a block a cnnkit spec could hold", squeeze(err.message))
 

@@ -30,8 +30,38 @@ FROM_RUN = "FromRun"
 SHORTCUTS = ("identity", "projection")
 RESIDUAL_KEYS = ("layers", "shortcut", "name", "trainable")
 FROM_RUN_KEYS = ("run", "until", "trainable", "name")
+BACKBONE = "Backbone"
+BACKBONE_KEYS = ("name", "weights", "trainable", "pooling")
+POOLINGS = ("avg", "max")
 # Spec names of the blocks (case-insensitive) -> canonical name.
-BLOCKS = {"residual": RESIDUAL, "fromrun": FROM_RUN}
+BLOCKS = {"residual": RESIDUAL, "fromrun": FROM_RUN, "backbone": BACKBONE}
+
+
+@dataclass(frozen=True)
+class App:
+    """A Keras Applications model cnnkit offers as a Backbone.
+
+    `preprocess`: what the application expects of its input, applied inside the model to cnnkit's [0, 1] pixels:
+    "tf" (scaled to [-1, 1]), "caffe" (BGR, 0..255 minus the ImageNet means), "torch" (ImageNet mean/std), "raw"
+    (0..255; the application normalises itself)."""
+
+    preprocess: str
+    needs_rgb: bool  # caffe/torch preprocessing is per RGB channel
+
+
+BACKBONE_APPS = {
+    "MobileNetV2": App("tf", False),
+    "ResNet50": App("caffe", True),
+    "ResNet50V2": App("tf", False),
+    "VGG16": App("caffe", True),
+    "DenseNet121": App("torch", True),
+    "EfficientNetB0": App("raw", False),
+    "MobileNetV3Small": App("raw", False),
+}
+MIN_BACKBONE_SIZE = 32  # Keras Applications refuse smaller images
+# Set by cnnkit.run.backbones (which builds the application with TensorFlow): (name, input_shape, pooling) ->
+# {"output_shape", "trainable", "non_trainable", "macs"}. The spec side cannot import TensorFlow itself.
+BACKBONE_PROBE = None
 # The Keras layer a FromRun becomes: a plain stack of the run's first layers, saved with them (no run needed
 # to load the model file again). Its saved config is the same {layers: [...]} YAML as a Residual's.
 STACK = "Stack"
@@ -43,6 +73,14 @@ class ResidualSpec(LayerSpec):
     shortcut: str = "identity"
     # The block as written in YAML ({layers: [...], shortcut: ...}): what the Keras layer saves and re-parses.
     entry: dict | None = None
+
+
+@dataclass(frozen=True)
+class BackboneSpec(LayerSpec):
+    app: str = ""
+    weights: str | None = None  # "imagenet", None, or a weights file
+    pooling: str | None = "avg"
+    entry: dict | None = None  # what the Keras layer stores: {name, pooling, weights: null}
 
 
 @dataclass(frozen=True)
@@ -62,6 +100,8 @@ def parse_block(check, path: tuple, index: int, args, parse_layer) -> LayerSpec:
     """`path` ends with the block's key as written (`("layers", 2, "residual")`)."""
     if lookup(path[-1]) == FROM_RUN:
         return parse_from_run(check, path, index, args)
+    if lookup(path[-1]) == BACKBONE:
+        return parse_backbone(check, path, index, args)
     return parse_residual(check, path, index, args, parse_layer)
 
 
@@ -162,6 +202,63 @@ def parse_from_run(check, path: tuple, index: int, args) -> FromRunSpec:
     )
 
 
+def parse_backbone(check, path: tuple, index: int, args) -> BackboneSpec:
+    """`- Backbone: {name: MobileNetV2, weights: imagenet | null | PATH, trainable: false, pooling: avg | max | null}`."""
+    from pathlib import Path
+
+    from cnnkit.text import did_you_mean
+
+    if not isinstance(args, dict):
+        check.fail(
+            path, f"arguments must be a mapping such as {{name: MobileNetV2, weights: imagenet}}. Received: {args!r}"
+        )
+    check.mapping(path, args, BACKBONE_KEYS, "Backbone arguments")
+    if "name" not in args:
+        check.fail(path, f"Backbone needs `name`, one of: {', '.join(BACKBONE_APPS)}")
+    app = args["name"]
+    if app not in BACKBONE_APPS:
+        check.fail(
+            path + ("name",),
+            f"unknown backbone '{app}'; valid: {', '.join(BACKBONE_APPS)}",
+            did_you_mean(str(app), BACKBONE_APPS),
+        )
+    weights = args.get("weights", "imagenet")
+    if weights is not None:
+        weights = check.arg(path + ("weights",), Str(), weights)
+        if weights != "imagenet" and not Path(weights).expanduser().is_file():
+            check.fail(
+                path + ("weights",),
+                f"must be imagenet, null or a weights file (.h5). Received: weights={weights!r}, which is no file",
+            )
+    pooling = args.get("pooling", "avg")
+    if pooling is not None:
+        pooling = check.arg(path + ("pooling",), Enum(POOLINGS), pooling)
+    normalized = {"trainable": check.arg(path + ("trainable",), Bool(), args.get("trainable", False))}
+    if weights not in (None, "imagenet"):
+        args["weights"] = str(Path(weights).expanduser().resolve())  # the run's spec.yaml finds it from anywhere
+        weights = args["weights"]
+    return BackboneSpec(
+        index,
+        BACKBONE,
+        normalized,
+        dict(normalized),
+        check.doc.line(path),
+        app=app,
+        weights=weights,
+        pooling=pooling,
+        entry={"name": app, "pooling": pooling, "weights": None},
+    )
+
+
+def backbone_from_config(entry: dict, where: str) -> BackboneSpec:
+    """A saved Backbone: its weights are in the model file, so the entry must say weights: null."""
+    if not isinstance(entry, dict) or entry.get("weights", "imagenet") is not None:
+        raise SpecError(f"{where}: expected {{name: ..., pooling: ..., weights: null}}, found {entry!r:.80}")
+    from cnnkit.spec.parse import parse_block_entry
+
+    return parse_block_entry({BACKBONE: entry}, where)
+
+
 def _nest(layer: LayerSpec, path: tuple) -> LayerSpec:
     """An inner layer's label says where it sits: `layers[2].Residual.layers[0] Conv2D`."""
     prefix = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
@@ -196,7 +293,33 @@ def schema_items(layer_ref: str) -> list[dict]:
         "required": ["layers"],
         "additionalProperties": False,
     }
-    return [
+    from_run = {
+        "type": "object",
+        "properties": {
+            "run": {"type": "string"},
+            "until": {"type": ["integer", "string"]},
+            "trainable": {"type": "boolean"},
+            "name": {"type": "string"},
+        },
+        "required": ["run", "until"],
+        "additionalProperties": False,
+    }
+    backbone = {
+        "type": "object",
+        "properties": {
+            "name": {"enum": list(BACKBONE_APPS)},
+            "weights": {"type": ["string", "null"], "description": "imagenet (default), null or a weights file"},
+            "trainable": {"type": "boolean"},
+            "pooling": {"enum": [*POOLINGS, None]},
+        },
+        "required": ["name"],
+        "additionalProperties": False,
+    }
+    extra = [
+        {"type": "object", "properties": {key: value}, "required": [key], "additionalProperties": False}
+        for key, value in ((FROM_RUN, from_run), (BACKBONE, backbone))
+    ]
+    return extra + [
         {
             "type": "object",
             "properties": {RESIDUAL: residual},
@@ -268,7 +391,7 @@ def total_stride(layers, rank: int) -> tuple | None:
             if inner is None:
                 return None
             step = inner
-        elif layer.type.startswith(("UpSampling", "Reshape", "Permute", "Resizing", "RandomCrop")) or (
+        elif layer.type.startswith(("UpSampling", "Reshape", "Permute", "Resizing", "RandomCrop", BACKBONE)) or (
             "Transpose" in layer.type
         ):
             return None
@@ -284,6 +407,53 @@ def total_stride(layers, rank: int) -> tuple | None:
     return tuple(total)
 
 
+def summarize_backbone(spec, block: BackboneSpec, shape: tuple, rf, spatial_alive: bool):
+    """Shapes and parameters come from Keras itself (cnnkit.run.backbones builds the application, weights off):
+    a summary of a spec with a Backbone imports TensorFlow, and its row says so."""
+    from cnnkit.spec.summary import LayerRow
+
+    def fail(message, hint=None):
+        raise SpecError(f"{block.label}: {message}", file=spec.file, line=block.line, hint=hint)
+
+    if len(shape) != 3:
+        fail(f"expects an image (height, width, channels) but receives {shape_text(shape)}")
+    if min(shape[:2]) < MIN_BACKBONE_SIZE:
+        fail(
+            f"keras.applications.{block.app} needs images of at least {MIN_BACKBONE_SIZE}×{MIN_BACKBONE_SIZE}; "
+            f"receives {shape_text(shape)}",
+            f"add - Resizing: {{height: {MIN_BACKBONE_SIZE}, width: {MIN_BACKBONE_SIZE}}} before it",
+        )
+    if shape[-1] != 3 and (block.weights == "imagenet" or BACKBONE_APPS[block.app].needs_rgb):
+        why = "imagenet weights" if block.weights == "imagenet" else f"{block.app}'s preprocessing"
+        fail(f"{why} need 3 colour channels; receives {shape_text(shape)}", "use data.color_mode: rgb")
+    if BACKBONE_PROBE is None:
+        fail("its shapes come from Keras: import cnnkit.run.backbones (the cnnkit command does) first")
+    out = BACKBONE_PROBE(block.app, tuple(shape), block.pooling)
+    trainable, fixed = out["trainable"], out["non_trainable"]
+    if block.full.get("trainable") is False:
+        trainable, fixed = 0, trainable + fixed
+    spatial = len(out["output_shape"]) > 1
+    if spatial_alive and spatial:
+        from cnnkit.spec.shapes import Field
+
+        rf = Field(rf.size, rf.jump, "backbone")
+    row = LayerRow(
+        index=block.index,
+        type=BACKBONE,
+        name=block.app,
+        input_shape=list(shape),
+        output_shape=list(out["output_shape"]),
+        params=trainable + fixed,
+        trainable_params=trainable,
+        non_trainable_params=fixed,
+        macs=out["macs"],
+        receptive_field="n/a (backbone)" if spatial_alive and spatial else None,
+        jump=None,
+        arithmetic=f"keras.applications.{block.app}, weights {block.weights or 'none'} (measured with TensorFlow)",
+    )
+    return row, tuple(out["output_shape"]), rf, spatial_alive and spatial
+
+
 def summarize_block(walk, spec, block: ResidualSpec, shape: tuple, rf, spatial_alive: bool):
     """The block's summary row (children: its layers' rows) and the state after it.
 
@@ -292,6 +462,8 @@ def summarize_block(walk, spec, block: ResidualSpec, shape: tuple, rf, spatial_a
     The shortcut never widens the receptive field: it is 1×1 with the same total stride as the main path."""
     from cnnkit.spec.summary import LayerRow
 
+    if isinstance(block, BackboneSpec):
+        return summarize_backbone(spec, block, shape, rf, spatial_alive)
     if isinstance(block, FromRunSpec):
         want = tuple(block.entry["input_shape"])
         if tuple(shape) != want:

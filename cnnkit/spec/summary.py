@@ -97,7 +97,7 @@ def walk(spec, layers, shape: tuple, rf: Field, spatial_alive: bool):
 
     rows: list[LayerRow] = []
     for layer in layers:
-        if isinstance(layer, (blocks.ResidualSpec, blocks.FromRunSpec)):
+        if isinstance(layer, (blocks.ResidualSpec, blocks.FromRunSpec, blocks.BackboneSpec)):
             row, shape, rf, spatial_alive = blocks.summarize_block(walk, spec, layer, shape, rf, spatial_alive)
             rows.append(row)
             continue
