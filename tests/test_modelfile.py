@@ -180,6 +180,7 @@ REQUIRED_ARGS = {
     "DepthwiseConv2D": dict(kernel_size=3),
     "Conv1DTranspose": dict(filters=2, kernel_size=3),
     "Conv2DTranspose": dict(filters=2, kernel_size=3),
+    "Conv3DTranspose": dict(filters=2, kernel_size=3),
     "Dense": dict(units=2),
     "AveragePooling1D": dict(pool_size=2),
     "AveragePooling2D": dict(pool_size=2),
