@@ -136,6 +136,7 @@ def test_light_commands_never_import_tensorflow(args, tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.slow  # builds and times a Keras model
 def test_time_reports_every_layer():
     result = runner.invoke(app, ["time", "configs/mnist.yaml", "--iterations", "2", "--batch-size", "8", "--json"])
     assert result.exit_code == 0, result.output

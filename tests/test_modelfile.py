@@ -24,6 +24,9 @@ from cnnkit.errors import ModelFileError
 from cnnkit.run import modelfile
 from cnnkit.spec.layers import KERAS_CLASSES
 
+# Every test here builds, saves or loads real Keras models.
+pytestmark = pytest.mark.slow
+
 UNSAFE_FLAG = "enable_unsafe_" + "deserialization"
 MEMBERS = "config.json, metadata.json, model.weights.h5"
 

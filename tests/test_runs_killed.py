@@ -29,6 +29,9 @@ from typer.testing import CliRunner
 
 from cnnkit.cli import app
 
+# Every test here trains (and interrupts) real runs.
+pytestmark = pytest.mark.slow
+
 EPOCHS = 4
 SPEC = f"""\
 name: killme
