@@ -16,7 +16,6 @@ import sys
 import zipfile
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 
@@ -26,6 +25,20 @@ from cnnkit.spec.layers import KERAS_CLASSES
 
 # Every test here builds, saves or loads real Keras models.
 pytestmark = pytest.mark.slow
+
+
+class _Keras:
+    """Keras, imported on first use: collecting this file (as `make test-fast` does, to skip it) stays free."""
+
+    def __getattr__(self, name):
+        if name.startswith("_") or name == "pytestmark":  # what pytest's collection asks of module attributes
+            raise AttributeError(name)
+        import keras
+
+        return getattr(keras, name)
+
+
+keras = _Keras()
 
 UNSAFE_FLAG = "enable_unsafe_" + "deserialization"
 MEMBERS = "config.json, metadata.json, model.weights.h5"

@@ -18,11 +18,25 @@ import pytest
 from PIL import Image
 
 from cnnkit.errors import CnnkitError, DataError
-from cnnkit.viz import plots
+from cnnkit.viz import (
+    plots,
+    probe,  # imports Keras only inside its functions
+)
 from cnnkit.viz.kernels import KERNELS, conv2d
 
-keras = pytest.importorskip("keras")
-from cnnkit.viz import probe  # noqa: E402  (after the keras skip: probe is useless without it)
+
+class _Keras:
+    """Keras, imported on first use: the picture tests of `make test-fast` need no TensorFlow."""
+
+    def __getattr__(self, name):
+        if name.startswith("_") or name == "pytestmark":  # what pytest's collection asks of module attributes
+            raise AttributeError(name)
+        import keras
+
+        return getattr(keras, name)
+
+
+keras = _Keras()
 
 DPI = plots.DPI
 DIGITS = [str(i) for i in range(10)]
