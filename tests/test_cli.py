@@ -82,12 +82,20 @@ def test_schema_accepts_every_config_and_rejects_typos(tmp_path):
     schema = json.loads(result.output)
     from pathlib import Path
 
+    # The schema is checked against its meta-schema once (jsonschema.validate would redo it for every file).
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    validator = validator_class(schema)
     for path in sorted(Path("configs").glob("*.yaml")):
-        jsonschema.validate(yaml.safe_load(path.read_text()), schema)
+        validator.validate(yaml.safe_load(path.read_text()))
     bad = yaml.safe_load(Path("configs/mnist.yaml").read_text())
     bad["layers"][0] = {"Conv2D": {"filtres": 3, "kernel_size": 3}}
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(bad, schema)
+        validator.validate(bad)
+    misplaced = yaml.safe_load(Path("configs/mnist.yaml").read_text())
+    misplaced["data"]["header"] = "maybe"  # a csv key of the wrong type
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate(misplaced)
 
 
 def test_layers_lists_every_registered_layer():
@@ -137,6 +145,7 @@ def test_light_commands_never_import_tensorflow(args, tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.slow  # builds and times a Keras model
 def test_time_reports_every_layer():
     result = runner.invoke(app, ["time", "configs/mnist.yaml", "--iterations", "2", "--batch-size", "8", "--json"])
     assert result.exit_code == 0, result.output

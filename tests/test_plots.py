@@ -17,11 +17,25 @@ import pytest
 from PIL import Image
 
 from cnnkit.errors import CnnkitError, DataError
-from cnnkit.viz import plots
+from cnnkit.viz import (
+    plots,
+    probe,  # imports Keras only inside its functions
+)
 from cnnkit.viz.kernels import KERNELS, conv2d
 
-keras = pytest.importorskip("keras")
-from cnnkit.viz import probe  # noqa: E402  (after the keras skip: probe is useless without it)
+
+class _Keras:
+    """Keras, imported on first use: the picture tests of `make test-fast` need no TensorFlow."""
+
+    def __getattr__(self, name):
+        if name.startswith("_") or name == "pytestmark":  # what pytest's collection asks of module attributes
+            raise AttributeError(name)
+        import keras
+
+        return getattr(keras, name)
+
+
+keras = _Keras()
 
 DPI = plots.DPI
 DIGITS = [str(i) for i in range(10)]
@@ -205,6 +219,7 @@ def test_misclassified_length_mismatch(tmp_path):
     assert str(info.value) == "y_true has 3 entries but there are 4 images"
 
 
+@pytest.mark.slow  # builds Keras models
 def test_filters(case, tmp_path):
     name, model, _, _ = case
     layer_name, kernel = probe.conv_kernel(model, 0)
@@ -225,11 +240,13 @@ def test_filters(case, tmp_path):
         ((3, 3, 3, 2, 6), (5.5, 2 * 1.15 + 0.9)),  # 3-D kernels: middle depth slice
     ],
 )
+@pytest.mark.slow  # builds Keras models
 def test_filters_other_ranks(shape, size, tmp_path):
     kernel = np.random.default_rng(4).normal(size=shape)
     assert_picture(plots.plot_filters(kernel, tmp_path / "f.png", title="k"), size)
 
 
+@pytest.mark.slow  # builds Keras models
 def test_feature_maps(case, tmp_path):
     name, model, image, _ = case
     maps = probe.feature_maps(model, image)
@@ -242,6 +259,7 @@ def test_feature_maps(case, tmp_path):
     assert_picture(out, (8 * 1.25 + 0.4, heights))
 
 
+@pytest.mark.slow  # builds Keras models
 def test_feature_maps_of_sequences_and_volumes(tmp_path):
     rng = np.random.default_rng(5)
     maps = [("conv1d", rng.random((1, 40, 6))), ("conv3d", rng.random((4, 10, 10, 3)))]
@@ -250,6 +268,7 @@ def test_feature_maps_of_sequences_and_volumes(tmp_path):
 
 
 # Keras' own saver trips NumPy 2's copy-keyword DeprecationWarning; nothing of ours to fix.
+@pytest.mark.slow  # builds Keras models
 @pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 def test_feature_maps_from_a_model_loaded_from_a_keras_file(case, tmp_path):
     _, model, image, _ = case
@@ -361,11 +380,13 @@ def test_kernel_playground(case, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ probe errors
+@pytest.mark.slow  # builds Keras models
 def test_conv_layer_indices(case):
     _, model, _, _ = case
     assert probe.conv_layer_indices(model) == [0, 2]
 
 
+@pytest.mark.slow  # builds Keras models
 @pytest.mark.parametrize("index", [6, 9, -1])
 def test_conv_kernel_index_out_of_range(case, index):
     _, model, _, _ = case
@@ -374,6 +395,7 @@ def test_conv_kernel_index_out_of_range(case, index):
     assert str(info.value) == f"layer index {index} is out of range: the model has 6 layers (0..5)"
 
 
+@pytest.mark.slow  # builds Keras models
 def test_conv_kernel_of_a_non_conv_layer(case):
     _, model, _, _ = case
     with pytest.raises(CnnkitError) as info:
@@ -381,6 +403,7 @@ def test_conv_kernel_of_a_non_conv_layer(case):
     assert str(info.value) == "layer 4 (flatten) has no convolution kernel; conv layers: 0, 2"
 
 
+@pytest.mark.slow  # builds Keras models
 def test_feature_maps_wrong_image_shape():
     model = _build("mnist")
     with pytest.raises(DataError) as info:
@@ -390,6 +413,7 @@ def test_feature_maps_wrong_image_shape():
     assert len(probe.feature_maps(model, np.zeros((28, 28), np.float32))) == 4
 
 
+@pytest.mark.slow  # builds Keras models
 def test_conv_kernel_of_a_transposed_conv_is_in_out_ordered():
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2DTranspose(5, 3, name="up")])
     _, kernel = probe.conv_kernel(model, 0)

@@ -29,6 +29,7 @@ def test_readme_quick_start_is_make_demo_and_make_test():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
+@pytest.mark.slow  # trains
 def test_make_demo_runs_the_cli(tmp_path, monkeypatch):
     """What `make demo` runs, in order (the Makefile's own lines)."""
     makefile = (ROOT / "Makefile").read_text()
