@@ -563,6 +563,8 @@ def _nan_guard(keras):
 def _as_float(keras, value) -> float:
     if is_tf_keras(keras):  # tf-keras has no keras.ops
         return float(keras.backend.get_value(value))
+    if hasattr(value, "numpy"):  # a Variable: convert_to_numpy(Variable) trips NumPy 2's copy-keyword warning
+        return float(value.numpy())
     return float(keras.ops.convert_to_numpy(value))
 
 
