@@ -57,6 +57,13 @@ class _PlainHelp(TyperCommand):
                     formatter.write_dl(rows)
 
 
+def _plain_help_for_every_command(typer_app: typer.Typer) -> None:
+    """`@typer_app.command()` makes _PlainHelp commands, so a command added later cannot miss it."""
+    typer_app.command = functools.partial(typer_app.command)
+
+
+_plain_help_for_every_command(app)
+
 # Tables need ~120 columns; when piped, rich would otherwise assume 80 and wrap every row.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 130)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -99,7 +106,7 @@ def _print_json(data) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
-@app.command(cls=_PlainHelp)
+@app.command()
 @_run
 def summary(
     spec_file: Path = typer.Argument(
@@ -143,7 +150,7 @@ def summary(
         out.print("Keras agrees: every output shape and parameter count matches.")
 
 
-@app.command(cls=_PlainHelp)
+@app.command()
 @_run
 def validate(
     spec_files: List[Path] = typer.Argument(
@@ -170,7 +177,7 @@ def validate(
         raise typer.Exit(2)
 
 
-@app.command(cls=_PlainHelp)
+@app.command()
 @_run
 def schema():
     """Print the spec language's JSON Schema (for editors).
@@ -182,7 +189,7 @@ def schema():
     _print_json(spec_schema())
 
 
-@app.command("layers", cls=_PlainHelp)
+@app.command("layers")
 @_run
 def list_layers():
     """List every layer type a spec can use, with its arguments.
@@ -207,7 +214,7 @@ def list_layers():
     out.print(table)
 
 
-@app.command("datasets", cls=_PlainHelp)
+@app.command("datasets")
 @_run
 def list_datasets():
     """List the dataset kinds, with their data: keys and defaults.
@@ -242,7 +249,7 @@ def list_datasets():
     out.print(table)
 
 
-@app.command(cls=_PlainHelp)
+@app.command()
 @_run
 def train(
     spec_file: Optional[Path] = typer.Argument(
@@ -313,7 +320,7 @@ def train(
     out.print(f"Run folder{'' if result.run_dir.exists() else ' (on the chief)'}: {result.run_dir}")
 
 
-@app.command(cls=_PlainHelp)
+@app.command()
 @_run
 def evaluate(
     target: Path = typer.Argument(
@@ -353,7 +360,7 @@ def evaluate(
     out.print(per_class_table(result.per_class))
 
 
-@app.command(cls=_PlainHelp)
+@app.command()
 @_run
 def predict(
     target: Path = typer.Argument(
@@ -381,7 +388,7 @@ def predict(
         out.print(f"{row['input']}: [bold]{row['class']}[/bold]  ({ranked})")
 
 
-@app.command(cls=_PlainHelp)
+@app.command()
 @_run
 def export(
     run: Path = typer.Argument(
@@ -429,7 +436,7 @@ def _print_export(report: dict, as_json: bool) -> None:
     out.print(f"wrote {report['artefact']} and {Path(report['artefact']).parent / 'export.json'}")
 
 
-@app.command(cls=_PlainHelp)
+@app.command()
 @_run
 def compare(
     runs: List[Path] = typer.Argument(
@@ -460,7 +467,7 @@ def compare(
     out.print(f"wrote {out_file}")
 
 
-@app.command("time", cls=_PlainHelp)
+@app.command("time")
 @_run
 def time_command(
     spec_file: Path = typer.Argument(
@@ -496,6 +503,7 @@ plot_app = typer.Typer(
     help="Draw pictures (PNG): training curves, confusion matrix, filters, feature maps, "
     "architecture, kernel playground, Grad-CAM.\n\nExample: cnnkit plot curves runs/latest",
 )
+_plain_help_for_every_command(plot_app)
 app.add_typer(plot_app, name="plot")
 
 
@@ -519,7 +527,7 @@ def _printed(paths) -> None:
         out.print(f"wrote {path}")
 
 
-@plot_app.command("curves", cls=_PlainHelp)
+@plot_app.command("curves")
 @_run
 def plot_curves(
     run: Path = typer.Argument(..., metavar="RUN", help="A run folder.", autocompletion=completion.run_folders),
@@ -536,7 +544,7 @@ def plot_curves(
     _printed(pictures.curves(run, out_file))
 
 
-@plot_app.command("confusion", cls=_PlainHelp)
+@plot_app.command("confusion")
 @_run
 def plot_confusion(
     run: Path = typer.Argument(
@@ -557,7 +565,7 @@ def plot_confusion(
     _printed(pictures.confusion(run, out_file, data=data, data_dir=data_dir))
 
 
-@plot_app.command("filters", cls=_PlainHelp)
+@plot_app.command("filters")
 @_run
 def plot_filters(
     run: Path = typer.Argument(
@@ -575,7 +583,7 @@ def plot_filters(
     _printed(pictures.filters(run, out_file, layer=layer))
 
 
-@plot_app.command("feature-maps", cls=_PlainHelp)
+@plot_app.command("feature-maps")
 @_run
 def plot_feature_maps(
     run: Path = typer.Argument(
@@ -596,7 +604,7 @@ def plot_feature_maps(
     _printed(pictures.feature_maps(run, out_file, image=image, index=index, data=data, data_dir=data_dir))
 
 
-@plot_app.command("architecture", cls=_PlainHelp)
+@plot_app.command("architecture")
 @_run
 def plot_architecture(
     spec_file: Path = typer.Argument(
@@ -617,7 +625,7 @@ def plot_architecture(
     _printed(pictures.architecture(spec_file, out_file or _PLOTS / f"{spec_file.stem}-architecture.png"))
 
 
-@plot_app.command("kernels", cls=_PlainHelp)
+@plot_app.command("kernels")
 @_run
 def plot_kernels(
     image: Path = typer.Argument(..., metavar="IMAGE", help="An image file."),
