@@ -240,6 +240,7 @@ def evaluate(
     """
     from cnnkit.run.evaluate import evaluate as run_evaluation
 
+    _say_which_model(target)
     result = run_evaluation(target, data=data, data_dir=data_dir, top_k=top_k)
     result.pop("_arrays")
     if as_json:
@@ -270,6 +271,7 @@ def predict(
     """
     from cnnkit.run.predict import predict as run_prediction
 
+    _say_which_model(target)
     results = run_prediction(target, inputs, top=top)
     if as_json:
         _print_json(results)
@@ -421,6 +423,15 @@ def plot_kernels(
     from cnnkit.viz import pictures
 
     _printed(pictures.kernels(image, kernel, out_file, strides=strides, padding=padding))
+
+
+def _say_which_model(target: Path) -> None:
+    """An interrupted run has no model.keras: the command uses its best.keras, and says so on stderr."""
+    from cnnkit.run.folder import model_note
+
+    note = model_note(target)
+    if note:
+        err.print(note, markup=False)
 
 
 def _draw_run_pictures(run_dir, **held):
