@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -441,7 +442,17 @@ def _draw_run_pictures(run_dir, **held):
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except SystemExit as leaving:
+        if leaving.code in (130, 143) and "tensorflow" in sys.modules:
+            # Stopped by Ctrl-C/SIGTERM: everything is on disk and run.json says interrupted. TensorFlow's own
+            # teardown after an interrupted fit() takes 10+ s (its input-pipeline threads), which a user pressing
+            # Ctrl-C, or Kubernetes' grace period after SIGTERM, should not wait for.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(leaving.code)
+        raise
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@ import importlib
 import json
 import os
 import shlex
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -235,3 +239,62 @@ def test_resume_with_more_epochs_and_a_new_learning_rate_keeps_the_optimizer_sta
     # The new rate from epoch 3 on (the plateau callback may halve it later); Adam's moments carried over.
     assert history["learning_rate"][2] == pytest.approx(0.0005)
     assert info(run)["resumed"][0]["set"] == ["train.optimizer.learning_rate=0.0005", "train.epochs=5"]
+
+
+# ------------------------------------------------------------------------------------------------------ signals
+LONG_EPOCHS = """\
+name: long
+input_shape: [8, 8, 1]
+layers:
+  - Conv2D: {filters: 16, kernel_size: 3, padding: same, activation: relu}
+  - Flatten
+  - Dense: {units: 10, activation: softmax}
+data: {dataset: digits}
+train: {optimizer: adam, epochs: 3, batch_size: 2}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_mid_epoch_stops_within_5_s_and_the_printed_command_resumes(signum, tmp_path):
+    """~460 steps an epoch: the signal lands mid-epoch 2, and the run stops after the current step."""
+    spec = tmp_path / "long.yaml"
+    spec.write_text(LONG_EPOCHS)
+    out = tmp_path / "runs"
+    with open(tmp_path / "stderr", "w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cnnkit", "train", str(spec), "--no-pictures", "--out", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            cwd=tmp_path,
+        )
+        try:
+            deadline = time.monotonic() + 240
+            while not list(out.glob("*/checkpoint/manifest.json")):  # epoch 1 is saved
+                assert proc.poll() is None, (tmp_path / "stderr").read_text()
+                assert time.monotonic() < deadline, "no epoch finished within 240 s"
+                time.sleep(0.05)
+            time.sleep(0.5)
+            sent = time.monotonic()
+            proc.send_signal(signum)
+            code = proc.wait(timeout=60)
+            took = time.monotonic() - sent
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    (run,) = run_dirs(out)
+    stderr = (tmp_path / "stderr").read_text()
+    assert code == 128 + signum and took < 5, (code, took, stderr)
+    assert stderr == (
+        f"Error: interrupted after 1 completed epoch(s); progress is saved in {run} (hint: resume with: cnnkit "
+        f"train --resume {run})\n"
+    )
+    assert info(run)["status"] == "interrupted"
+    # The interrupted run has no model.keras: evaluate uses best.keras and says so in one line.
+    evaluation = cli("evaluate", out / "latest")
+    assert evaluation.stderr == (
+        f"note: {out / 'latest'} has no model.keras (status: interrupted); using best.keras, its best epoch so far\n"
+    )
+    assert "best.keras on digits" in evaluation.stdout
+    resumed = cli(*pasted(stderr), "--no-pictures")
+    assert epoch_lines(resumed.stdout) == ["2/3", "3/3"] and info(run)["status"] == "completed"

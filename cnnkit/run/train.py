@@ -207,6 +207,7 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack, stop)
     run_dir = resume_dir or _new_run_dir(request.out, spec.name, cluster, shared_dir, cleanup)
     if resume_dir is None or prepared.changes:
         atomic_write(run_dir / "spec.yaml", spec.resolved_yaml())
+    point_latest(run_dir)  # as soon as the folder can be resumed: `--resume runs/latest` finds it from here on
     if resume_dir is not None:
         _remove_temp_files(run_dir)
     run_info = {
@@ -233,7 +234,6 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack, stop)
         "status": "running",
     }
     write_json(run_dir / "run.json", run_info)
-    point_latest(run_dir)
     history = {k: list(v) for k, v in (manifest or {}).get("history", {}).items()}
     if resume_dir is not None:
         write_history(run_dir, history)  # rows of an epoch whose checkpoint was not complete are redone
