@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -59,7 +60,7 @@ class _PlainHelp(TyperCommand):
 
 def _plain_help_for_every_command(typer_app: typer.Typer) -> None:
     """`@typer_app.command()` makes _PlainHelp commands, so a command added later cannot miss it."""
-    typer_app.command = functools.partial(typer_app.command)
+    typer_app.command = functools.partial(typer_app.command, cls=_PlainHelp)
 
 
 _plain_help_for_every_command(app)
@@ -346,6 +347,7 @@ def evaluate(
     """
     from cnnkit.run.evaluate import evaluate as run_evaluation
 
+    _say_which_model(target)
     result = run_evaluation(target, data=data, data_dir=data_dir, top_k=top_k)
     if as_json:
         _print_json(result.to_dict())
@@ -376,6 +378,7 @@ def predict(
     """
     from cnnkit.run.predict import predict as run_prediction
 
+    _say_which_model(target)
     results = run_prediction(target, inputs, top=top)
     for row in results:
         if row["warning"]:
@@ -659,17 +662,27 @@ def plot_kernels(
 @plot_app.command("gradcam")
 @_run
 def plot_gradcam(
-    run: Path = typer.Argument(..., help="A run folder or .keras file."),
-    images: Optional[List[Path]] = typer.Argument(None, help="Image files to explain."),
-    index: List[int] = typer.Option([], "--index", help="Else test image number N (repeat for several)."),
-    misclassified: Optional[int] = typer.Option(None, "--misclassified", help="Else the K most confident mistakes."),
-    layer: Optional[str] = typer.Option(None, "--layer", help="Layer name (default: the last conv layer)."),
-    method: str = typer.Option("gradcam", "--method", help="gradcam or saliency (vanilla gradient)."),
-    out_file: Optional[Path] = typer.Option(None, "--out", help="PNG path (default RUN/plots/gradcam.png)."),
-    data: Optional[str] = typer.Option(None, "--data", help="Dataset name or file (for --index/--misclassified)."),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with dataset files."),
+    run: Path = typer.Argument(..., metavar="RUN", help="A run folder or .keras file."),
+    images: Optional[List[Path]] = typer.Argument(None, metavar="IMAGE", help="Image files to explain."),
+    index: List[int] = typer.Option([], "--index", metavar="N", help="Else test image number N (repeat for several)."),
+    misclassified: Optional[int] = typer.Option(
+        None, "--misclassified", metavar="K", help="Else the K most confident mistakes."
+    ),
+    layer: Optional[str] = typer.Option(
+        None, "--layer", metavar="NAME", help="Layer name (default: the last conv layer)."
+    ),
+    method: str = typer.Option("gradcam", "--method", metavar="METHOD", help="gradcam or saliency (vanilla gradient)."),
+    out_file: Optional[Path] = typer.Option(
+        None, "--out", metavar="PNG", help="PNG path (default RUN/plots/gradcam.png)."
+    ),
+    data: Optional[str] = typer.Option(
+        None, "--data", metavar="DATA", help="Dataset name or file (for --index/--misclassified)."
+    ),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", metavar="DIR", help="Folder with dataset files."),
 ):
-    """Where each prediction came from: Grad-CAM heat maps of the predicted and true class, top-3 probabilities.
+    """Grad-CAM heat maps: where each prediction came from.
+
+    The heat maps of the predicted and the true class, the overlay, and the top-3 probabilities.
 
     Example: cnnkit plot gradcam runs/latest --misclassified 8
     """
@@ -693,7 +706,7 @@ def plot_gradcam(
 @app.command()
 @_run
 def report(
-    run: Path = typer.Argument(..., help="A run folder (or its parent with `latest`)."),
+    run: Path = typer.Argument(..., metavar="RUN", help="A run folder (or its parent with `latest`)."),
     open_: bool = typer.Option(False, "--open", help="Open the report in the default web browser."),
 ):
     """Write RUN/report.html, one self-contained page about a run.
@@ -720,6 +733,15 @@ def _write_report(run_dir, **_held):
     return write_report(run_dir)
 
 
+def _say_which_model(target: Path) -> None:
+    """An interrupted run has no model.keras: the command uses its best.keras, and says so on stderr."""
+    from cnnkit.run.folder import model_note
+
+    note = model_note(target)
+    if note:
+        err.print(note, markup=False)
+
+
 def _draw_run_pictures(run_dir, **held):
     from cnnkit.viz.pictures import draw_run_pictures
 
@@ -727,7 +749,17 @@ def _draw_run_pictures(run_dir, **held):
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except SystemExit as leaving:
+        if leaving.code in (130, 143) and "tensorflow" in sys.modules:
+            # Stopped by Ctrl-C/SIGTERM: everything is on disk and run.json says interrupted. TensorFlow's own
+            # teardown after an interrupted fit() takes 10+ s (its input-pipeline threads), which a user pressing
+            # Ctrl-C, or Kubernetes' grace period after SIGTERM, should not wait for.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(leaving.code)
+        raise
 
 
 if __name__ == "__main__":
