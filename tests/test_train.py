@@ -67,6 +67,7 @@ RUN_FILES = {
     "run.json",
     "eval.json",
     "plots",
+    "tensorboard",  # event files (cnnkit/run/tensorboard.py)
 }
 PICTURES = {"curves.png", "architecture.png", "confusion.png", "misclassified.png", "filters.png", "feature_maps.png"}
 
