@@ -59,6 +59,7 @@ FINAL_NAMES = {
     "plots",
     "report.html",
     "checkpoint",
+    "tensorboard",
 }
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 HINT = "(hint: free disk space or check the folder's permissions)"

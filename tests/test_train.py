@@ -68,6 +68,7 @@ RUN_FILES = {
     "eval.json",
     "plots",
     "report.html",
+    "tensorboard",  # event files (cnnkit/run/tensorboard.py)
 }
 PICTURES = {"curves.png", "architecture.png", "confusion.png", "misclassified.png", "filters.png", "feature_maps.png"}
 PICTURES |= {"gradcam_misclassified.png"}
