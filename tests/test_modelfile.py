@@ -262,7 +262,7 @@ def test_lambda_layer_saved_by_keras_is_refused(tmp_path, keras_must_not_load):
     _refused(
         path,
         f"{path}: config.json: $.config.layers[1]: expected a keras.layers class that "
-        "cnnkit builds (cnnkit.spec.layers.KERAS_CLASSES), found 'keras.layers.Lambda' "
+        "cnnkit builds (cnnkit.spec.layers.KERAS_CLASSES) or a cnnkit block (Residual, Stack), found 'keras.layers.Lambda' "
         "(Python code in a model file is never loaded)",
     )
 
@@ -305,7 +305,9 @@ GET_FILE = {
     "registered_name": None,
 }
 INIT = "$.config.layers[1].config.kernel_initializer"
-LAYER_WHAT = "a keras.layers class that cnnkit builds (cnnkit.spec.layers.KERAS_CLASSES)"
+LAYER_WHAT = (
+    "a keras.layers class that cnnkit builds (cnnkit.spec.layers.KERAS_CLASSES) or a cnnkit block (Residual, Stack)"
+)
 CODE = "(Python code in a model file is never loaded)"
 
 CRAFTED = {

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from cnnkit.backend import keras as _keras
+from cnnkit.spec.blocks import BLOCKS
 from cnnkit.spec.layers import LAYERS
 from cnnkit.text import slug
+
+BLOCK_TYPES = frozenset(BLOCKS.values())
 
 
 def build_model(spec, keras=None):
@@ -14,11 +17,20 @@ def build_model(spec, keras=None):
     layers = [keras.Input(shape=tuple(spec.input_shape))]
     layers += [build_layer(keras, layer) for layer in spec.layers]
     # Keras names must be simple identifiers; a spec's name is free text.
-    return keras.Sequential(layers, name=slug(spec.name, fill="_", empty="model"))
+    model = keras.Sequential(layers, name=slug(spec.name, fill="_", empty="model"))
+    if any(layer.type == "FromRun" for layer in spec.layers):
+        from cnnkit.run.blocks import copy_run_weights
+
+        copy_run_weights(model)  # FromRun: the run's trained weights, once the layers are built
+    return model
 
 
 def build_layer(keras, layer):
     """One layer from its registry entry: each argument as its type's `to_keras` gives it."""
+    if layer.type in BLOCK_TYPES:
+        from cnnkit.run.blocks import build_block
+
+        return build_block(keras, layer)
     args = LAYERS[layer.type].args
     kwargs = {}
     for key, value in layer.args.items():

@@ -5,7 +5,8 @@ A .keras file is a zip of `metadata.json`, `config.json` and `model.weights.h5`.
 config is a code-execution risk even with `safe_mode=True` (each Keras CVE so far was one more way
 around it). cnnkit therefore only loads what it could have built itself: a keras.Sequential of
 the layers in `cnnkit.spec.layers.KERAS_CLASSES`, whose nested objects are built-in Keras dtype
-policies, initializers, regularizers, constraints, optimizers, schedules, losses and metrics.
+policies, initializers, regularizers, constraints, optimizers, schedules, losses and metrics, plus cnnkit's
+own block layers (`cnnkit>Residual`, `cnnkit>Stack`), whose config is spec YAML read back by the spec parser.
 Everything is checked against allow-lists; nothing is looked up in Keras. This module must not
 import TensorFlow or Keras at import time (`summary` and `lint` stay fast); `load_model` imports
 Keras only after the file has passed.
@@ -21,7 +22,8 @@ import zipfile
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from cnnkit.errors import ModelFileError
+from cnnkit.errors import ModelFileError, SpecError
+from cnnkit.spec.blocks import residual_from_config, stack_from_config
 from cnnkit.spec.layers import KERAS_CLASSES
 from cnnkit.text import squeeze
 
@@ -264,10 +266,14 @@ _SUFFIX_KINDS = {
     "_constraint": _kind_of("keras.constraints", "a built-in Keras constraint"),
 }
 MODEL = _Kind("a keras.Sequential model", frozenset(), {m: frozenset({"Sequential"}) for m in MODEL_MODULES})
+# cnnkit's own block layers (cnnkit/run/blocks.py): exactly these, each with its registered name. Their
+# `block` config is the YAML a spec holds, checked by the spec parser (_check_block), not walked here.
+BLOCK_MODULE = "cnnkit.run.blocks"
+BLOCK_CLASSES = {"Residual": "cnnkit>Residual", "Stack": "cnnkit>Stack"}
 LAYER = _Kind(
-    "a keras.layers class that cnnkit builds (cnnkit.spec.layers.KERAS_CLASSES)",
+    "a keras.layers class that cnnkit builds (cnnkit.spec.layers.KERAS_CLASSES) or a cnnkit block (Residual, Stack)",
     frozenset(),
-    {m: LAYER_CLASSES for m in LAYER_MODULES},
+    {**{m: LAYER_CLASSES for m in LAYER_MODULES}, BLOCK_MODULE: frozenset(BLOCK_CLASSES)},
 )
 ANY = _Kind(
     "a built-in Keras dtype policy, initializer, regularizer, constraint, optimizer, schedule, loss or metric",
@@ -323,6 +329,10 @@ def load_model(path: str | os.PathLike, *, compile: bool = True):
 
         tensorflow()  # imports TF quietly; `import keras` below is then free
         import keras  # lazily: this module must import without TensorFlow
+
+        from cnnkit.run.blocks import block_classes
+
+        block_classes(keras)  # registers cnnkit>Residual and cnnkit>Stack, the custom classes a model file may name
 
         try:
             return keras.saving.load_model(str(copy), safe_mode=True, compile=compile)
@@ -536,6 +546,7 @@ def _walk(node: Any, jpath: str, slot: Any, depth: int, where: str) -> None:
             _walk(item, f"{jpath}[{i}]", LAYER, depth + 1, where)
         return
     is_object = isinstance(node, dict) and any(k in node for k in _OBJECT_MARKS)
+    is_block = is_object and slot is LAYER and node.get("module") == BLOCK_MODULE
     holds_layers = slot is _MODEL_CONFIG
     if holds_layers:
         if not isinstance(node, dict) or is_object or "layers" not in node:
@@ -565,6 +576,9 @@ def _walk(node: Any, jpath: str, slot: Any, depth: int, where: str) -> None:
                 )
             if _DOTTED.fullmatch(key):
                 _refuse(where, child, "a plain key", f"the Python path {key!r}")
+            if is_block and key == "config":
+                _check_block(node, value, child, depth + 1, where)
+                continue
             if slot is MODEL and key == "config":
                 child_slot = _MODEL_CONFIG
             elif holds_layers and key == "layers":
@@ -602,7 +616,10 @@ def _check_object(node: dict, jpath: str, slot: Any, where: str) -> None:
         _refuse(where, f"{jpath}.module", f"a Keras module name for {cls!r}", _json_type(module))
     if cls not in slot.objects.get(module, ()):
         _refuse(where, jpath, slot.what, full)
-    if registered is not None and registered != cls:
+    if module == BLOCK_MODULE:
+        if registered != BLOCK_CLASSES[cls]:
+            _refuse(where, f"{jpath}.registered_name", repr(BLOCK_CLASSES[cls]), repr(registered))
+    elif registered is not None and registered != cls:
         _refuse(
             where, f"{jpath}.registered_name", f"null or {cls!r}", f"{registered!r} (custom objects are never loaded)"
         )
@@ -611,6 +628,24 @@ def _check_object(node: dict, jpath: str, slot: Any, where: str) -> None:
             _refuse(where, f"{jpath}.{key}", f"only the keys {', '.join(sorted(OBJECT_KEYS))}", f"the key {key!r}")
     if not isinstance(node.get("config"), dict):
         _refuse(where, f"{jpath}.config", f"an object holding the config of {cls!r}", _json_type(node.get("config")))
+
+
+def _check_block(node: dict, config: Any, jpath: str, depth: int, where: str) -> None:
+    """A cnnkit block's config: Keras' own keys walked as usual, its `block` read by the spec parser, which
+    builds nothing and accepts only what a spec file may hold (so only registry layers come back)."""
+    if not isinstance(config, dict):
+        _refuse(where, jpath, f"an object holding the config of {node['class_name']!r}", _json_type(config))
+    for key, value in config.items():
+        if key == "block":
+            continue
+        _walk(value, f"{jpath}.{key}", _child_slot(key), depth + 1, where)
+    block = config.get("block")
+    if not isinstance(block, dict):
+        _refuse(where, f"{jpath}.block", "the block as a spec writes it ({layers: [...], ...})", _json_type(block))
+    try:
+        (stack_from_config if node["class_name"] == "Stack" else residual_from_config)(block, "block")
+    except SpecError as err:
+        _refuse(where, f"{jpath}.block", "a block a cnnkit spec could hold", squeeze(err.message))
 
 
 def _refuse(where: str, jpath: str, expected: str, found: str):

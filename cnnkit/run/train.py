@@ -19,6 +19,7 @@ from cnnkit.data.feed import arrange, check_fit, keep_classes
 from cnnkit.errors import Interrupted, RunError, SpecError, TrainingDiverged
 from cnnkit.run import checkpoint, devices, stopping
 from cnnkit.run.class_weights import weighted_training
+from cnnkit.run.finetune import fine_tune_callbacks
 from cnnkit.run.folder import (
     atomic_write,
     new_run_dir,
@@ -544,7 +545,8 @@ def _callbacks(keras, spec, run_dir, history, has_val, reporter, steps, stop, ma
     )
     if reporter is not None:
         callbacks.append(reporter.keras_callback(keras, spec.train["epochs"], steps))
-    return callbacks
+    # train.fine_tune first of all: it changes the optimizer, whose learning rate epoch_start then notes
+    return fine_tune_callbacks(keras, spec) + callbacks
 
 
 def _recorder(keras, run_dir, home, writer, history, monitor, manifest, stateful, learning_rates, twin):

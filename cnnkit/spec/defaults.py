@@ -43,4 +43,7 @@ TRAIN_DEFAULTS = {
     # Event files under RUN/tensorboard/ for `tensorboard --logdir runs`: per-epoch scalars always, the model's
     # graph, weight histograms only on request (they grow the files by every weight, every epoch). false: none.
     "tensorboard": {"graph": True, "histograms": False},
+    # {unfreeze_at_epoch: N, learning_rate: x, layers: all | last_K}: unfreeze the frozen layers (FromRun, trainable:
+    # false) at the start of epoch N; BatchNormalization stays frozen (cnnkit/spec/finetune.py). None: no schedule.
+    "fine_tune": None,
 }

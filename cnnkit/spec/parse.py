@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from cnnkit.errors import SpecError
-from cnnkit.spec import datasets, options, train_extras
+from cnnkit.spec import datasets, finetune, options, train_extras
 from cnnkit.spec import layers as layer_registry
 from cnnkit.spec.argtypes import ArgError, Bool, Enum, Int, Shape, Str
 from cnnkit.spec.defaults import DATA_DEFAULTS, TRAIN_DEFAULTS
@@ -35,10 +35,11 @@ class LayerSpec:
     args: dict  # what the user wrote, normalized (passed to Keras as-is)
     full: dict  # args over Keras defaults (what the shape rules read)
     line: int | None
+    where: str = ""  # the block a layer sits in: "layers[2].Residual." (spec/blocks.py)
 
     @property
     def label(self) -> str:
-        return f"layers[{self.index}] {self.type}"
+        return f"{self.where}layers[{self.index}] {self.type}"
 
 
 @dataclass
@@ -178,13 +179,14 @@ def parse(doc: Document) -> Spec:
         description=description,
         raw=copy.deepcopy(data),
     )
+    finetune.check_frozen(check, specs, spec.train.get("fine_tune"))
     # Shapes are part of validity: a Conv2D after Flatten or a pool that eats the image is a spec error.
     spec.summary = summarize(spec)
     return spec
 
 
-def _parse_layer(check: _Checker, index: int, item) -> LayerSpec:
-    path = ("layers", index)
+def _parse_layer(check: _Checker, index: int, item, path: tuple | None = None) -> LayerSpec:
+    path = path or ("layers", index)
     if isinstance(item, str):
         name, args = item, {}
     elif isinstance(item, dict) and len(item) == 1:
@@ -197,9 +199,16 @@ def _parse_layer(check: _Checker, index: int, item) -> LayerSpec:
             "a layer is a name (- Flatten) or a one-key mapping (- Conv2D: {filters: 32, "
             f"kernel_size: 3}}). Received: {item!r}",
         )
+    from cnnkit.spec import blocks  # blocks.py builds on LayerSpec, defined here
+
+    if blocks.lookup(name):
+        return blocks.parse_block(check, path + (name,), index, args, _parse_layer)
     keras_class = layer_registry.lookup(name)
     if keras_class is None:
-        hint = did_you_mean(str(name), layer_registry.all_names()) or "run `cnnkit layers` for the list"
+        hint = (
+            did_you_mean(str(name), layer_registry.all_names() + sorted(blocks.BLOCKS.values()))
+            or "run `cnnkit layers` for the list"
+        )
         check.fail(path, f"unknown layer type '{name}'", hint)
     layer_type = layer_registry.LAYERS[keras_class]
     path = path + (keras_class,)
@@ -221,6 +230,11 @@ def _parse_layer(check: _Checker, index: int, item) -> LayerSpec:
     full = {**layer_type.defaults, **normalized}
     _cross_checks(check, path, keras_class, layer_type, full)
     return LayerSpec(index, keras_class, normalized, full, check.doc.line(path))
+
+
+def parse_block_entry(item: dict, where: str) -> LayerSpec:
+    """One block entry (`{Residual: {...}}`) read back from a model file: the same checks as in a spec file."""
+    return _parse_layer(_Checker(Document(item, where)), 0, item, ("layers", 0))
 
 
 def _cross_checks(check: _Checker, path: tuple, keras_class: str, layer_type, full: dict) -> None:
@@ -407,4 +421,6 @@ def _parse_train(check: _Checker, value) -> dict:
         out["class_weight"] = train_extras.class_weight(check, ("train", "class_weight"), raw["class_weight"])
     if "tensorboard" in raw:
         out["tensorboard"] = train_extras.tensorboard(check, ("train", "tensorboard"), raw["tensorboard"])
+    if raw.get("fine_tune") is not None:
+        out["fine_tune"] = finetune.parse(check, ("train", "fine_tune"), raw["fine_tune"], out["epochs"])
     return out

@@ -3,7 +3,7 @@ so an editor (e.g. VS Code's YAML extension) completes and checks what cnnkit ac
 
 from __future__ import annotations
 
-from cnnkit.spec import datasets, options
+from cnnkit.spec import blocks, datasets, options
 from cnnkit.spec import layers as layer_registry
 from cnnkit.spec.defaults import DATA_DEFAULTS, TRAIN_DEFAULTS
 
@@ -41,6 +41,8 @@ def spec_schema() -> dict:
         "type": "object",
         "additionalProperties": False,
         "required": ["input_shape", "layers"],
+        # one layer entry; blocks (spec/blocks.py) hold lists of them
+        "$defs": {"layer": {"oneOf": [{"enum": bare}, *layer_items, *blocks.schema_items("#/$defs/layer")]}},
         "properties": {
             "name": {"type": "string"},
             "description": {"type": "string"},
@@ -51,7 +53,7 @@ def spec_schema() -> dict:
                 "maxItems": 4,
                 "description": "channels_last: (H, W, C); (steps, features) for 1D",
             },
-            "layers": {"type": "array", "minItems": 1, "items": {"oneOf": [{"enum": bare}, *layer_items]}},
+            "layers": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/layer"}},
             "data": {
                 "type": "object",
                 "additionalProperties": False,

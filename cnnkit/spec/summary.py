@@ -6,7 +6,7 @@ at the layer's line, and totals params, MACs and memory.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from cnnkit.errors import SpecError
 from cnnkit.spec import layers as layer_registry
@@ -32,6 +32,14 @@ class LayerRow:
     receptive_field: int | list | str | None
     jump: int | list | None
     arithmetic: str
+    # A block's own layers (spec/blocks.py), each with its shapes and the receptive field from the model's input.
+    children: list = field(default_factory=list)
+
+
+def _all_rows(rows):
+    for row in rows:
+        yield row
+        yield from _all_rows(row.children)
 
 
 @dataclass
@@ -55,7 +63,7 @@ class Summary:
     @property
     def activation_bytes(self) -> int:
         """Per sample, forward pass: every layer's output (the input included)."""
-        return BYTES_PER_VALUE * (prod(self.input_shape) + sum(prod(r.output_shape) for r in self.layers))
+        return BYTES_PER_VALUE * (prod(self.input_shape) + sum(prod(r.output_shape) for r in _all_rows(self.layers)))
 
     @property
     def param_bytes(self) -> int:
@@ -78,9 +86,21 @@ class Summary:
 def summarize(spec) -> Summary:
     shape = tuple(spec.input_shape)
     rf = Field.start(_spatial_rank(shape, "channels_last"))
-    spatial_alive = len(shape) >= 2
+    rows, _, _, _ = walk(spec, spec.layers, shape, rf, len(shape) >= 2)
+    return Summary(spec.name, list(spec.input_shape), rows)
+
+
+def walk(spec, layers, shape: tuple, rf: Field, spatial_alive: bool):
+    """Rows for `layers` starting from `shape` and receptive field `rf`; returns (rows, shape, rf, alive) after
+    the last one. Blocks (spec/blocks.py) walk their own layers with this same function."""
+    from cnnkit.spec import blocks  # blocks.py builds on parse.py, which imports this module
+
     rows: list[LayerRow] = []
-    for layer in spec.layers:
+    for layer in layers:
+        if isinstance(layer, (blocks.ResidualSpec, blocks.FromRunSpec)):
+            row, shape, rf, spatial_alive = blocks.summarize_block(walk, spec, layer, shape, rf, spatial_alive)
+            rows.append(row)
+            continue
         entry = layer_registry.LAYERS[layer.type]
         _check_rank(spec, layer, entry, shape, rows)
         try:
@@ -110,7 +130,7 @@ def summarize(spec) -> Summary:
             )
         )
         shape = tuple(out.shape)
-    return Summary(spec.name, list(spec.input_shape), rows)
+    return rows, shape, rf, spatial_alive
 
 
 def _spatial_rank(shape: tuple, data_format: str) -> int:
@@ -124,12 +144,17 @@ def _receptive_field(rf: Field) -> int | list | str:
 def _check_rank(spec, layer, entry, shape: tuple, rows: list[LayerRow]) -> None:
     if entry.input_ranks is None or len(shape) in entry.input_ranks:
         return
-    source = f"from {rows[-1].type} (layers[{rows[-1].index}])" if rows else "as input_shape"
+    inside = getattr(layer, "where", "")  # the first layer of a block gets the block's input
+    source = (
+        f"from {rows[-1].type} (layers[{rows[-1].index}])"
+        if rows
+        else ("as the block's input" if inside else "as input_shape")
+    )
     expected = entry.rank_meaning or " or ".join(f"{r}-D" for r in entry.input_ranks)
     hint = None
     if rows and len(shape) == 1:
         hint = f"a {layer.type} cannot follow a flattening layer; move Flatten/Dense after the conv blocks"
-    elif not rows:
+    elif not rows and not inside:
         hint = f"set input_shape to {expected}"
     raise SpecError(
         f"{layer.label} expects input of rank {entry.input_ranks[0]} {expected} but receives "

@@ -587,6 +587,10 @@ def plot_architecture(summary: dict, out_path) -> Path:
             slant = 0.45 * spatial_height(dims[-2])
             ox, oy = slant * 0.7, slant * 0.55
         lines = [str(node["type"]), shape_text(dims) if dims else "?"]
+        if node.get("children"):  # a block (Residual): what it holds, and its shortcut
+            inner = "+".join(str(c.get("type", "?")).replace("Normalization", "Norm") for c in node["children"])
+            lines.insert(1, f"[{inner[:40]}]")
+            lines.insert(2, str(node.get("arithmetic", "")).split(":")[0])
         if node.get("params") is not None:
             lines.append(f"{compact_number(node['params'])} params")
         rf = node.get("receptive_field")

@@ -25,6 +25,9 @@ def _has_kernels(layer) -> bool:
 
 def _shows_a_map(layer) -> bool:
     # Global pooling is left out on purpose: its output is a vector (or 1×1), not a map anyone can look at.
+    # A block's output (Residual) is a map too; its inner layers sit inside the block's Keras layer.
+    if getattr(layer, "registered_block", False):
+        return True
     entry = _entry(layer)
     return entry is not None and (entry.kernel is not None or entry.family == "pooling")
 

@@ -26,12 +26,18 @@ def summary_table(summary) -> Table:
     table.add_column("MACs", justify="right")
     table.add_column("RF", justify="right")
     table.add_column("Size arithmetic", style="cyan")
-    for row in summary.layers:
-        label = row.type + (f" ({row.name})" if row.name else "")
+    _add_rows(table, summary.layers, "")
+    return table
+
+
+def _add_rows(table: Table, rows, prefix: str) -> None:
+    """A block's layers follow it, numbered inside it (`1.0`, `1.1`) and indented."""
+    for row in rows:
+        label = "  " * prefix.count(".") + row.type + (f" ({row.name})" if row.name else "")
         rf = "" if row.receptive_field is None else _fmt_rf(row.receptive_field, row.jump)
         params = f"{row.params:,}" + (f" ({row.non_trainable_params:,} fixed)" if row.non_trainable_params else "")
         table.add_row(
-            str(row.index),
+            f"{prefix}{row.index}",
             label,
             shape_text(row.output_shape),
             params,
@@ -39,7 +45,7 @@ def summary_table(summary) -> Table:
             rf,
             row.arithmetic,
         )
-    return table
+        _add_rows(table, getattr(row, "children", []), f"{prefix}{row.index}.")
 
 
 def _fmt_rf(size, jump) -> str:
