@@ -241,12 +241,21 @@ def _fake_run(folder: Path) -> Path:
     [
         (["evaluate", "{tmp}/nope"], "Error: run folder {tmp}/nope does not exist"),
         (["evaluate", "{tmp}/nope.keras"], "Error: {tmp}/nope.keras: expected a .keras file, found no such file"),
-        (["evaluate", "{run}", "--data", "{tmp}/nope.npz"], "Error: --data {tmp}/nope.npz: file not found"),
-        (["plot", "confusion", "{run}", "--data", "{tmp}/nope.csv"], "Error: --data {tmp}/nope.csv: file not found"),
+        (
+            ["evaluate", "{run}", "--data", "{tmp}/nope.npz"],
+            "Error: {tmp}/nope.npz: file not found (hint: check the --data path)",
+        ),
+        (
+            ["plot", "confusion", "{run}", "--data", "{tmp}/nope.csv"],
+            "Error: {tmp}/nope.csv: file not found (hint: check the --data path)",
+        ),
         (["plot", "curves", "{tmp}/nope"], "Error: run folder {tmp}/nope does not exist"),
         (["plot", "filters", "{tmp}/nope"], "Error: run folder {tmp}/nope does not exist"),
         (["plot", "feature-maps", "{run}", "--image", "{tmp}/nope.png"], "Error: {tmp}/nope.png: file not found"),
-        (["plot", "feature-maps", "{run}", "--data", "{tmp}/no.npz"], "Error: --data {tmp}/no.npz: file not found"),
+        (
+            ["plot", "feature-maps", "{run}", "--data", "{tmp}/no.npz"],
+            "Error: {tmp}/no.npz: file not found (hint: check the --data path)",
+        ),
         (["train", "--resume", "{tmp}/nope"], "Error: run folder {tmp}/nope does not exist"),
         (["train", "{tmp}/nope.yaml"], "Error: {tmp}/nope.yaml: file not found"),
         (["time", "{tmp}/nope.yaml"], "Error: {tmp}/nope.yaml: file not found"),
@@ -316,7 +325,9 @@ def test_evaluate_header_and_a_two_class_table_fit_80_columns():
     from cnnkit.viz.tables import confusion_table, evaluation_header
 
     data = "/work/main/.venv/lib/python3.11/site-packages/sklearn/datasets/data/digits.csv.gz"  # as seen
-    header = _render(evaluation_header({"model": "runs/latest/model.keras", "data": data, "samples": 1359}))
+    from types import SimpleNamespace
+
+    header = _render(evaluation_header(SimpleNamespace(model="runs/latest/model.keras", data=data, samples=1359)))
     assert header == [
         "model  runs/latest/model.keras",
         "data   …" + data[-(80 - 8) :],
