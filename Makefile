@@ -29,9 +29,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check cnnkit tests bench
 	$(BIN)/lint-imports
 
+# The same runs/latest as every README command; the last line says what to try next.
 demo: $(STAMP)
-	$(BIN)/cnnkit train configs/digits.yaml --out runs/demo
-	$(BIN)/cnnkit evaluate runs/demo/latest
+	$(BIN)/cnnkit train configs/digits.yaml
+	$(BIN)/cnnkit evaluate runs/latest
+	@echo "Next: source .venv/bin/activate, then: cnnkit plot feature-maps runs/latest --index 3"
 
 fuzz: $(STAMP)
 	CNNKIT_FUZZ_EXAMPLES=20000 $(BIN)/pytest -q tests/test_fuzz.py -p no:cacheprovider -s

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -58,6 +59,13 @@ class _PlainHelp(TyperCommand):
                     formatter.write_dl(rows)
 
 
+def _plain_help_for_every_command(typer_app: typer.Typer) -> None:
+    """`@typer_app.command()` makes _PlainHelp commands, so a command added later cannot miss it."""
+    typer_app.command = functools.partial(typer_app.command, cls=_PlainHelp)
+
+
+_plain_help_for_every_command(app)
+
 # Tables need ~120 columns; when piped, rich would otherwise assume 80 and wrap every row.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 130)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -100,7 +108,7 @@ def _print_json(data) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
-@app.command(cls=_PlainHelp)
+@app.command()
 @_run
 def summary(
     spec_file: Path = typer.Argument(
@@ -144,7 +152,7 @@ def summary(
         out.print("Keras agrees: every output shape and parameter count matches.")
 
 
-@app.command(cls=_PlainHelp)
+@app.command()
 @_run
 def validate(
     spec_files: List[Path] = typer.Argument(
@@ -171,7 +179,7 @@ def validate(
         raise typer.Exit(2)
 
 
-@app.command(cls=_PlainHelp)
+@app.command()
 @_run
 def schema():
     """Print the spec language's JSON Schema (for editors).
@@ -183,7 +191,7 @@ def schema():
     _print_json(spec_schema())
 
 
-@app.command("layers", cls=_PlainHelp)
+@app.command("layers")
 @_run
 def list_layers():
     """List every layer type a spec can use, with its arguments.
@@ -208,7 +216,7 @@ def list_layers():
     out.print(table)
 
 
-@app.command("datasets", cls=_PlainHelp)
+@app.command("datasets")
 @_run
 def list_datasets():
     """List the dataset kinds, with their data: keys and defaults.
@@ -243,7 +251,7 @@ def list_datasets():
     out.print(table)
 
 
-@app.command(cls=_PlainHelp)
+@app.command()
 @_run
 def train(
     spec_file: Optional[Path] = typer.Argument(
@@ -314,7 +322,7 @@ def train(
     out.print(f"Run folder{'' if result.run_dir.exists() else ' (on the chief)'}: {result.run_dir}")
 
 
-@app.command(cls=_PlainHelp)
+@app.command()
 @_run
 def evaluate(
     target: Path = typer.Argument(
@@ -340,6 +348,7 @@ def evaluate(
     """
     from cnnkit.run.evaluate import evaluate as run_evaluation
 
+    _say_which_model(target)
     result = run_evaluation(target, data=data, data_dir=data_dir, top_k=top_k)
     if as_json:
         _print_json(result.to_dict())
@@ -354,7 +363,7 @@ def evaluate(
     out.print(per_class_table(result.per_class))
 
 
-@app.command(cls=_PlainHelp)
+@app.command()
 @_run
 def predict(
     target: Path = typer.Argument(
@@ -370,6 +379,7 @@ def predict(
     """
     from cnnkit.run.predict import predict as run_prediction
 
+    _say_which_model(target)
     results = run_prediction(target, inputs, top=top)
     for row in results:
         if row["warning"]:
@@ -382,7 +392,7 @@ def predict(
         out.print(f"{row['input']}: [bold]{row['class']}[/bold]  ({ranked})")
 
 
-@app.command(cls=_PlainHelp)
+@app.command()
 @_run
 def export(
     run: Path = typer.Argument(
@@ -430,7 +440,7 @@ def _print_export(report: dict, as_json: bool) -> None:
     out.print(f"wrote {report['artefact']} and {Path(report['artefact']).parent / 'export.json'}")
 
 
-@app.command(cls=_PlainHelp)
+@app.command()
 @_run
 def compare(
     runs: List[Path] = typer.Argument(
@@ -461,7 +471,7 @@ def compare(
     out.print(f"wrote {out_file}")
 
 
-@app.command("time", cls=_PlainHelp)
+@app.command("time")
 @_run
 def time_command(
     spec_file: Path = typer.Argument(
@@ -497,6 +507,7 @@ plot_app = typer.Typer(
     help="Draw pictures (PNG): training curves, confusion matrix, filters, feature maps, "
     "architecture, kernel playground, Grad-CAM.\n\nExample: cnnkit plot curves runs/latest",
 )
+_plain_help_for_every_command(plot_app)
 app.add_typer(plot_app, name="plot")
 
 
@@ -520,7 +531,7 @@ def _printed(paths) -> None:
         out.print(f"wrote {path}")
 
 
-@plot_app.command("curves", cls=_PlainHelp)
+@plot_app.command("curves")
 @_run
 def plot_curves(
     run: Path = typer.Argument(..., metavar="RUN", help="A run folder.", autocompletion=completion.run_folders),
@@ -537,7 +548,7 @@ def plot_curves(
     _printed(pictures.curves(run, out_file))
 
 
-@plot_app.command("confusion", cls=_PlainHelp)
+@plot_app.command("confusion")
 @_run
 def plot_confusion(
     run: Path = typer.Argument(
@@ -558,7 +569,7 @@ def plot_confusion(
     _printed(pictures.confusion(run, out_file, data=data, data_dir=data_dir))
 
 
-@plot_app.command("filters", cls=_PlainHelp)
+@plot_app.command("filters")
 @_run
 def plot_filters(
     run: Path = typer.Argument(
@@ -576,7 +587,7 @@ def plot_filters(
     _printed(pictures.filters(run, out_file, layer=layer))
 
 
-@plot_app.command("feature-maps", cls=_PlainHelp)
+@plot_app.command("feature-maps")
 @_run
 def plot_feature_maps(
     run: Path = typer.Argument(
@@ -597,7 +608,7 @@ def plot_feature_maps(
     _printed(pictures.feature_maps(run, out_file, image=image, index=index, data=data, data_dir=data_dir))
 
 
-@plot_app.command("architecture", cls=_PlainHelp)
+@plot_app.command("architecture")
 @_run
 def plot_architecture(
     spec_file: Path = typer.Argument(
@@ -618,7 +629,7 @@ def plot_architecture(
     _printed(pictures.architecture(spec_file, out_file or _PLOTS / f"{spec_file.stem}-architecture.png"))
 
 
-@plot_app.command("kernels", cls=_PlainHelp)
+@plot_app.command("kernels")
 @_run
 def plot_kernels(
     image: Path = typer.Argument(..., metavar="IMAGE", help="An image file."),
@@ -652,17 +663,27 @@ def plot_kernels(
 @plot_app.command("gradcam")
 @_run
 def plot_gradcam(
-    run: Path = typer.Argument(..., help="A run folder or .keras file."),
-    images: Optional[List[Path]] = typer.Argument(None, help="Image files to explain."),
-    index: List[int] = typer.Option([], "--index", help="Else test image number N (repeat for several)."),
-    misclassified: Optional[int] = typer.Option(None, "--misclassified", help="Else the K most confident mistakes."),
-    layer: Optional[str] = typer.Option(None, "--layer", help="Layer name (default: the last conv layer)."),
-    method: str = typer.Option("gradcam", "--method", help="gradcam or saliency (vanilla gradient)."),
-    out_file: Optional[Path] = typer.Option(None, "--out", help="PNG path (default RUN/plots/gradcam.png)."),
-    data: Optional[str] = typer.Option(None, "--data", help="Dataset name or file (for --index/--misclassified)."),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with dataset files."),
+    run: Path = typer.Argument(..., metavar="RUN", help="A run folder or .keras file."),
+    images: Optional[List[Path]] = typer.Argument(None, metavar="IMAGE", help="Image files to explain."),
+    index: List[int] = typer.Option([], "--index", metavar="N", help="Else test image number N (repeat for several)."),
+    misclassified: Optional[int] = typer.Option(
+        None, "--misclassified", metavar="K", help="Else the K most confident mistakes."
+    ),
+    layer: Optional[str] = typer.Option(
+        None, "--layer", metavar="NAME", help="Layer name (default: the last conv layer)."
+    ),
+    method: str = typer.Option("gradcam", "--method", metavar="METHOD", help="gradcam or saliency (vanilla gradient)."),
+    out_file: Optional[Path] = typer.Option(
+        None, "--out", metavar="PNG", help="PNG path (default RUN/plots/gradcam.png)."
+    ),
+    data: Optional[str] = typer.Option(
+        None, "--data", metavar="DATA", help="Dataset name or file (for --index/--misclassified)."
+    ),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", metavar="DIR", help="Folder with dataset files."),
 ):
-    """Where each prediction came from: Grad-CAM heat maps of the predicted and true class, top-3 probabilities.
+    """Grad-CAM heat maps: where each prediction came from.
+
+    The heat maps of the predicted and the true class, the overlay, and the top-3 probabilities.
 
     Example: cnnkit plot gradcam runs/latest --misclassified 8
     """
@@ -686,7 +707,7 @@ def plot_gradcam(
 @app.command()
 @_run
 def report(
-    run: Path = typer.Argument(..., help="A run folder (or its parent with `latest`)."),
+    run: Path = typer.Argument(..., metavar="RUN", help="A run folder (or its parent with `latest`)."),
     open_: bool = typer.Option(False, "--open", help="Open the report in the default web browser."),
 ):
     """Write RUN/report.html, one self-contained page about a run.
@@ -713,6 +734,15 @@ def _write_report(run_dir, **_held):
     return write_report(run_dir)
 
 
+def _say_which_model(target: Path) -> None:
+    """An interrupted run has no model.keras: the command uses its best.keras, and says so on stderr."""
+    from cnnkit.run.folder import model_note
+
+    note = model_note(target)
+    if note:
+        err.print(note, markup=False)
+
+
 def _draw_run_pictures(run_dir, **held):
     from cnnkit.viz.pictures import draw_run_pictures
 
@@ -720,7 +750,17 @@ def _draw_run_pictures(run_dir, **held):
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except SystemExit as leaving:
+        if leaving.code in (130, 143) and "tensorflow" in sys.modules:
+            # Stopped by Ctrl-C/SIGTERM: everything is on disk and run.json says interrupted. TensorFlow's own
+            # teardown after an interrupted fit() takes 10+ s (its input-pipeline threads), which a user pressing
+            # Ctrl-C, or Kubernetes' grace period after SIGTERM, should not wait for.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(leaving.code)
+        raise
 
 
 if __name__ == "__main__":

@@ -82,12 +82,20 @@ def test_schema_accepts_every_config_and_rejects_typos(tmp_path):
     schema = json.loads(result.output)
     from pathlib import Path
 
+    # The schema is checked against its meta-schema once (jsonschema.validate would redo it for every file).
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    validator = validator_class(schema)
     for path in sorted(Path("configs").glob("*.yaml")):
-        jsonschema.validate(yaml.safe_load(path.read_text()), schema)
+        validator.validate(yaml.safe_load(path.read_text()))
     bad = yaml.safe_load(Path("configs/mnist.yaml").read_text())
     bad["layers"][0] = {"Conv2D": {"filtres": 3, "kernel_size": 3}}
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(bad, schema)
+        validator.validate(bad)
+    misplaced = yaml.safe_load(Path("configs/mnist.yaml").read_text())
+    misplaced["data"]["header"] = "maybe"  # a csv key of the wrong type
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate(misplaced)
 
 
 def test_layers_lists_every_registered_layer():
@@ -137,6 +145,7 @@ def test_light_commands_never_import_tensorflow(args, tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.slow  # builds and times a Keras model
 def test_time_reports_every_layer():
     result = runner.invoke(app, ["time", "configs/mnist.yaml", "--iterations", "2", "--batch-size", "8", "--json"])
     assert result.exit_code == 0, result.output
@@ -232,12 +241,21 @@ def _fake_run(folder: Path) -> Path:
     [
         (["evaluate", "{tmp}/nope"], "Error: run folder {tmp}/nope does not exist"),
         (["evaluate", "{tmp}/nope.keras"], "Error: {tmp}/nope.keras: expected a .keras file, found no such file"),
-        (["evaluate", "{run}", "--data", "{tmp}/nope.npz"], "Error: --data {tmp}/nope.npz: file not found"),
-        (["plot", "confusion", "{run}", "--data", "{tmp}/nope.csv"], "Error: --data {tmp}/nope.csv: file not found"),
+        (
+            ["evaluate", "{run}", "--data", "{tmp}/nope.npz"],
+            "Error: {tmp}/nope.npz: file not found (hint: check the --data path)",
+        ),
+        (
+            ["plot", "confusion", "{run}", "--data", "{tmp}/nope.csv"],
+            "Error: {tmp}/nope.csv: file not found (hint: check the --data path)",
+        ),
         (["plot", "curves", "{tmp}/nope"], "Error: run folder {tmp}/nope does not exist"),
         (["plot", "filters", "{tmp}/nope"], "Error: run folder {tmp}/nope does not exist"),
         (["plot", "feature-maps", "{run}", "--image", "{tmp}/nope.png"], "Error: {tmp}/nope.png: file not found"),
-        (["plot", "feature-maps", "{run}", "--data", "{tmp}/no.npz"], "Error: --data {tmp}/no.npz: file not found"),
+        (
+            ["plot", "feature-maps", "{run}", "--data", "{tmp}/no.npz"],
+            "Error: {tmp}/no.npz: file not found (hint: check the --data path)",
+        ),
         (["train", "--resume", "{tmp}/nope"], "Error: run folder {tmp}/nope does not exist"),
         (["train", "{tmp}/nope.yaml"], "Error: {tmp}/nope.yaml: file not found"),
         (["time", "{tmp}/nope.yaml"], "Error: {tmp}/nope.yaml: file not found"),
@@ -307,7 +325,9 @@ def test_evaluate_header_and_a_two_class_table_fit_80_columns():
     from cnnkit.viz.tables import confusion_table, evaluation_header
 
     data = "/work/main/.venv/lib/python3.11/site-packages/sklearn/datasets/data/digits.csv.gz"  # as seen
-    header = _render(evaluation_header({"model": "runs/latest/model.keras", "data": data, "samples": 1359}))
+    from types import SimpleNamespace
+
+    header = _render(evaluation_header(SimpleNamespace(model="runs/latest/model.keras", data=data, samples=1359)))
     assert header == [
         "model  runs/latest/model.keras",
         "data   …" + data[-(80 - 8) :],

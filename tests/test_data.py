@@ -140,6 +140,19 @@ def test_unknown_dataset_lists_valid_names():
     )
 
 
+def test_data_option_picks_the_dataset_kind_from_the_registry(tmp_path):
+    # --data VALUE: a dataset name, or a file/folder whose form a dataset kind names (spec/datasets.py).
+    from cnnkit.errors import DataError
+    from cnnkit.run.evaluate import Target, data_config
+
+    bare = Target(tmp_path / "m.keras", None, {}, None)
+    picked = {v: data_config(bare, v)["dataset"] for v in ("mnist", "x.npz", "y.csv", str(tmp_path))}
+    assert picked == {"mnist": "mnist", "x.npz": "npz", "y.csv": "csv", str(tmp_path): "image_folder"}
+    assert data_config(bare, "x.npz")["path"] == "x.npz" and data_config(bare, "mnist")["path"] is None
+    with pytest.raises(DataError, match=r"nor an \.npz/\.csv file or image folder$"):
+        data_config(bare, "nosuch")
+
+
 # --- splits ---------------------------------------------------------------------------------
 
 
@@ -291,6 +304,7 @@ def test_explicit_path_missing(tmp_path):
     )
 
 
+@pytest.mark.slow  # imports TensorFlow
 def test_offline_and_not_found_lists_every_place(tmp_path, monkeypatch):
     import keras
 
@@ -667,6 +681,7 @@ def _batches(ds):
     return [(bx.numpy(), by.numpy()) for bx, by in ds]
 
 
+@pytest.mark.slow  # imports TensorFlow
 def test_pipeline_dtypes_scaling_and_labels():
     from cnnkit.data.pipeline import to_tf_dataset
 
@@ -685,6 +700,7 @@ def test_pipeline_dtypes_scaling_and_labels():
     assert onehot[0][1].tolist() == np.eye(3)[[0, 1, 2, 0]].tolist()
 
 
+@pytest.mark.slow  # imports TensorFlow
 def test_pipeline_seeded_shuffle():
     from cnnkit.data.pipeline import to_tf_dataset
 
@@ -705,6 +721,7 @@ def test_pipeline_seeded_shuffle():
         assert np.allclose(bx.ravel() * 255, by)
 
 
+@pytest.mark.slow  # imports TensorFlow and iterates a full MNIST-sized epoch
 def test_pipeline_epoch_batches_a_whole_mnist_epoch():
     from cnnkit.data.pipeline import to_tf_dataset
 

@@ -330,6 +330,7 @@ def test_a_keras3_only_argument_under_multi_worker_is_refused_before_any_folder(
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow  # asks TensorFlow for its devices
 def test_mirrored_without_gpus_or_named_devices_is_a_clear_error():
     result = runner.invoke(
         app,
@@ -352,6 +353,7 @@ def test_mirrored_without_gpus_or_named_devices_is_a_clear_error():
     )
 
 
+@pytest.mark.slow  # asks TensorFlow for its devices
 def test_mirrored_over_a_device_that_is_not_there():
     result = runner.invoke(
         app,

@@ -19,6 +19,9 @@ from PIL import Image
 
 from cnnkit.viz.kernels import KERNELS
 
+# Every test here reads one digits run trained by the module fixture.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 TEST_SIZE = 359  # digits: 1,797 images, test_split 0.2
 
@@ -308,16 +311,3 @@ def test_metrics_from_one_pass_equal_keras_evaluate(run):
     assert result.metrics.keys() == reference.keys()
     for key, value in reference.items():
         assert abs(result.metrics[key] - value) < 1e-5, key
-
-
-def test_data_option_picks_the_dataset_kind_from_the_registry(tmp_path):
-    # --data VALUE: a dataset name, or a file/folder whose form a dataset kind names (spec/datasets.py).
-    from cnnkit.errors import DataError
-    from cnnkit.run.evaluate import Target, data_config
-
-    bare = Target(tmp_path / "m.keras", None, {}, None)
-    picked = {v: data_config(bare, v)["dataset"] for v in ("mnist", "x.npz", "y.csv", str(tmp_path))}
-    assert picked == {"mnist": "mnist", "x.npz": "npz", "y.csv": "csv", str(tmp_path): "image_folder"}
-    assert data_config(bare, "x.npz")["path"] == "x.npz" and data_config(bare, "mnist")["path"] is None
-    with pytest.raises(DataError, match=r"nor an \.npz/\.csv file or image folder$"):
-        data_config(bare, "nosuch")

@@ -343,6 +343,7 @@ def _check(spec_dict: dict, flow: bool) -> bool:
     return assert_matches_keras(spec_dict, render(spec_dict, flow))
 
 
+@pytest.mark.slow  # builds the Keras models
 def test_random_specs_match_keras():
     """Random specs: each one matches Keras (the asserts in assert_matches_keras), and enough of them are
     accepted that the match is tested at all (a strategy that only drew refused specs would prove nothing)."""
@@ -358,6 +359,7 @@ def test_random_specs_match_keras():
     assert sum(accepted) >= len(accepted) / 10, f"only {sum(accepted)} of {len(accepted)} random specs accepted"
 
 
+@pytest.mark.slow  # builds the Keras models
 @pytest.mark.parametrize("layer", sorted(LAYERS))
 def test_every_registered_layer_is_generated_and_matches_keras(layer):
     """Loops over the registry: a new layer type is covered, or fails here if it cannot be drawn."""
@@ -382,6 +384,7 @@ def test_strategy_covers_every_argument_type(layer):
 # --- configs/ ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # builds the Keras models
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_config_matches_keras(path):
     spec = load_spec(path)
@@ -467,6 +470,7 @@ def _rf_column(layers: list, input_shape=(8, 8, 1)) -> list:
     return [row.receptive_field for row in load_spec_text(render(spec_dict, flow=True)).summary.layers]
 
 
+@pytest.mark.slow  # builds the Keras models
 def test_receptive_field_after_upsampling_is_not_a_fractional_average():
     # Nearest upsampling copies each unit to f neighbours: a 3-wide window after it covers 2 or 3 input units
     # (depending on where it starts), so no single number is the receptive field.
@@ -476,6 +480,7 @@ def test_receptive_field_after_upsampling_is_not_a_fractional_average():
     assert rf == [3, "n/a (after upsampling)", "n/a (after upsampling)"]
 
 
+@pytest.mark.slow  # builds the Keras models
 def test_receptive_field_after_a_reshape_that_merges_axes_is_not_restarted():
     rf = _rf_column(
         [
@@ -493,6 +498,7 @@ def test_receptive_field_after_a_reshape_that_merges_axes_is_not_restarted():
     ]
 
 
+@pytest.mark.slow  # builds the Keras models
 def test_receptive_field_after_keepdims_global_pooling_is_the_whole_map():
     rf = _rf_column(
         [
@@ -505,6 +511,7 @@ def test_receptive_field_after_keepdims_global_pooling_is_the_whole_map():
     assert rf == [3, 8, 8, None]  # 3 + (6 − 1) · 1: one unit sees all 8 input pixels per axis
 
 
+@pytest.mark.slow  # builds the Keras models
 def test_layer_normalization_over_several_axes_matches_keras():
     spec_dict = {
         "input_shape": [6, 5, 3],

@@ -355,6 +355,7 @@ def check_outcome(read, name: str, tally: Counter):
     tally["valid"] += 1
 
 
+@pytest.mark.slow  # 2000 hypothesis cases: `make test` and `make fuzz` run it
 def test_fuzz_load_spec_text(report):
     tally: Counter = Counter()
 
@@ -374,6 +375,7 @@ def test_fuzz_load_spec_text(report):
     assert tally["SpecError"] and tally["valid"]  # both outcomes are reached
 
 
+@pytest.mark.slow  # 500 hypothesis cases: `make test` and `make fuzz` run it
 def test_fuzz_load_spec_files_and_overrides(tmp_path, report):
     """Through a real file: raw bytes (invalid UTF-8, BOMs) and random --set overrides."""
     tally: Counter = Counter()

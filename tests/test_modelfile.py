@@ -16,13 +16,29 @@ import sys
 import zipfile
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 
 from cnnkit.errors import ModelFileError
 from cnnkit.run import modelfile
 from cnnkit.spec.layers import KERAS_CLASSES
+
+# Every test here builds, saves or loads real Keras models.
+pytestmark = pytest.mark.slow
+
+
+class _Keras:
+    """Keras, imported on first use: collecting this file (as `make test-fast` does, to skip it) stays free."""
+
+    def __getattr__(self, name):
+        if name.startswith("_") or name == "pytestmark":  # what pytest's collection asks of module attributes
+            raise AttributeError(name)
+        import keras
+
+        return getattr(keras, name)
+
+
+keras = _Keras()
 
 UNSAFE_FLAG = "enable_unsafe_" + "deserialization"
 MEMBERS = "config.json, metadata.json, model.weights.h5"
@@ -180,6 +196,7 @@ REQUIRED_ARGS = {
     "DepthwiseConv2D": dict(kernel_size=3),
     "Conv1DTranspose": dict(filters=2, kernel_size=3),
     "Conv2DTranspose": dict(filters=2, kernel_size=3),
+    "Conv3DTranspose": dict(filters=2, kernel_size=3),
     "Dense": dict(units=2),
     "AveragePooling1D": dict(pool_size=2),
     "AveragePooling2D": dict(pool_size=2),

@@ -17,11 +17,25 @@ import pytest
 from PIL import Image
 
 from cnnkit.errors import CnnkitError, DataError
-from cnnkit.viz import plots
+from cnnkit.viz import (
+    plots,
+    probe,  # imports Keras only inside its functions
+)
 from cnnkit.viz.kernels import KERNELS, conv2d
 
-keras = pytest.importorskip("keras")
-from cnnkit.viz import probe  # noqa: E402  (after the keras skip: probe is useless without it)
+
+class _Keras:
+    """Keras, imported on first use: the picture tests of `make test-fast` need no TensorFlow."""
+
+    def __getattr__(self, name):
+        if name.startswith("_") or name == "pytestmark":  # what pytest's collection asks of module attributes
+            raise AttributeError(name)
+        import keras
+
+        return getattr(keras, name)
+
+
+keras = _Keras()
 
 DPI = plots.DPI
 DIGITS = [str(i) for i in range(10)]
@@ -161,12 +175,12 @@ def test_confusion(case, tmp_path):
     cm = rng.integers(0, 15, (10, 10)) + np.diag(rng.integers(40, 90, 10))
     out = plots.plot_confusion(cm, names, tmp_path / "cm.png")
     side = 0.42 * 10 + 2.0
-    assert_picture(out, (2 * side + 1.5, side + 1.6))
+    assert_picture(out, (2 * side + 1.5, side + 1.0))
 
 
 def test_confusion_many_classes_and_unknown_names(tmp_path):
     cm = np.random.default_rng(2).integers(0, 5, (30, 30))  # > 20 classes: no cell numbers, still drawn
-    assert_picture(plots.plot_confusion(cm, None, tmp_path / "cm30.png"), (2 * 12.0 + 1.5, 12.0 + 1.6))
+    assert_picture(plots.plot_confusion(cm, None, tmp_path / "cm30.png"), (2 * 12.0 + 1.5, 12.0 + 1.0))
     assert_picture(plots.plot_confusion(np.zeros((3, 3), int), ["a", "b", "c"], tmp_path / "empty.png"))
 
 
@@ -205,31 +219,34 @@ def test_misclassified_length_mismatch(tmp_path):
     assert str(info.value) == "y_true has 3 entries but there are 4 images"
 
 
+@pytest.mark.slow  # builds Keras models
 def test_filters(case, tmp_path):
     name, model, _, _ = case
     layer_name, kernel = probe.conv_kernel(model, 0)
     assert layer_name == "conv_a" and kernel.shape == (3, 3, CASES[name][0][-1], 8)
     # 8 filters -> a 4-wide grid of 1.15-inch tiles, at least 5.5 inches wide for the title
     out = plots.plot_filters(kernel, tmp_path / "f0.png", title=f"{layer_name} (layer 0)")
-    assert_picture(out, (5.5, 1.15 * 2 + 0.9))
+    assert_picture(out, (5.5, 1.15 * 2 + 0.9 + 0.55))  # + the colour bar
     _, deeper = probe.conv_kernel(model, 2)  # 8 input channels: mean over them, grey
-    assert_picture(plots.plot_filters(deeper, tmp_path / "f2.png", title="conv_b"), (5.5, 1.15 * 4 + 0.9))
+    assert_picture(plots.plot_filters(deeper, tmp_path / "f2.png", title="conv_b"), (5.5, 1.15 * 4 + 0.9 + 0.55))
 
 
 @pytest.mark.parametrize(
     "shape, size",
     [
-        ((3, 3, 3, 64), (8 * 1.15, 8 * 1.15 + 0.9)),  # colour patches, 8 columns
-        ((5, 5, 1, 100), (8 * 1.15, 8 * 1.15 + 0.9)),  # capped at max_filters=64
-        ((7, 1, 16), (4 * 1.5, 4 * 1.5 + 0.9)),  # 1-D kernels as bars
-        ((3, 3, 3, 2, 6), (5.5, 2 * 1.15 + 0.9)),  # 3-D kernels: middle depth slice
+        ((3, 3, 3, 64), (8 * 1.15, 8 * 1.15 + 0.9 + 0.55)),  # colour patches, 8 columns, + the colour bar
+        ((5, 5, 1, 100), (8 * 1.15, 8 * 1.15 + 0.9 + 0.55)),  # capped at max_filters=64
+        ((7, 1, 16), (4 * 1.5, 4 * 1.5 + 0.9)),  # 1-D kernels as bars (blue > 0, red < 0: no colour bar)
+        ((3, 3, 3, 2, 6), (5.5, 2 * 1.15 + 0.9 + 0.55)),  # 3-D kernels: middle depth slice
     ],
 )
+@pytest.mark.slow  # builds Keras models
 def test_filters_other_ranks(shape, size, tmp_path):
     kernel = np.random.default_rng(4).normal(size=shape)
     assert_picture(plots.plot_filters(kernel, tmp_path / "f.png", title="k"), size)
 
 
+@pytest.mark.slow  # builds Keras models
 def test_feature_maps(case, tmp_path):
     name, model, image, _ = case
     maps = probe.feature_maps(model, image)
@@ -242,6 +259,7 @@ def test_feature_maps(case, tmp_path):
     assert_picture(out, (8 * 1.25 + 0.4, heights))
 
 
+@pytest.mark.slow  # builds Keras models
 def test_feature_maps_of_sequences_and_volumes(tmp_path):
     rng = np.random.default_rng(5)
     maps = [("conv1d", rng.random((1, 40, 6))), ("conv3d", rng.random((4, 10, 10, 3)))]
@@ -249,8 +267,8 @@ def test_feature_maps_of_sequences_and_volumes(tmp_path):
     assert_picture(out, (6.0, 0.5 + 2.3 + 2 * (0.45 + 1.25)))
 
 
-# Keras' own saver trips NumPy 2's copy-keyword DeprecationWarning; nothing of ours to fix.
-@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+# Keras' own saver trips NumPy 2's copy-keyword DeprecationWarning: filtered for Keras' module in pyproject.toml.
+@pytest.mark.slow  # builds Keras models
 def test_feature_maps_from_a_model_loaded_from_a_keras_file(case, tmp_path):
     _, model, image, _ = case
     model.save(tmp_path / "m.keras")
@@ -361,11 +379,13 @@ def test_kernel_playground(case, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ probe errors
+@pytest.mark.slow  # builds Keras models
 def test_conv_layer_indices(case):
     _, model, _, _ = case
     assert probe.conv_layer_indices(model) == [0, 2]
 
 
+@pytest.mark.slow  # builds Keras models
 @pytest.mark.parametrize("index", [6, 9, -1])
 def test_conv_kernel_index_out_of_range(case, index):
     _, model, _, _ = case
@@ -374,6 +394,7 @@ def test_conv_kernel_index_out_of_range(case, index):
     assert str(info.value) == f"layer index {index} is out of range: the model has 6 layers (0..5)"
 
 
+@pytest.mark.slow  # builds Keras models
 def test_conv_kernel_of_a_non_conv_layer(case):
     _, model, _, _ = case
     with pytest.raises(CnnkitError) as info:
@@ -381,6 +402,7 @@ def test_conv_kernel_of_a_non_conv_layer(case):
     assert str(info.value) == "layer 4 (flatten) has no convolution kernel; conv layers: 0, 2"
 
 
+@pytest.mark.slow  # builds Keras models
 def test_feature_maps_wrong_image_shape():
     model = _build("mnist")
     with pytest.raises(DataError) as info:
@@ -390,6 +412,7 @@ def test_feature_maps_wrong_image_shape():
     assert len(probe.feature_maps(model, np.zeros((28, 28), np.float32))) == 4
 
 
+@pytest.mark.slow  # builds Keras models
 def test_conv_kernel_of_a_transposed_conv_is_in_out_ordered():
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2DTranspose(5, 3, name="up")])
     _, kernel = probe.conv_kernel(model, 0)
@@ -418,11 +441,197 @@ print(",".join(heavy))
 
 @pytest.mark.parametrize("config", sorted(p.name for p in (Path(__file__).parent.parent / "configs").glob("*.yaml")))
 def test_architecture_of_every_config(config, tmp_path):
-    # The real summary dicts (spec -> summarize, no TensorFlow) for every shipped example, each well under 1 s.
+    # The real summary dicts (spec -> summarize, no TensorFlow) for every shipped example.
     from cnnkit.spec.parse import load_spec
     from cnnkit.spec.summary import summarize
 
     summary = summarize(load_spec(Path(__file__).parent.parent / "configs" / config)).to_dict()
-    plots.plot_architecture(summary, tmp_path / "warm.png")
     out = plots.plot_architecture(summary, tmp_path / "arch.png")
     assert_picture(out)
+
+
+# ------------------------------------------------------------------------------- every text inside the picture
+@pytest.fixture
+def drawn(monkeypatch):
+    """The matplotlib Figures the plot functions save, in order (to measure where their texts landed)."""
+    figures = []
+    save = plots._save
+
+    def keep(fig, out_path):
+        figures.append(fig)
+        return save(fig, out_path)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    return figures
+
+
+def _texts(fig):
+    """The texts a save draws: visible, non-empty, and no tick label of a tick outside its axis' view (the
+    locator makes those too, but matplotlib does not draw them)."""
+    from matplotlib.axes import Axes
+    from matplotlib.text import Text
+
+    undrawn = set()
+    for ax in fig.findobj(Axes):
+        for axis in (ax.xaxis, ax.yaxis):
+            lo, hi = sorted(axis.get_view_interval())
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                if not lo - 1e-9 * max(1.0, abs(hi - lo)) <= tick.get_loc() <= hi + 1e-9 * max(1.0, abs(hi - lo)):
+                    undrawn |= {id(tick.label1), id(tick.label2)}
+    for text in fig.findobj(Text):
+        axes = text.axes
+        if id(text) in undrawn or not (text.get_visible() and text.get_text().strip()):
+            continue
+        if axes is None or axes.get_visible():
+            yield text
+
+
+def _renderer(fig):
+    """The Agg renderer of `fig`, drawn as savefig draws it (the figures are canvas-less until saved)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+        fig.canvas.draw()
+    return fig.canvas.get_renderer()
+
+
+def assert_no_text_clipped(fig) -> None:
+    """Every visible text's bounding box lies inside the figure (after the save, so the layout has run)."""
+    renderer = _renderer(fig)
+    width, height = fig.bbox.width, fig.bbox.height
+    clipped = []
+    for text in _texts(fig):
+        box = text.get_window_extent(renderer)
+        if box.x0 < -0.5 or box.y0 < -0.5 or box.x1 > width + 0.5 or box.y1 > height + 0.5:
+            clipped.append(f"{text.get_text()!r} at {box.extents.round(1)} in {width:.0f}×{height:.0f}")
+    assert not clipped, clipped
+
+
+def _overlap(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+COUNTS = [2, 3, 4, 10]  # columns / classes / panels every picture is drawn with
+
+
+@pytest.mark.parametrize("k", COUNTS)
+def test_confusion_keeps_every_text_inside_and_apart(k, drawn, tmp_path):
+    cm = np.diag(np.full(k, 400)) + 1  # off-diagonal cells of 1 in ~400: below 1 %, not 0 %
+    names = [f"class {i}" for i in range(k)]
+    plots.plot_confusion(cm, names, tmp_path / "cm.png")
+    (fig,) = drawn
+    assert_no_text_clipped(fig)
+    left, right = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]  # counts, then recall
+    left_bar = min((ax for ax in fig.axes if ax.get_label() == "<colorbar>"), key=lambda ax: ax.get_position().x0)
+    texts = [t.get_text() for t in right.texts]
+    assert "<1%" in texts and "0%" not in texts
+    renderer = _renderer(fig)
+    # The right panel's axis label and class names stay clear of the left panel's colour bar.
+    bar_box = left_bar.get_tightbbox(renderer)
+    for text in [right.yaxis.label, *right.get_yticklabels()]:
+        assert not _overlap(text.get_window_extent(renderer), bar_box), text.get_text()
+    # No empty band between the title and the panels' titles: at most a third of an inch.
+    title_bottom = fig._suptitle.get_window_extent(renderer).y0
+    panels_top = max(ax.title.get_window_extent(renderer).y1 for ax in (left, right))
+    assert title_bottom - panels_top < DPI / 3
+
+
+@pytest.mark.parametrize("k", COUNTS)
+def test_misclassified_title_fits_at_every_width(k, drawn, tmp_path):
+    n = k * k  # a k-column grid
+    rng = np.random.default_rng(k)
+    images = rng.random((n + 5, 8, 8, 1)).astype(np.float32)
+    y_true = np.arange(n + 5) % 10
+    plots.plot_misclassified(images, y_true, (y_true + 1) % 10, rng.random(n + 5), DIGITS, tmp_path / "m.png", n=n)
+    (fig,) = drawn
+    assert len([ax for ax in fig.axes if ax.get_visible() and ax.images]) == n
+    assert_no_text_clipped(fig)
+
+
+@pytest.mark.parametrize("k", COUNTS)
+def test_filters_have_a_scale_and_keep_texts_inside(k, drawn, tmp_path):
+    kernel = np.random.default_rng(k).normal(size=(3, 3, 1, k))
+    plots.plot_filters(kernel, tmp_path / "f.png", title=f"layer 0 (conv2d): {k} learned kernels 3×3×1")
+    (fig,) = drawn
+    assert_no_text_clipped(fig)
+    (bar,) = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert [t.get_text() for t in bar.get_xticklabels()] == ["lowest weight", "middle", "highest weight"]
+    assert bar.xaxis.label.get_text() == "each filter on its own scale"
+
+
+@pytest.mark.parametrize("k", COUNTS)
+def test_feature_maps_one_axes_per_layer_and_texts_inside(k, drawn, tmp_path):
+    rng = np.random.default_rng(k)
+    maps = [("conv", rng.random((12, 12, k))), ("pool", rng.random((6, 6, k))), ("wide", rng.random((5, 9, k)))]
+    plots.plot_feature_maps(rng.random((14, 14)), maps, tmp_path / "fm.png")
+    (fig,) = drawn
+    assert_no_text_clipped(fig)
+    # One image per layer, not one Axes per channel (Axes cost ~20 ms each: 64 of them made the picture slow).
+    from matplotlib.axes import Axes
+
+    assert len(fig.findobj(Axes)) == 1 + len(maps)
+    labels = sorted(int(t.get_text()) for t in _texts(fig) if t.get_text().isdigit())
+    assert labels == sorted(list(range(k)) * len(maps))
+
+
+@pytest.mark.parametrize("k", COUNTS)
+def test_curves_kernels_and_architecture_keep_texts_inside(k, drawn, tmp_path):
+    history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7]}
+    history.update({f"metric_{i}": [0.5, 0.6] for i in range(k - 1)})
+    plots.plot_curves(history, tmp_path / "c.png")
+    image = np.random.default_rng(k).random((16, 16))
+    names = list(KERNELS)[: k - 1]
+    plots.plot_kernel_playground(
+        image, [(n, conv2d(image, KERNELS[n], padding="same")) for n in names], tmp_path / "k.png", kernels=KERNELS
+    )
+    layers = [{"type": "Conv2D", "output_shape": [30, 30, 8 * (i + 1)], "params": 100} for i in range(k - 1)]
+    layers.append({"type": "Flatten", "output_shape": [7200], "params": 0})
+    plots.plot_architecture({"name": "n", "input_shape": [32, 32, 3], "layers": layers}, tmp_path / "a.png")
+    for fig in drawn:
+        assert_no_text_clipped(fig)
+
+
+def test_architecture_input_block_is_not_drawn_in_the_reshape_colour(drawn, tmp_path):
+    from matplotlib.patches import Rectangle
+
+    layers = [
+        {"type": "Conv2D", "output_shape": [26, 26, 8], "params": 80},
+        {"type": "Flatten", "output_shape": [5408], "params": 0},
+        {"type": "Dense", "output_shape": [10], "params": 54090},
+    ]
+    plots.plot_architecture({"name": "n", "input_shape": [28, 28, 1], "layers": layers}, tmp_path / "a.png")
+    (fig,) = drawn
+    blocks = [p for p in fig.axes[0].patches if isinstance(p, Rectangle)]  # front faces, in layer order
+    colours = [np.array(p.get_facecolor()[:3]) for p in blocks[:4]]  # input, Conv2D, Flatten, Dense
+    # The input has a colour of its own: it used to be a grey one step from Flatten's "reshape" grey.
+    assert all(np.abs(colours[0] - other).max() > 0.2 for other in colours[1:]), colours
+
+
+def test_plot_architecture_starts_without_the_run_and_data_packages(tmp_path):
+    """`plot architecture` imports only what drawing a spec needs (the bench's < 1 s for a fresh process)."""
+    config = Path(__file__).parent.parent / "configs" / "color.yaml"
+    code = (
+        "import sys\nfrom cnnkit.cli import app\ntry:\n    app(%r)\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('cnnkit.data', 'cnnkit.run', 'tensorflow', 'keras'))))"
+        % (["plot", "architecture", str(config), "--out", str(tmp_path / "a.png")],)
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.splitlines()[-1] == "[]", proc.stderr
+    assert (tmp_path / "a.png").is_file()
+
+
+def test_our_variable_conversions_raise_no_numpy_copy_warning(case):
+    """The Keras DeprecationWarning filtered in pyproject.toml is Keras' own: the learning rate read after every
+    epoch and the kernels shown as filters are Variables, converted by our code without it."""
+    import warnings
+
+    from cnnkit.run.replay import as_float
+
+    _, model, _, _ = case
+    optimizer = keras.optimizers.Adam(learning_rate=0.002)
+    optimizer.build(model.trainable_variables)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert abs(as_float(keras, optimizer.learning_rate) - 0.002) < 1e-9
+        assert probe.conv_kernel(model, 0)[1].shape[-1] == 8

@@ -32,6 +32,9 @@ from typer.testing import CliRunner
 from cnnkit.cli import app
 from cnnkit.run.checkpoint import read_manifest
 
+# Every test here trains (and interrupts) real runs.
+pytestmark = pytest.mark.slow
+
 EPOCHS = 4
 SPEC = f"""\
 name: killme
@@ -56,6 +59,7 @@ FINAL_NAMES = {
     "plots",
     "report.html",
     "checkpoint",
+    "tensorboard",
 }
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 HINT = "(hint: free disk space or check the folder's permissions)"

@@ -82,8 +82,8 @@ def test_named_options_with_arguments():
         ),
         (
             "data: {dataset: digits, path: digits.npz}\n",
-            "net.yaml:3: data.path: dataset digits does not read `path` (hint: `path` is read by dataset mnist and "
-            "fashion_mnist and cifar10 and cifar100 and npz and image_folder and csv; digits reads: validation_split, "
+            "net.yaml:3: data.path: dataset digits does not read `path` (hint: `path` is read by datasets mnist, "
+            "fashion_mnist, cifar10, cifar100, npz, image_folder and csv; digits reads: validation_split, "
             "test_split, classes, max_samples)",
         ),
         (

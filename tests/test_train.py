@@ -68,6 +68,7 @@ RUN_FILES = {
     "eval.json",
     "plots",
     "report.html",
+    "tensorboard",  # event files (cnnkit/run/tensorboard.py)
 }
 PICTURES = {"curves.png", "architecture.png", "confusion.png", "misclassified.png", "filters.png", "feature_maps.png"}
 PICTURES |= {"gradcam_misclassified.png"}
@@ -195,6 +196,7 @@ def test_train_writes_a_complete_run_folder_and_never_overwrites(tmp_path):
     assert not (second / "plots").exists() and history_rows(second) == 1
 
 
+@pytest.mark.slow  # trains
 def test_set_and_epochs_overrides_reach_history_and_spec_yaml(tmp_path):
     spec = write_spec(tmp_path, TINY)
     out = tmp_path / "runs"
@@ -223,6 +225,7 @@ def test_set_and_epochs_overrides_reach_history_and_spec_yaml(tmp_path):
     assert history_rows(run) == 1 and "epochs: 1" in (run / "spec.yaml").read_text()
 
 
+@pytest.mark.slow  # trains
 def test_seed_and_deterministic_give_bit_identical_weights(tmp_path, deterministic_ops_restored):
     spec = write_spec(tmp_path, TINY)
     args = ["--set", "data.max_samples=300", "--epochs", "2", "--no-pictures", "--out", tmp_path / "runs"]
@@ -321,6 +324,7 @@ def test_resume_refusals(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------------ NaN
+@pytest.mark.slow  # trains
 def test_nan_loss_stops_with_exit_3_and_keeps_the_last_good_state(tmp_path):
     out = tmp_path / "runs"
     result = cli("train", write_spec(tmp_path, DIVERGES), "--out", out, ok=False)
@@ -410,6 +414,7 @@ def _mismatch_cases(tmp_path: Path) -> dict[str, tuple[list, str]]:
         "device_unknown",
     ],
 )
+@pytest.mark.slow  # imports TensorFlow
 def test_data_and_spec_mismatches_are_one_line_exit_2(case, tmp_path):
     if case == "device_gpu":
         import tensorflow as tf
@@ -423,6 +428,7 @@ def test_data_and_spec_mismatches_are_one_line_exit_2(case, tmp_path):
     assert not out.exists()  # refused before any run folder was made
 
 
+@pytest.mark.slow  # imports TensorFlow
 def test_missing_dataset_lists_every_place_searched(tmp_path, monkeypatch):
     import keras
 
@@ -453,6 +459,7 @@ def test_missing_dataset_lists_every_place_searched(tmp_path, monkeypatch):
     assert not out.exists()
 
 
+@pytest.mark.slow  # trains
 def test_image_folder_trains_when_every_image_is_good(tmp_path):
     folder = _image_folder(tmp_path / "folder", corrupt=False)
     spec = write_spec(
@@ -539,6 +546,7 @@ def assert_run_pictures(run: Path) -> None:
             assert np.asarray(img.convert("L"), dtype=np.float64).std() > 3, f"{name} looks blank"
 
 
+@pytest.mark.slow  # trains
 def test_three_channel_run_draws_colour_pictures(tmp_path):
     """A CIFAR-style 3-channel run: real digits tinted into RGB (each class its own colour cast)."""
     from sklearn.datasets import load_digits

@@ -1,8 +1,10 @@
-"""Dataset loaders: a name in the spec's `data.dataset` -> a loader returning uint8 Splits.
+"""Dataset loaders: a name in the spec's `data.dataset` -> a loader returning uint8 Splits (LOADERS).
 
+The names, docs and `data:` keys of the datasets are on the spec side (cnnkit/spec/datasets.py).
 Importing this package never imports TensorFlow; loaders and pipeline.py import it lazily.
 Also here: feed (does the data fit the spec, and how it is fed), images (one image file as model input).
-May import: cnnkit.spec, cnnkit.backend, cnnkit.files, cnnkit.errors. Never cnnkit.run, cnnkit.viz or cnnkit.cli.
+May import: cnnkit.spec, cnnkit.backend, cnnkit.files, cnnkit.errors, cnnkit.text. Never cnnkit.run, cnnkit.viz
+or cnnkit.cli.
 """
 
 from __future__ import annotations

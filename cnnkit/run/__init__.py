@@ -4,9 +4,9 @@ Lives here: build (spec -> tf.keras model; the only module that creates keras.la
 devices (device and tf.distribute set-up), folder (run folders), evaluate, predict, timing, modelfile (safe
 `.keras` loading), progress (the live epoch display), keras_check (summary vs the real Keras model).
 
-May import: cnnkit.data, cnnkit.spec, cnnkit.backend, cnnkit.files, cnnkit.errors, and TensorFlow / Keras
-(through cnnkit.backend, inside functions, so importing a module here stays cheap). Never cnnkit.viz or
-cnnkit.cli.
+May import: cnnkit.data, cnnkit.spec, cnnkit.backend, cnnkit.files, cnnkit.errors, cnnkit.text, and
+TensorFlow / Keras (through cnnkit.backend, inside functions, so importing a module here stays cheap). Never
+cnnkit.viz or cnnkit.cli.
 """
 
 # Registers the Backbone probe with the spec side (spec/ cannot import TensorFlow); TensorFlow itself is imported

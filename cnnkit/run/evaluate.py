@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnkit.errors import DataError, ModelFileError
-from cnnkit.run.folder import read_json, resolve_run, write_json
+from cnnkit.run.folder import read_json, resolve_run, run_model, write_json
 
 
 @dataclass
@@ -70,9 +70,9 @@ def resolve_target(target: str | Path, *, model_name: str = "model.keras") -> Ta
         run_dir = resolve_run(path, need=model_name)
         from cnnkit.spec.parse import load_spec
 
-        return Target(
-            run_dir / model_name, run_dir, read_json(run_dir / "run.json", {}), load_spec(run_dir / "spec.yaml")
-        )
+        # An interrupted run has no model.keras yet: its best.keras stands in (the CLI says so, folder.model_note).
+        model_path = run_model(run_dir) if model_name == "model.keras" else run_dir / model_name
+        return Target(model_path, run_dir, read_json(run_dir / "run.json", {}), load_spec(run_dir / "spec.yaml"))
     return Target(path, None, {}, None)
 
 

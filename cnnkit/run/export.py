@@ -89,6 +89,10 @@ def export(
             f"{target}: export needs a run folder, whose data the parity check runs on",
             hint="pass the run folder that holds this model.keras",
         )
+    if out is not None and fmt != "savedmodel" and Path(out).suffix.lower() != f".{fmt}":
+        raise SpecError(
+            f"--out {out}: an artefact of --format {fmt} is a .{fmt} file", hint=f"pass a path ending in .{fmt}"
+        )
     model = load_model(resolved.model_path)
     data = parity_images(resolved, model, data_dir, images)
     path = Path(out) if out is not None else default_path(resolved.run_dir, fmt, quantize)

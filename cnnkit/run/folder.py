@@ -23,6 +23,7 @@ from cnnkit.files import atomic_write, unwritable  # noqa: F401  (re-exported fo
 from cnnkit.text import slug
 
 LATEST = "latest"
+BEST = "best.keras"
 
 
 def write_json(path: Path, data) -> None:
@@ -99,9 +100,27 @@ def resolve_run(path: str | Path, *, need: str = "spec.yaml") -> Path:
         path = (path / LATEST).resolve()
     if not path.is_dir() or not (path / "spec.yaml").exists():
         raise RunError(f"{path} is not a cnnkit run folder (no spec.yaml)", hint="pass a folder made by `cnnkit train`")
-    if not (path / need).exists():
+    if not (path / need).exists() and not (need == "model.keras" and (path / BEST).exists()):
         raise RunError(f"run folder {path} has no {need}")
     return path
+
+
+def run_model(run_dir: Path) -> Path:
+    """The run's model.keras; for a run that has none yet (interrupted, failed), its best.keras if there is one."""
+    final = Path(run_dir) / "model.keras"
+    return final if final.exists() or not (Path(run_dir) / BEST).exists() else Path(run_dir) / BEST
+
+
+def model_note(target: str | Path) -> str | None:
+    """One line for a command given an unfinished run folder: which model file it uses instead of model.keras."""
+    try:
+        run_dir = resolve_run(target, need="model.keras")
+    except RunError:
+        return None  # the command itself reports it
+    if run_model(run_dir).name != BEST:
+        return None
+    status = (read_json(run_dir / "run.json", {}) or {}).get("status", "unknown")
+    return f"note: {run_dir} has no model.keras (status: {status}); using best.keras, its best epoch so far"
 
 
 def read_json(path: Path, default=None):

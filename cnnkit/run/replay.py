@@ -38,7 +38,6 @@ def epoch_batches(
 def epoch_start(keras, seed: int, stop, learning_rates: dict):
     """The first callback: seeds each epoch, stops after the current batch when a signal came (see
     cnnkit.run.stopping), and notes the learning rate the epoch ended with before any callback changes it."""
-    from cnnkit.backend import is_tf_keras
 
     class EpochStart(keras.callbacks.Callback):
         async_safe = True  # reads a flag and the optimizer; nothing that needs the batch's results
@@ -55,9 +54,17 @@ def epoch_start(keras, seed: int, stop, learning_rates: dict):
         def on_epoch_end(self, epoch, logs=None):
             lr = getattr(self.model.optimizer, "learning_rate", None)
             if lr is not None:
-                if is_tf_keras(keras):  # tf-keras has no keras.ops
-                    learning_rates[epoch] = float(keras.backend.get_value(lr))
-                else:
-                    learning_rates[epoch] = float(keras.ops.convert_to_numpy(lr))
+                learning_rates[epoch] = as_float(keras, lr)
 
     return EpochStart()
+
+
+def as_float(keras, value) -> float:
+    """A scalar Variable or tensor as a Python float, under Keras 3 and tf-keras alike."""
+    from cnnkit.backend import is_tf_keras
+
+    if is_tf_keras(keras):  # tf-keras has no keras.ops
+        return float(keras.backend.get_value(value))
+    if hasattr(value, "numpy"):  # a Variable: convert_to_numpy(Variable) trips NumPy 2's copy-keyword warning
+        return float(value.numpy())
+    return float(keras.ops.convert_to_numpy(value))

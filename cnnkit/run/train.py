@@ -210,6 +210,7 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack, stop)
     run_dir = resume_dir or _new_run_dir(request.out, spec.name, cluster, shared_dir, cleanup)
     if resume_dir is None or prepared.changes:
         atomic_write(run_dir / "spec.yaml", spec.resolved_yaml())
+    point_latest(run_dir)  # as soon as the folder can be resumed: `--resume runs/latest` finds it from here on
     if resume_dir is not None:
         _remove_temp_files(run_dir)
     run_info = {
@@ -237,7 +238,6 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack, stop)
         "status": "running",
     }
     write_json(run_dir / "run.json", run_info)
-    point_latest(run_dir)
     history = {k: list(v) for k, v in (manifest or {}).get("history", {}).items()}
     if resume_dir is not None:
         write_history(run_dir, history)  # rows of an epoch whose checkpoint was not complete are redone
@@ -297,15 +297,16 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack, stop)
 def _fit(keras, spec, model, twin, train_ds, val_ds, run_dir, home, history, manifest, reporter, steps, stop, writer):
     """Train from the checkpoint's epoch to the end; returns (the trained model, its history)."""
     epochs = spec.train["epochs"]
-    if manifest and (manifest.get("finished") or manifest["epoch"] >= epochs):
+    if manifest and manifest.get("finished"):
         return model, history  # killed after training: the saved state is the trained model
     callbacks = _callbacks(
         keras, spec, run_dir, history, val_ds is not None, reporter, steps, stop, manifest, home, writer, twin
     )
     recorder = callbacks[-2] if reporter is not None else callbacks[-1]
     first_epoch = int(manifest["epoch"]) if manifest else 0
-    # EarlyStopping had stopped the run at the checkpoint's epoch: fit() runs no epoch, only its on_train_end.
-    last = first_epoch if manifest and manifest.get("stopped") else epochs
+    # Every epoch is done, or EarlyStopping had stopped the run: fit() runs no epoch, only on_train_begin/end
+    # (where EarlyStopping puts its best weights back).
+    last = first_epoch if manifest and manifest.get("stopped") else max(epochs, first_epoch)
     with stop.after_each_batch():
         # shuffle=False: train_ds orders each epoch itself (seeded by epoch, see replay.py); one iterator spans
         # every epoch, steps_per_epoch batches each.

@@ -107,9 +107,6 @@ def register(keras_class: str, args: dict, rule, *, family: str, ranks=None, ali
     return entry
 
 
-_register = register
-
-
 def _regularized(*weights: str) -> dict:
     out: dict = {}
     for w in weights:
@@ -135,7 +132,7 @@ def _window_args(rank: int) -> dict:
 
 
 for _r in (1, 2, 3):
-    _register(
+    register(
         f"Conv{_r}D",
         {"filters": Arg(Int()), **_window_args(_r), "groups": Arg(Int(), 1), **_regularized("kernel", "bias")},
         shapes.conv,
@@ -145,7 +142,7 @@ for _r in (1, 2, 3):
         kernel="kernel",
         refuses_strided_dilation=True,
     )
-    _register(
+    register(
         f"Conv{_r}DTranspose",
         {
             "filters": Arg(Int()),
@@ -162,7 +159,7 @@ for _r in (1, 2, 3):
         refuses_strided_dilation=True,
     )
 for _r in (1, 2):
-    _register(
+    register(
         f"SeparableConv{_r}D",
         {
             "filters": Arg(Int()),
@@ -175,7 +172,7 @@ for _r in (1, 2):
         ranks=(_r + 1,),
         kernel="depthwise_kernel",
     )
-    _register(
+    register(
         f"DepthwiseConv{_r}D",
         {**_window_args(_r), "depth_multiplier": Arg(Int(), 1), **_regularized("depthwise", "bias")},
         shapes.depthwise_conv,
@@ -191,9 +188,9 @@ for _r in (1, 2, 3):
         "padding": Arg(Enum(("valid", "same")), "valid"),
         "data_format": DATA_FORMAT,
     }
-    _register(f"MaxPooling{_r}D", _pool, shapes.pool, family="pooling", ranks=(_r + 1,), aliases=(f"MaxPool{_r}D",))
+    register(f"MaxPooling{_r}D", _pool, shapes.pool, family="pooling", ranks=(_r + 1,), aliases=(f"MaxPool{_r}D",))
     # Keras 3's AveragePooling has no default pool_size (MaxPooling does): required, as in Keras.
-    _register(
+    register(
         f"AveragePooling{_r}D",
         {**_pool, "pool_size": Arg(IntTuple(_r))},
         shapes.pool,
@@ -202,7 +199,7 @@ for _r in (1, 2, 3):
         aliases=(f"AvgPool{_r}D", f"AveragePool{_r}D"),
     )
     _global = {"data_format": DATA_FORMAT, "keepdims": Arg(Bool(), False)}
-    _register(
+    register(
         f"GlobalMaxPooling{_r}D",
         _global,
         shapes.global_pool,
@@ -210,7 +207,7 @@ for _r in (1, 2, 3):
         ranks=(_r + 1,),
         aliases=(f"GlobalMaxPool{_r}D",),
     )
-    _register(
+    register(
         f"GlobalAveragePooling{_r}D",
         _global,
         shapes.global_pool,
@@ -219,7 +216,7 @@ for _r in (1, 2, 3):
         aliases=(f"GlobalAvgPool{_r}D", f"GlobalAveragePool{_r}D"),
     )
     # Keras' 1-D SpatialDropout, Cropping and UpSampling take no data_format (always channels_last).
-    _register(
+    register(
         f"SpatialDropout{_r}D",
         {
             "rate": Arg(Float(0.0, 1.0, exclusive_max=True)),
@@ -230,23 +227,23 @@ for _r in (1, 2, 3):
         family="dropout / noise",
         ranks=(_r + 1,),
     )
-    _register(
+    register(
         f"ZeroPadding{_r}D",
         {"padding": Arg(Padding(_r), ((1, 1),) * _r), "data_format": DATA_FORMAT},
         shapes.zero_padding,
         family="reshape",
         ranks=(_r + 1,),
     )
-_register("Cropping1D", {"cropping": Arg(Padding(1), ((1, 1),))}, shapes.cropping, family="reshape", ranks=(2,))
-_register(
+register("Cropping1D", {"cropping": Arg(Padding(1), ((1, 1),))}, shapes.cropping, family="reshape", ranks=(2,))
+register(
     "Cropping2D",
     {"cropping": Arg(Padding(2), ((0, 0), (0, 0))), "data_format": DATA_FORMAT},
     shapes.cropping,
     family="reshape",
     ranks=(3,),
 )  # Keras' Cropping2D crops nothing by default (Cropping1D: 1 each side)
-_register("UpSampling1D", {"size": Arg(IntTuple(1), (2,))}, shapes.upsampling, family="reshape", ranks=(2,))
-_register(
+register("UpSampling1D", {"size": Arg(IntTuple(1), (2,))}, shapes.upsampling, family="reshape", ranks=(2,))
+register(
     "UpSampling2D",
     {
         "size": Arg(IntTuple(2), (2, 2)),
@@ -258,8 +255,8 @@ _register(
     ranks=(3,),
 )
 
-_register("Flatten", {"data_format": DATA_FORMAT}, shapes.flatten, family="reshape")
-_register(
+register("Flatten", {"data_format": DATA_FORMAT}, shapes.flatten, family="reshape")
+register(
     "Dense",
     {
         "units": Arg(Int()),
@@ -271,21 +268,21 @@ _register(
     family="dense",
     aliases=("FullyConnected",),
 )
-_register(
+register(
     "Dropout",
     {"rate": Arg(Float(0.0, 1.0, exclusive_max=True)), "seed": Arg(OptionalInt(), None)},
     shapes.identity,
     family="dropout / noise",
 )
-_register(
+register(
     "GaussianNoise",
     {"stddev": Arg(Float(0.0, 1.0)), "seed": Arg(OptionalInt(), None)},
     shapes.identity,
     family="dropout / noise",
 )
-_register("Activation", {"activation": Arg(Activation())}, shapes.identity, family="activation")
+register("Activation", {"activation": Arg(Activation())}, shapes.identity, family="activation")
 # Keras refuses a negative max_value or threshold.
-_register(
+register(
     "ReLU",
     {
         "max_value": Arg(Number(nullable=True, minimum=0.0), None),
@@ -295,10 +292,10 @@ _register(
     shapes.identity,
     family="activation",
 )
-_register("LeakyReLU", {"negative_slope": Arg(Float(0.0), 0.3)}, shapes.identity, family="activation")
-_register("Softmax", {"axis": Arg(Axis(), -1)}, shapes.identity, family="activation")
+register("LeakyReLU", {"negative_slope": Arg(Float(0.0), 0.3)}, shapes.identity, family="activation")
+register("Softmax", {"axis": Arg(Axis(), -1)}, shapes.identity, family="activation")
 
-_register(
+register(
     "BatchNormalization",
     {
         "axis": Arg(Axis(), -1),
@@ -315,7 +312,7 @@ _register(
     family="normalisation",
     aliases=("BatchNorm",),
 )
-_register(
+register(
     "LayerNormalization",
     {
         "axis": Arg(Axes(), -1),  # Keras normalises over one axis or several ([1, 2, 3]: whole feature maps)
@@ -328,11 +325,11 @@ _register(
     aliases=("LayerNorm",),
 )
 
-_register("Reshape", {"target_shape": Arg(Shape(allow_infer=True))}, shapes.reshape, family="reshape")
-_register("Permute", {"dims": Arg(Shape())}, shapes.permute, family="reshape")
-_register("Rescaling", {"scale": Arg(Number()), "offset": Arg(Number(), 0.0)}, shapes.identity, family="preprocessing")
+register("Reshape", {"target_shape": Arg(Shape(allow_infer=True))}, shapes.reshape, family="reshape")
+register("Permute", {"dims": Arg(Shape())}, shapes.permute, family="reshape")
+register("Rescaling", {"scale": Arg(Number()), "offset": Arg(Number(), 0.0)}, shapes.identity, family="preprocessing")
 _INTERPOLATION = Enum(("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic"))
-_register(
+register(
     "Resizing",
     {
         "height": Arg(Int()),
@@ -354,7 +351,7 @@ _FILL = {
     "seed": Arg(OptionalInt(), None),
     "data_format": DATA_FORMAT,
 }
-_register(
+register(
     "RandomFlip",
     {
         "mode": Arg(Enum(("horizontal", "vertical", "horizontal_and_vertical")), "horizontal_and_vertical"),
@@ -365,21 +362,21 @@ _register(
     family="preprocessing",
     ranks=(3,),
 )
-_register(
+register(
     "RandomRotation",
     {"factor": Arg(FloatOrPair(-1.0, 1.0)), **_FILL},
     shapes.identity,
     family="preprocessing",
     ranks=(3,),
 )
-_register(
+register(
     "RandomTranslation",
     {"height_factor": Arg(FloatOrPair(-1.0, 1.0)), "width_factor": Arg(FloatOrPair(-1.0, 1.0)), **_FILL},
     shapes.identity,
     family="preprocessing",
     ranks=(3,),
 )
-_register(
+register(
     "RandomZoom",
     {
         "height_factor": Arg(FloatOrPair(-1.0, 1.0, exclusive_min=True)),
@@ -390,21 +387,21 @@ _register(
     family="preprocessing",
     ranks=(3,),
 )
-_register(
+register(
     "RandomContrast",
     {"factor": Arg(FloatOrPair(0.0, 1.0)), "seed": Arg(OptionalInt(), None)},
     shapes.identity,
     family="preprocessing",
     ranks=(3,),
 )
-_register(
+register(
     "RandomBrightness",
     {"factor": Arg(FloatOrPair(-1.0, 1.0)), "seed": Arg(OptionalInt(), None)},
     shapes.identity,
     family="preprocessing",
     ranks=(3,),
 )
-_register(
+register(
     "RandomCrop",
     {"height": Arg(Int()), "width": Arg(Int()), "seed": Arg(OptionalInt(), None), "data_format": DATA_FORMAT},
     shapes.resize,

@@ -283,13 +283,17 @@ def _parse_data(check: _Checker, value) -> dict:
         if key == "dataset":
             continue
         path = ("data", key)
-        if key not in allowed:
+        if key not in allowed:  # a key of another dataset (check.mapping refused the keys no dataset reads)
             readers = datasets.readers(key)
-            hint = f"`{key}` is read by dataset {' and '.join(readers)}" if readers else ""
+            by = (
+                f"dataset {readers[0]}"
+                if len(readers) == 1
+                else f"datasets {', '.join(readers[:-1])} and {readers[-1]}"
+            )
             check.fail(
                 path,
                 f"dataset {name} does not read `{key}`",
-                f"{hint}; {name} reads: {', '.join(allowed)}" if hint else f"{name} reads: {', '.join(allowed)}",
+                f"`{key}` is read by {by}; {name} reads: {', '.join(allowed)}",
             )
         out[key] = check.arg(path, allowed[key], val)
     if kind.needs_path and not out.get("path"):

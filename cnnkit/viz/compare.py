@@ -11,6 +11,7 @@ import glob
 from datetime import datetime
 from pathlib import Path
 
+from rich.box import SIMPLE_HEAD
 from rich.table import Table
 
 from cnnkit.errors import RunError
@@ -19,7 +20,7 @@ from cnnkit.text import compact_number
 
 MISSING = "—"
 SPLITS = ("train", "val", "test")
-BEST_MARK = " ★"
+BEST_MARK = "*"  # as the history table marks the best epoch
 LINE_STYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v")
 
@@ -172,14 +173,21 @@ def _winners(values: dict, *, lower: bool) -> list[str]:
 
 
 def compare_table(result: dict) -> Table:
-    """One row per run: size, epochs, final metrics, wall time; ★ marks the best value of each column."""
+    """One row per run: size, epochs, final metrics, wall time; * marks the best value of each column."""
     rows, best = result["runs"], result["best"]
-    table = Table(title=f"{len(rows)} runs on {result['dataset']}  ·  ★ best per column", title_justify="left")
-    table.add_column("Run", overflow="fold")
+    # No vertical rules (box.SIMPLE_HEAD): a dozen columns fit 130 characters with whole run names and values.
+    table = Table(
+        title=f"{len(rows)} runs on {result['dataset']}  ·  * best per column",
+        title_justify="left",
+        box=SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("Run", no_wrap=True)  # the other columns' headers wrap first: a run name is read whole
     for name in ("Params", "MACs", "Epochs", "Best"):
         table.add_column(name, justify="right")
     for split, metric in result["columns"]:
-        table.add_column(f"{split} {_short(metric)}", justify="right")
+        table.add_column(f"{split}\n{_short(metric)}", justify="right")  # two lines: the value sets the width
     table.add_column("Wall", justify="right")
     for row in rows:
         cells = [

@@ -10,7 +10,8 @@ from cnnkit.viz.tables import human_bytes
 def export_table(report: dict) -> Table:
     verdict = "[green]passed[/green]" if report["passed"] else "[red]FAILED[/red]"
     kind = report["format"] + (f" {report['quantize']}" if report.get("quantize") else "")
-    table = Table(title=f"Parity: {report['artefact']} ({kind})  ·  {verdict}", title_justify="left")
+    name = report["artefact"].rstrip("/").rsplit("/", 1)[-1]
+    table = Table(title=f"Parity of {name} ({kind}) with the .keras model  ·  {verdict}", title_justify="left")
     table.add_column("Check")
     table.add_column("Value", justify="right")
     table.add_column("Tolerance", justify="right")

@@ -1,4 +1,8 @@
-"""The pictures of a run: glue between run folders / models and the drawing code in plots.py."""
+"""The pictures of a run: glue between run folders / models and the drawing code in plots.py.
+
+Imports of cnnkit.data and cnnkit.run stay inside the functions that need them: `plot architecture` and `plot
+kernels` load this module too, and must start fast (the bench's < 1 s).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnkit.data.images import read_image_for
 from cnnkit.errors import CnnkitError, DataError
-from cnnkit.run.folder import read_json, resolve_run
 
 PLOTS = "plots"
 
 
 def curves(run_dir: Path, out: Path | None = None) -> Path:
+    from cnnkit.run.folder import read_json, resolve_run
     from cnnkit.spec.parse import load_spec
 
     run_dir = resolve_run(run_dir, need="history.json")
@@ -89,6 +92,7 @@ def feature_maps(
     model=None,
     test_x=None,
 ) -> Path:
+    from cnnkit.data.images import read_image_for
     from cnnkit.viz.plots import plot_feature_maps
     from cnnkit.viz.probe import feature_maps as maps_for
 
@@ -198,6 +202,8 @@ def _load_model(run_or_model):
 
 
 def _plot_folder(run_or_model, out) -> Path:
+    from cnnkit.run.folder import resolve_run
+
     path = Path(run_or_model)
     if path.suffix == ".keras":
         return path.parent
