@@ -19,9 +19,20 @@ import typer
 from rich.console import Console
 from typer.core import TyperCommand
 
-import cnnkit.run  # noqa: F401 - registers what summarising a Backbone needs (no TensorFlow until then)
 from cnnkit import __version__, completion
 from cnnkit.errors import CnnkitError
+from cnnkit.spec import blocks as _spec_blocks
+
+
+def _probe_backbone(*args):
+    """The summary of a Backbone spec measures the application with Keras (cnnkit.run.backbones, TensorFlow);
+    spec/ cannot import it, so the command line hands it over, to be imported only when such a spec comes."""
+    from cnnkit.run.backbones import probe
+
+    return probe(*args)
+
+
+_spec_blocks.BACKBONE_PROBE = _spec_blocks.BACKBONE_PROBE or _probe_backbone
 
 app = typer.Typer(
     add_completion=True,  # --install-completion / --show-completion; arguments complete via cnnkit.completion
