@@ -2,7 +2,8 @@
 
 Lives here: build (spec -> tf.keras model; the only module that creates keras.layers objects), train,
 devices (device and tf.distribute set-up), folder (run folders), evaluate, predict, timing, modelfile (safe
-`.keras` loading), progress (the live epoch display), keras_check (summary vs the real Keras model).
+`.keras` loading), progress (the live epoch display), keras_check (summary vs the real Keras model), blocks
+(the Keras layers of Residual / FromRun / Backbone), backbones (Keras Applications), finetune (train.fine_tune).
 
 May import: cnnkit.data, cnnkit.spec, cnnkit.backend, cnnkit.files, cnnkit.errors, cnnkit.text, and
 TensorFlow / Keras (through cnnkit.backend, inside functions, so importing a module here stays cheap). Never
