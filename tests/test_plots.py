@@ -444,13 +444,13 @@ print(",".join(heavy))
     assert result.stdout.strip() == ""
 
 
+@pytest.mark.slow  # 13 configs drawn twice each; test_architecture_shapes_and_speed keeps the edit loop's check
 @pytest.mark.parametrize("config", sorted(p.name for p in (Path(__file__).parent.parent / "configs").glob("*.yaml")))
 def test_architecture_of_every_config(config, tmp_path):
     # The real summary dicts (spec -> summarize, no TensorFlow) for every shipped example, each well under 1 s.
     from cnnkit.spec.parse import load_spec
-    from cnnkit.spec.summary import summarize
 
-    summary = summarize(load_spec(Path(__file__).parent.parent / "configs" / config)).to_dict()
+    summary = load_spec(Path(__file__).parent.parent / "configs" / config).summary.to_dict()
     plots.plot_architecture(summary, tmp_path / "warm.png")
     start = time.perf_counter()
     out = plots.plot_architecture(summary, tmp_path / "arch.png")
