@@ -337,7 +337,10 @@ def train(
 @_run
 def evaluate(
     target: Path = typer.Argument(
-        ..., metavar="RUN", help="A run folder (or its parent with `latest`) or a .keras file."
+        ...,
+        metavar="RUN",
+        help="A run folder (or its parent with `latest`) or a .keras file.",
+        autocompletion=completion.runs_or_models,
     ),
     data: Optional[str] = typer.Option(
         None,
@@ -674,7 +677,9 @@ def plot_kernels(
 @plot_app.command("gradcam")
 @_run
 def plot_gradcam(
-    run: Path = typer.Argument(..., metavar="RUN", help="A run folder or .keras file."),
+    run: Path = typer.Argument(
+        ..., metavar="RUN", help="A run folder or .keras file.", autocompletion=completion.runs_or_models
+    ),
     images: Optional[List[Path]] = typer.Argument(None, metavar="IMAGE", help="Image files to explain."),
     index: List[int] = typer.Option([], "--index", metavar="N", help="Else test image number N (repeat for several)."),
     misclassified: Optional[int] = typer.Option(
@@ -718,7 +723,9 @@ def plot_gradcam(
 @app.command()
 @_run
 def report(
-    run: Path = typer.Argument(..., metavar="RUN", help="A run folder (or its parent with `latest`)."),
+    run: Path = typer.Argument(
+        ..., metavar="RUN", help="A run folder (or its parent with `latest`).", autocompletion=completion.run_folders
+    ),
     open_: bool = typer.Option(False, "--open", help="Open the report in the default web browser."),
 ):
     """Write RUN/report.html, one self-contained page about a run.

@@ -89,3 +89,18 @@ def test_every_layer_with_kernels_names_a_keras_weight():
         layer = getattr(keras.layers, name)(**({} if name.startswith("Depthwise") else {"filters": 2}), kernel_size=1)
         layer.build((None, *(4,) * rank, 3))
         assert getattr(layer, entry.kernel).shape[-2 if not entry.kernel_out_in else -1] == 3, name
+
+
+def test_version_has_one_source():
+    """pyproject.toml reads the version from cnnkit.__version__; `cnnkit --version` prints that same string."""
+    import tomllib
+
+    from typer.testing import CliRunner
+
+    from cnnkit import __version__
+    from cnnkit.cli import app
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "cnnkit.__version__"}
+    assert CliRunner().invoke(app, ["--version"]).stdout == f"cnnkit {__version__}\n"

@@ -71,6 +71,7 @@ def test_summary_set_override():
     assert json.loads(result.output)["layers"][0]["output_shape"] == [26, 26, 16]
 
 
+@pytest.mark.slow  # imports TensorFlow and builds the model
 def test_summary_with_keras_agrees():
     result = runner.invoke(app, ["summary", "configs/mnist.yaml", "--keras"])
     assert result.exit_code == 0, result.output

@@ -123,6 +123,7 @@ _KERNEL_CASES = {
 }
 
 
+@pytest.mark.slow  # imports TensorFlow to run Keras' own Conv2D
 @pytest.mark.parametrize("shape", [(7, 7), (8, 8), (9, 6), (10, 11)], ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("kernel_name", list(_KERNEL_CASES))
 @pytest.mark.parametrize("strides", [1, 2, (2, 1), 3])

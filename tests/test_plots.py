@@ -85,6 +85,13 @@ def _build(case: str):
     return model
 
 
+@pytest.fixture(params=list(CASES))
+def picture_case(request):
+    """(case name, a sample image, class names): what the pictures that need no model take (no Keras)."""
+    shape, names = CASES[request.param]
+    return request.param, _sample_image(shape), names
+
+
 @pytest.fixture(scope="module", params=list(CASES))
 def case(request):
     """(case name, model, a sample image, class names)"""
@@ -132,8 +139,8 @@ def _summary(model, input_shape) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- pictures
-def test_curves(case, tmp_path):
-    name, *_ = case
+def test_curves(picture_case, tmp_path):
+    name, *_ = picture_case
     metric = "accuracy" if name == "mnist" else "top_k_categorical_accuracy"
     epochs = np.arange(8)
     history = {
@@ -169,8 +176,8 @@ def test_curves_errors(history, message, tmp_path):
     assert str(info.value) == message
 
 
-def test_confusion(case, tmp_path):
-    _, model, _, names = case
+def test_confusion(picture_case, tmp_path):
+    _, _, names = picture_case
     rng = np.random.default_rng(1)
     cm = rng.integers(0, 15, (10, 10)) + np.diag(rng.integers(40, 90, 10))
     out = plots.plot_confusion(cm, names, tmp_path / "cm.png")
@@ -193,6 +200,7 @@ def test_confusion_errors(tmp_path):
     assert str(info.value) == "confusion matrix must be square (K, K), got shape (3, 4)"
 
 
+@pytest.mark.slow  # the model's own predictions: builds a Keras model
 def test_misclassified(case, tmp_path):
     name, model, image, names = case
     rng = np.random.default_rng(3)
@@ -278,6 +286,7 @@ def test_feature_maps_from_a_model_loaded_from_a_keras_file(case, tmp_path):
         np.testing.assert_allclose(a1, a2, atol=1e-6)
 
 
+@pytest.mark.slow  # draws Keras' own model summary: builds a Keras model
 def test_architecture(case, tmp_path):
     name, model, _, _ = case
     summary = _summary(model, CASES[name][0])
@@ -352,7 +361,7 @@ SHAPED_SUMMARIES = {
 
 
 @pytest.mark.parametrize("key", list(SHAPED_SUMMARIES))
-def test_architecture_shapes_and_speed(key, tmp_path):
+def test_architecture_shapes(key, tmp_path):
     summary = json.loads(json.dumps(SHAPED_SUMMARIES[key]))  # what another module would hand over: plain JSON
     plots.plot_architecture(summary, tmp_path / "warm.png")  # first call pays for font loading
     out = plots.plot_architecture(summary, tmp_path / "arch.png")  # its speed: bench/summary_speed.py
@@ -368,8 +377,8 @@ def test_architecture_rejects_a_malformed_summary(tmp_path):
     assert str(info.value) == ("summary layer 0 must be a dict with 'type' and 'output_shape', got {'type': 'Dense'}")
 
 
-def test_kernel_playground(case, tmp_path):
-    _, _, image, _ = case
+def test_kernel_playground(picture_case, tmp_path):
+    _, image, _ = picture_case
     grey = image.mean(axis=-1)
     names = ["sobel_x", "sobel_y", "laplacian", "gaussian_blur", "notes_x", "sharpen"]
     results = [(n, conv2d(grey, KERNELS[n], padding="same")) for n in names]
@@ -439,13 +448,13 @@ print(",".join(heavy))
     assert result.stdout.strip() == ""
 
 
+@pytest.mark.slow  # 13 configs; test_architecture_shapes keeps the edit loop's check
 @pytest.mark.parametrize("config", sorted(p.name for p in (Path(__file__).parent.parent / "configs").glob("*.yaml")))
 def test_architecture_of_every_config(config, tmp_path):
     # The real summary dicts (spec -> summarize, no TensorFlow) for every shipped example.
     from cnnkit.spec.parse import load_spec
-    from cnnkit.spec.summary import summarize
 
-    summary = summarize(load_spec(Path(__file__).parent.parent / "configs" / config)).to_dict()
+    summary = load_spec(Path(__file__).parent.parent / "configs" / config).summary.to_dict()
     out = plots.plot_architecture(summary, tmp_path / "arch.png")
     assert_picture(out)
 
