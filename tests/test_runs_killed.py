@@ -52,6 +52,7 @@ FINAL_NAMES = {
     "eval.json",
     "plots",
     "backup",
+    "tensorboard",  # append-only event files: a kill cuts at most the last record, which TensorBoard skips
 }
 BACKUP_NAMES = {"latest.weights.h5", "training_metadata.json", "latest.weights.h5.bkp", "training_metadata.json.bkp"}
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
