@@ -59,7 +59,7 @@ FINAL_NAMES = {
     "plots",
     "report.html",
     "checkpoint",
-    "tensorboard",
+    "tensorboard",  # append-only event files: a kill cuts at most the last record, which TensorBoard skips
 }
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 HINT = "(hint: free disk space or check the folder's permissions)"

@@ -122,7 +122,7 @@ def export(
 
 def parity_images(resolved, model, data_dir: str | None, wanted: int) -> ParityImages:
     """The run's test images, topped up from validation then training images to `wanted` (digits' test split has
-    360). Every image carries its label, so accuracy before/after is measured on all of them."""
+    359). Every image carries its label, so accuracy before/after is measured on all of them."""
     from cnnkit.data.feed import arrange, feed_for
     from cnnkit.run.evaluate import load_test_split
 

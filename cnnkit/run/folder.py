@@ -7,6 +7,7 @@ A run folder holds everything needed to rebuild, evaluate and resume the run:
   metrics.json    final train/val/test   run.json     versions, device, seed, command, times, status
   checkpoint/     the last complete epoch's state while a run is unfinished (for --resume; see checkpoint.py)
   eval.json       written by `cnnkit evaluate`;  plots/  the pictures
+  tensorboard/    TensorBoard event files (run/tensorboard.py);  export/  `cnnkit export`'s artefacts + export.json
 """
 
 from __future__ import annotations
