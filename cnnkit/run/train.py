@@ -183,7 +183,8 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack, stop)
         tf.config.experimental.enable_op_determinism()
     mixed = spec.train["mixed_precision"] and device_info["used"] == "gpu"
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
-    strategy, distribution = devices.strategy_for(tf, spec.train, device_info, cluster)
+    say = getattr(reporter, "note", None)  # multi_worker: who is awaited while the workers meet
+    strategy, distribution = devices.strategy_for(tf, spec.train, device_info, cluster, say=say)
     distribution, strategy_line = devices.report(distribution, spec.train["batch_size"])
     if cluster is not None:
         _check_cluster(tf, strategy, cluster, spec, splits, shared_dir, previous, manifest)

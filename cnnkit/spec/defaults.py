@@ -38,3 +38,7 @@ TRAIN_DEFAULTS = {
     "top_k": 5,  # evaluate reports top-k accuracy when there are more than k classes
     "distribution": {"strategy": "auto"},  # auto: MirroredStrategy when > 1 GPU, else none
 }
+# train.distribution.wait_timeout (multi_worker): seconds a worker waits for the others to start before it gives
+# up with an error. Ten minutes cover a scheduler that starts pods one by one; TensorFlow alone would wait an hour
+# in silence.
+WAIT_TIMEOUT_S = 600

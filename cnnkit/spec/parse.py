@@ -400,7 +400,10 @@ def _parse_train(check: _Checker, value) -> dict:
         )
     if "distribution" in raw:
         dist = check.mapping(
-            ("train", "distribution"), raw["distribution"], ("strategy", "devices"), "distribution settings"
+            ("train", "distribution"),
+            raw["distribution"],
+            ("strategy", "devices", "wait_timeout"),
+            "distribution settings",
         )
         strategy = check.arg(
             ("train", "distribution", "strategy"), Enum(options.STRATEGIES), dist.get("strategy", "auto")
@@ -412,4 +415,8 @@ def _parse_train(check: _Checker, value) -> dict:
                 f"must be a list of device names such as ['/gpu:0', '/gpu:1']. Received: {devices!r}.",
             )
         out["distribution"] = {"strategy": strategy, "devices": devices}
+        if "wait_timeout" in dist:  # multi_worker only; default in defaults.WAIT_TIMEOUT_S
+            out["distribution"]["wait_timeout"] = check.arg(
+                ("train", "distribution", "wait_timeout"), Float(minimum=0, exclusive_min=True), dist["wait_timeout"]
+            )
     return out
