@@ -398,3 +398,60 @@ def test_a_worker_without_its_peer_says_who_it_waits_for_and_gives_up(tmp_path, 
     cluster.procs[0].terminate()
     assert cluster.wait(0, deadline) == 143 and time.monotonic() - sent < 3, cluster.output(0)
     assert cluster.output(0).splitlines()[-1] == "Error: interrupted"
+
+
+def _checkpoint_write_seen(out: Path) -> bool:
+    return any(out.glob("*/checkpoint/.*.tmp"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "victim, moment",
+    [
+        (1, "start-up"),  # 1 s after both started: before the workers met
+        (1, "just after the chief's epoch 1 line"),
+        (1, "mid-epoch 2"),
+        (0, "during a checkpoint write"),  # the chief, while a checkpoint file is half-written under a temp name
+    ],
+)
+def test_one_restart_after_a_worker_dies_at_any_moment_completes_in_sync(victim, moment, tmp_path, cluster):
+    """Every worker takes its decisions (epoch, history, best model) from the chief's checkpoint, so both
+    restarted workers agree, and the run completes in ONE restart with identical weights and no temp files."""
+    deadline = time.monotonic() + TIMEOUT_S
+    out = tmp_path / "runs"
+    args = _train_args("digits.yaml", "--epochs", "3", "--strategy", "multi_worker", "--out", str(out))
+    for index in (0, 1):
+        cluster.start(index, args)
+
+    def until(condition) -> None:
+        while not condition():
+            assert time.monotonic() < deadline and cluster.procs[0].poll() is None, cluster.output(0)
+            time.sleep(0.005)
+
+    if moment == "start-up":
+        time.sleep(1.0)
+    elif moment == "just after the chief's epoch 1 line":
+        until(lambda: "epoch 1/3" in cluster.output(0))
+        time.sleep(0.2)
+    elif moment == "mid-epoch 2":
+        until(lambda: list(out.glob("*/checkpoint/manifest.json")))
+        time.sleep(0.3)
+    else:
+        until(lambda: _checkpoint_write_seen(out) or "epoch 2/3" in cluster.output(0))
+    cluster.procs[victim].kill()
+    survivor = 1 - victim
+    code = cluster.wait(survivor, deadline)
+    assert code in (0, 138, 2), cluster.output(survivor)  # 0: it had finished; 2: never met its peer
+
+    cluster.procs.clear()
+    for index in (0, 1):
+        cluster.start(index, args, tag="-restarted")
+    codes = [cluster.wait(i, deadline) for i in (0, 1)]
+    assert codes == [0, 0], f"{moment}:\n" + cluster.output(0) + cluster.output(1)
+    run_dir = (out / "latest").resolve()
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "completed" and run["epochs_run"] == 3
+    assert _sha(cluster.output(0)) == _sha(cluster.output(1)) == run["weights_sha256"]
+    assert not (run_dir / "checkpoint").exists()
+    assert not [p.name for p in run_dir.iterdir() if p.name.startswith(".")]  # no temp files left behind
+    assert not any((tmp_path / "tmp").iterdir())  # nor the non-chief's scratch folder
