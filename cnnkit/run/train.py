@@ -627,9 +627,15 @@ def _new_run_dir(out: Path, name: str, cluster, shared_dir: Path | None, cleanup
     # checkpoint. The empty folders naming the shared run (when --out is not shared with the chief) go too.
     made = [d for d in (shared_dir, Path(out)) if not d.exists()]
     cleanup.callback(_remove_empty, made)
-    scratch = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="cnnkit-worker-"))) / "run"
-    scratch.mkdir()
-    return scratch
+    # Named after the run and the task, so a restart removes what a killed predecessor (SIGKILL) left behind.
+    scratch = Path(tempfile.gettempdir()) / f"cnnkit-worker-{shared_dir.name}-{cluster.task_type}{cluster.task_index}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    cleanup.callback(shutil.rmtree, scratch, ignore_errors=True)
+    try:
+        (scratch / "run").mkdir(parents=True)
+    except OSError as err:
+        raise unwritable(scratch, err) from None
+    return scratch / "run"
 
 
 def _remove_empty(folders: list[Path]) -> None:
