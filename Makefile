@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: install test test-fast lint demo fuzz bench pictures clean
+.PHONY: install test test-fast lint demo fuzz chaos bench pictures clean
 
 install: $(STAMP)
 
@@ -37,6 +37,11 @@ demo: $(STAMP)
 
 fuzz: $(STAMP)
 	CNNKIT_FUZZ_EXAMPLES=20000 $(BIN)/pytest -q tests/test_fuzz.py -p no:cacheprovider -s
+
+# SIGKILL `cnnkit train` at 50 seeded random moments (CNNKIT_CHAOS_KILLS, CNNKIT_CHAOS_SEED), resuming each time;
+# every run must end completed with weights bit-identical to an uninterrupted run. `make test` runs 10 kills.
+chaos: $(STAMP)
+	CNNKIT_CHAOS_KILLS=$${CNNKIT_CHAOS_KILLS:-50} $(BIN)/pytest -q -rA tests/test_chaos.py -p no:cacheprovider
 
 bench: $(STAMP)
 	CNNKIT_DATA_DIR=$${CNNKIT_DATA_DIR:-$(DATA_DIR)} $(BIN)/python bench/run_all.py

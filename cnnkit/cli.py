@@ -771,9 +771,10 @@ def main() -> None:
     try:
         app()
     except SystemExit as leaving:
-        if leaving.code in (130, 143) and "tensorflow" in sys.modules:
-            # Stopped by Ctrl-C/SIGTERM: everything is on disk and run.json says interrupted. TensorFlow's own
-            # teardown after an interrupted fit() takes 10+ s (its input-pipeline threads), which a user pressing
+        if leaving.code and "tensorflow" in sys.modules:
+            # Stopped by Ctrl-C/SIGTERM or an error: every file is on disk (written whole) and run.json says how
+            # the run ended. TensorFlow's own teardown can take 10+ s after an interrupted fit() (its input
+            # pipeline's threads) or never end (a worker still blocked joining its cluster), which a user pressing
             # Ctrl-C, or Kubernetes' grace period after SIGTERM, should not wait for.
             sys.stdout.flush()
             sys.stderr.flush()

@@ -85,10 +85,11 @@ def test_sigkill_at_random_moments_then_resume_ends_bit_identical(tmp_path, repo
         while True:
             starts += 1
             assert starts <= 3 * KILLS + 20, f"no progress: {dict(phases)}"
+            started = time.time()
             killed, code, text = _start_maybe_kill(spec, out, rng, tmp_path / f"stderr{starts}", kills < KILLS)
             if killed:
                 kills += 1
-                phases[phase(the_run(out))] += 1
+                phases["start-up" if not _announced(out, started) else phase(the_run(out))] += 1
                 continue
             if code == 2 and "already completed" in text:
                 break  # killed after `completed` was written: resuming says so, which is the truth

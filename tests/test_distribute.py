@@ -186,7 +186,7 @@ def test_two_workers_train_in_sync_and_only_the_chief_writes(tmp_path, cluster):
     assert run["status"] == "completed" and run["epochs_run"] == 2 and run["keras"].startswith("tf-keras ")
     assert run["distribution"]["workers"] == 2 and run["distribution"]["per_replica_batch"] == 16
     assert sorted(p.name for p in chief_out.iterdir()) == sorted(["latest", run_dir.name])
-    assert not (run_dir / "backup").exists()
+    assert not (run_dir / "checkpoint").exists()
     assert not other_out.exists() and not any((tmp_path / "tmp").iterdir())
 
     # The chief's model files are Keras 3 files: evaluate (Keras 3, safe loading) reads them as any run's.
@@ -207,7 +207,7 @@ def test_a_killed_worker_is_noticed_and_the_restarted_cluster_finishes(tmp_path,
     args = _train_args("digits.yaml", "--epochs", "3", "--strategy", "multi_worker", "--out", str(out))
     for index in (0, 1):
         cluster.start(index, args)
-    while not list(out.glob("*/backup/chief/checkpoint")):  # tf-keras' BackupAndRestore: epoch 1 is saved
+    while not list(out.glob("*/checkpoint/manifest.json")):  # epoch 1 is saved
         assert time.monotonic() < deadline and cluster.procs[0].poll() is None, cluster.output(0)
         time.sleep(0.05)
     cluster.procs[1].kill()
@@ -216,14 +216,14 @@ def test_a_killed_worker_is_noticed_and_the_restarted_cluster_finishes(tmp_path,
     assert time.monotonic() - killed < 60  # TF's coordination service: heartbeats stop -> collectives abort
     assert "Error: strategy multi_worker: lost contact with worker 1" in cluster.output(0)
     run_dir = (out / "latest").resolve()
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "worker lost"
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "failed: worker lost"
 
     cluster.procs.clear()
     for index in (0, 1):
         cluster.start(index, args, tag="-restarted")
     assert [cluster.wait(i, deadline) for i in (0, 1)] == [0, 0], cluster.output(0) + cluster.output(1)
     chief, other = cluster.output(0), cluster.output(1)
-    assert "epoch 1/3" not in chief and "epoch 3/3" in chief  # restored from the backup, not started over
+    assert "epoch 1/3" not in chief and "epoch 3/3" in chief  # restored from the checkpoint, not started over
     run = json.loads((run_dir / "run.json").read_text())
     assert run["status"] == "completed" and run["epochs_run"] == 3 and len(run["resumed"]) == 1
     assert all(len(values) == 3 for values in json.loads((run_dir / "history.json").read_text()).values())
@@ -371,3 +371,100 @@ def test_mirrored_over_a_device_that_is_not_there():
     )
     assert result.exit_code == 2
     assert result.output.startswith("Error: strategy mirrored: no device /gpu:0, /gpu:1; TensorFlow sees /cpu:0")
+
+
+@pytest.mark.slow
+def test_a_worker_without_its_peer_says_who_it_waits_for_and_gives_up(tmp_path, cluster):
+    """Worker 1 never comes: worker 0 names it while waiting, gives up after train.distribution.wait_timeout with
+    one line, and a second try answers SIGTERM at once (TensorFlow alone would wait an hour, deaf to signals)."""
+    deadline = time.monotonic() + TIMEOUT_S
+    args = _train_args(
+        "digits.yaml", "--strategy", "multi_worker", "--set", "train.distribution.wait_timeout=8", "--out", "runs"
+    )
+    cluster.start(0, args)
+    assert cluster.wait(0, deadline) == 2, cluster.output(0)
+    peer = f"localhost:{cluster.ports[1]}"
+    lines = cluster.output(0).splitlines()
+    assert f"waiting for worker 1 at {peer} … 5 s" in lines, lines
+    assert lines[-1] == (
+        f"Error: strategy multi_worker: worker 0 gave up after 8 s waiting for worker 1 at {peer} (hint: start "
+        "every worker in TF_CONFIG (same command, own task index), or raise train.distribution.wait_timeout)"
+    )
+    assert not (tmp_path / "runs").exists()  # no run folder for a run that never started
+
+    cluster.start(0, args, tag="-sigterm")
+    while "waiting for worker 1" not in cluster.output(0):
+        assert time.monotonic() < deadline and cluster.procs[0].poll() is None, cluster.output(0)
+        time.sleep(0.05)
+    sent = time.monotonic()
+    cluster.procs[0].terminate()
+    assert cluster.wait(0, deadline) == 143 and time.monotonic() - sent < 3, cluster.output(0)
+    assert cluster.output(0).splitlines()[-1] == "Error: interrupted"
+
+
+def _checkpoint_write_seen(out: Path) -> bool:
+    return any(out.glob("*/checkpoint/.*.tmp"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "victim, moment",
+    [
+        (1, "start-up"),  # 1 s after both started: before the workers met
+        (1, "just after the chief's epoch 1 line"),
+        (1, "mid-epoch 2"),
+        (0, "during a checkpoint write"),  # the chief, while a checkpoint file is half-written under a temp name
+    ],
+)
+def test_one_restart_after_a_worker_dies_at_any_moment_completes_in_sync(victim, moment, tmp_path, cluster):
+    """Every worker takes its decisions (epoch, history, best model) from the chief's checkpoint, so both
+    restarted workers agree, and the run completes in ONE restart with identical weights and no temp files."""
+    deadline = time.monotonic() + TIMEOUT_S
+    out = tmp_path / "runs"
+    args = _train_args("digits.yaml", "--epochs", "3", "--strategy", "multi_worker", "--out", str(out))
+    for index in (0, 1):
+        cluster.start(index, args)
+
+    def until(condition) -> None:
+        while not condition():
+            assert time.monotonic() < deadline and cluster.procs[0].poll() is None, cluster.output(0)
+            time.sleep(0.005)
+
+    if moment == "start-up":
+        time.sleep(1.0)
+    elif moment == "just after the chief's epoch 1 line":
+        until(lambda: "epoch 1/3" in cluster.output(0))
+        time.sleep(0.2)
+    elif moment == "mid-epoch 2":
+        until(lambda: list(out.glob("*/checkpoint/manifest.json")))
+        time.sleep(0.3)
+    else:
+        until(lambda: _checkpoint_write_seen(out) or "epoch 2/3" in cluster.output(0))
+    cluster.procs[victim].kill()
+    survivor = 1 - victim
+    if moment == "start-up":
+        # The survivor waits for its peer (up to train.distribution.wait_timeout), naming it; a scheduler
+        # restarting the job restarts both.
+        while "waiting for worker" not in cluster.output(survivor):
+            assert time.monotonic() < deadline and cluster.procs[survivor].poll() is None, cluster.output(survivor)
+            time.sleep(0.05)
+        cluster.procs[survivor].terminate()
+        assert cluster.wait(survivor, deadline) == 143
+    else:
+        assert cluster.wait(survivor, deadline) == 138, cluster.output(survivor)  # lost contact with its peer
+
+    cluster.procs.clear()
+    for index in (0, 1):
+        cluster.start(index, args, tag="-restarted")
+    codes = [cluster.wait(i, deadline) for i in (0, 1)]
+    assert codes == [0, 0], f"{moment}:\n" + cluster.output(0) + cluster.output(1)
+    run_dir = (out / "latest").resolve()
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "completed" and run["epochs_run"] == 3
+    assert _sha(cluster.output(0)) == _sha(cluster.output(1)) == run["weights_sha256"]
+    assert not (run_dir / "checkpoint").exists()
+    assert not [p.name for p in run_dir.iterdir() if p.name.startswith(".")]  # no temp files left behind
+    # Nor a non-chief scratch folder, even one a SIGKILLed worker left (the restart removes it). TensorFlow's own
+    # temp files in TMPDIR after a fault are not checked here.
+    left = [p.name for p in (tmp_path / "tmp").glob("cnnkit-worker-*")]
+    assert not left, left

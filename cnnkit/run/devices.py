@@ -23,10 +23,13 @@ import hashlib
 import json
 import os
 import re
+import socket
 import sys
+import time
 from dataclasses import dataclass
 
 from cnnkit.errors import DeviceError, WorkerLost
+from cnnkit.spec.defaults import WAIT_TIMEOUT_S
 from cnnkit.text import slug
 
 DEVICES = ("auto", "cpu", "gpu")
@@ -177,7 +180,7 @@ def describe(tf, device: str) -> dict:
     return {"requested": device, "gpus": names, "used": "gpu" if gpus and device != "cpu" else "cpu"}
 
 
-def strategy_for(tf, train_cfg: dict, device_info: dict, cluster: Cluster | None = None):
+def strategy_for(tf, train_cfg: dict, device_info: dict, cluster: Cluster | None = None, say=None):
     """(strategy or None, distribution facts for run.json). auto: MirroredStrategy when more than one GPU is used."""
     dist = train_cfg.get("distribution") or {"strategy": "auto"}
     name, devices = dist.get("strategy", "auto"), dist.get("devices")
@@ -219,8 +222,7 @@ def strategy_for(tf, train_cfg: dict, device_info: dict, cluster: Cluster | None
                 hint="run `cnnkit train` for multi_worker in a fresh process",
             )
         try:
-            # Blocks until every worker in TF_CONFIG has started (TensorFlow waits up to an hour for them).
-            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+            strategy = _join(tf, cluster, float(dist.get("wait_timeout") or WAIT_TIMEOUT_S), say)
         except (tf.errors.OpError, RuntimeError, ValueError) as err:
             raise DeviceError(
                 f"strategy multi_worker: {cluster.task} could not join the cluster "
@@ -237,6 +239,73 @@ def strategy_for(tf, train_cfg: dict, device_info: dict, cluster: Cluster | None
     raise DeviceError(
         f"distribution strategy '{name}' is not available", hint="use auto, none, mirrored or multi_worker"
     )
+
+
+WAIT_LINES_S = (5, 30)  # the first "waiting for ..." line after 5 s, then one every 30 s
+
+
+def _join(tf, cluster: Cluster, timeout: float, say=None):
+    """MultiWorkerMirroredStrategy() without its silence. TensorFlow's constructor blocks until every worker has
+    started, for up to an hour, holding the GIL (so not even a signal handler runs). So the workers first meet in
+    Python: each listens on its own address and waits until every peer's address accepts a connection (a peer's
+    listener, or already its TensorFlow server), naming the ones it waits for, giving up after `timeout` seconds,
+    and answering Ctrl-C and SIGTERM at once. Only then does it hand its port to TensorFlow."""
+    _meet_peers(cluster, timeout, say)
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def _meet_peers(cluster: Cluster, timeout: float, say=None) -> None:
+    own = cluster.jobs[cluster.task_type][cluster.task_index]
+    host, _, port = own.rpartition(":")
+    family = socket.AF_INET6 if host.startswith("[") else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("", int(port)))
+        listener.listen(64)  # never accepted: a peer's connect is all it needs; close() resets them
+    except OSError as err:
+        listener.close()
+        raise DeviceError(
+            f"strategy multi_worker: {cluster.task} cannot listen on {own}: {err.strerror or err}",
+            hint="check that this worker's port is free (another cnnkit or TensorFlow process may hold it)",
+        ) from None
+    try:
+        started = time.monotonic()
+        first, every = WAIT_LINES_S
+        next_line = first
+        while True:
+            awaited = _awaited(cluster)
+            if not awaited:
+                return
+            waited = time.monotonic() - started
+            if waited >= timeout:
+                raise DeviceError(
+                    f"strategy multi_worker: {cluster.task} gave up after {timeout:g} s waiting for {awaited}",
+                    hint="start every worker in TF_CONFIG (same command, own task index), or raise "
+                    "train.distribution.wait_timeout",
+                )
+            if waited >= next_line and say is not None:
+                say(f"waiting for {awaited} … {int(waited)} s")
+                next_line += every if next_line >= every else every - first
+            time.sleep(0.25)
+    finally:
+        listener.close()
+
+
+def _awaited(cluster: Cluster) -> str:
+    """The workers whose address does not accept a connection yet ("worker 1 at host2:12345")."""
+    missing = []
+    for job in ("chief", "worker"):
+        for index, address in enumerate(cluster.jobs.get(job, [])):
+            if (job, index) == (cluster.task_type, cluster.task_index):
+                continue
+            host, _, port = address.rpartition(":")
+            try:
+                with socket.create_connection((host.strip("[]"), int(port)), timeout=0.5):
+                    pass
+            except OSError:
+                missing.append(f"{job} {index} at {address}")
+    return ", ".join(missing)
 
 
 def report(distribution: dict, batch_size: int) -> tuple[dict, str]:

@@ -39,6 +39,7 @@ class StopRequest:
             yield
         finally:
             self.deferred = False
+        self.check()  # a signal noted during the block's last writes is answered now, not forgotten
 
     def quiet(self) -> None:
         """While the interrupted run's bookkeeping is written: further signals are noted, not raised."""

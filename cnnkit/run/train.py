@@ -185,7 +185,8 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack, stop)
         tf.config.experimental.enable_op_determinism()
     mixed = spec.train["mixed_precision"] and device_info["used"] == "gpu"
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
-    strategy, distribution = devices.strategy_for(tf, spec.train, device_info, cluster)
+    say = getattr(reporter, "note", None)  # multi_worker: who is awaited while the workers meet
+    strategy, distribution = devices.strategy_for(tf, spec.train, device_info, cluster, say=say)
     distribution, strategy_line = devices.report(distribution, spec.train["batch_size"])
     if cluster is not None:
         _check_cluster(tf, strategy, cluster, spec, splits, shared_dir, previous, manifest)
@@ -634,9 +635,15 @@ def _new_run_dir(out: Path, name: str, cluster, shared_dir: Path | None, cleanup
     # checkpoint. The empty folders naming the shared run (when --out is not shared with the chief) go too.
     made = [d for d in (shared_dir, Path(out)) if not d.exists()]
     cleanup.callback(_remove_empty, made)
-    scratch = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="cnnkit-worker-"))) / "run"
-    scratch.mkdir()
-    return scratch
+    # Named after the run and the task, so a restart removes what a killed predecessor (SIGKILL) left behind.
+    scratch = Path(tempfile.gettempdir()) / f"cnnkit-worker-{shared_dir.name}-{cluster.task_type}{cluster.task_index}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    cleanup.callback(shutil.rmtree, scratch, ignore_errors=True)
+    try:
+        (scratch / "run").mkdir(parents=True)
+    except OSError as err:
+        raise unwritable(scratch, err) from None
+    return scratch / "run"
 
 
 def _remove_empty(folders: list[Path]) -> None:

@@ -47,3 +47,7 @@ TRAIN_DEFAULTS = {
     # false) at the start of epoch N; BatchNormalization stays frozen (cnnkit/spec/finetune.py). None: no schedule.
     "fine_tune": None,
 }
+# train.distribution.wait_timeout (multi_worker): seconds a worker waits for the others to start before it gives
+# up with an error. Ten minutes cover a scheduler that starts pods one by one; TensorFlow alone would wait an hour
+# in silence.
+WAIT_TIMEOUT_S = 600

@@ -19,7 +19,7 @@ import yaml
 from cnnkit.errors import SpecError
 from cnnkit.spec import datasets, finetune, options, train_extras
 from cnnkit.spec import layers as layer_registry
-from cnnkit.spec.argtypes import ArgError, Bool, Enum, Int, Shape, Str
+from cnnkit.spec.argtypes import ArgError, Bool, Enum, Float, Int, Shape, Str
 from cnnkit.spec.defaults import DATA_DEFAULTS, TRAIN_DEFAULTS
 from cnnkit.spec.summary import Summary, summarize
 from cnnkit.spec.yamlio import Document, dotted_path, load_file, load_text
@@ -405,7 +405,10 @@ def _parse_train(check: _Checker, value) -> dict:
         )
     if "distribution" in raw:
         dist = check.mapping(
-            ("train", "distribution"), raw["distribution"], ("strategy", "devices"), "distribution settings"
+            ("train", "distribution"),
+            raw["distribution"],
+            ("strategy", "devices", "wait_timeout"),
+            "distribution settings",
         )
         strategy = check.arg(
             ("train", "distribution", "strategy"), Enum(options.STRATEGIES), dist.get("strategy", "auto")
@@ -417,6 +420,10 @@ def _parse_train(check: _Checker, value) -> dict:
                 f"must be a list of device names such as ['/gpu:0', '/gpu:1']. Received: {devices!r}.",
             )
         out["distribution"] = {"strategy": strategy, "devices": devices}
+        if "wait_timeout" in dist:  # multi_worker only; default in defaults.WAIT_TIMEOUT_S
+            out["distribution"]["wait_timeout"] = check.arg(
+                ("train", "distribution", "wait_timeout"), Float(minimum=0, exclusive_min=True), dist["wait_timeout"]
+            )
     if "class_weight" in raw:
         out["class_weight"] = train_extras.class_weight(check, ("train", "class_weight"), raw["class_weight"])
     if "tensorboard" in raw:
