@@ -104,6 +104,9 @@ def test_missing_optional_package_names_the_extra(tmp_path, monkeypatch, fmt, mi
 def test_predict_on_an_onnx_file_without_onnxruntime_names_the_extra(tmp_path, monkeypatch):
     model = tmp_path / "model.onnx"
     model.write_bytes(b"not used")
+    from PIL import Image
+
+    Image.new("L", (8, 8)).save(tmp_path / "x.png")  # the inputs are checked first, so give a real one
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` raises ImportError
     assert refused("predict", model, tmp_path / "x.png") == (
         "Error: running an .onnx model needs the Python package onnxruntime, which is not installed "

@@ -255,7 +255,13 @@ def test_plot_gradcam_cli(quadrant_run, tmp_path):
     Image.fromarray(x[0, :, :, 0]).save(tmp_path / "patch.png")
     cli("plot", "gradcam", run, tmp_path / "patch.png", "--method", "saliency", "--out", tmp_path / "s.png")
     assert_png(tmp_path / "s.png")
-    cli("plot", "gradcam", run, "--index", 1, "--layer", "conv2d", "--out", tmp_path / "l.png")
+    from cnnkit.run.modelfile import load_model
+
+    # Keras numbers layer names per process (dense, dense_1, ...): read them from the model, not from a guess.
+    names = [layer.name for layer in load_model(run / "model.keras").layers]
+    dense = next(name for name in names if name.startswith("dense"))
+    maps = [name for name in names if name.startswith(("conv2d", "max_pooling2d"))]
+    cli("plot", "gradcam", run, "--index", 1, "--layer", maps[0], "--out", tmp_path / "l.png")
     assert_png(tmp_path / "l.png")
     refusals = {
         ("--index", 0, "--misclassified", 2): "Error: say which inputs to explain with exactly one of: IMAGE files, "
@@ -264,8 +270,8 @@ def test_plot_gradcam_cli(quadrant_run, tmp_path):
         "--misclassified K; got none",
         ("--index", 500): "Error: test image #500 does not exist: the test split has 120 images (0..119)",
         ("--index", 0, "--method", "cam"): "Error: --method must be one of gradcam, saliency. Received: 'cam'",
-        ("--index", 0, "--layer", "dense"): "Error: --layer dense: dense outputs 4, not a map over the input's "
-        "positions; expected one of: conv2d, max_pooling2d, conv2d_1",
+        ("--index", 0, "--layer", dense): f"Error: --layer {dense}: {dense} outputs 4, not a map over the input's "
+        f"positions; expected one of: {', '.join(maps)}",
     }
     for args, message in refusals.items():
         result = cli("plot", "gradcam", run, *args, ok=False)

@@ -112,7 +112,9 @@ class Padding(ArgType):
             )
 
         if self.rank == 1:
-            return (pair(value),)
+            # [n] and [[b, a]] are the "list of 1" forms; [b, a] itself is the one axis' pair
+            one = isinstance(value, (list, tuple)) and len(value) == 1
+            return (pair(value[0] if one else value),)
         if _is_int(value):
             return (pair(value),) * self.rank
         if isinstance(value, (list, tuple)) and len(value) == self.rank:
