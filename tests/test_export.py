@@ -240,7 +240,7 @@ def test_int8_accuracy_drop_over_one_point_fails(run, tmp_path, monkeypatch):
 def test_notes_mnist_run_exports_to_every_format_with_parity(tmp_path):
     out = tmp_path / "runs"
     cli(
-        "train", REPO / "configs" / "mnist.yaml", "--epochs", "1", "--set", "data.max_samples=3000",
+        "train", REPO / "configs" / "mnist.yaml", "--epochs", "3", "--set", "data.max_samples=3000",
         "--no-pictures", "--out", out, "--data-dir", DATA_DIR,
     )  # fmt: skip
     run = (out / "latest").resolve()
