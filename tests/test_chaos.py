@@ -2,16 +2,18 @@
 (`--resume runs/latest`, `--resume runs` or the run folder); the run must end `completed` with weights
 bit-identical to the uninterrupted deterministic run.
 
-One long-lived run takes every kill (a restart costs TensorFlow's import, the kills are many). Each moment is
-either early (start-up: imports, data, model) or a random time after the process has announced itself in
-run.json, which lands in an epoch, a checkpoint or best.keras write, model.keras, the test evaluation or the
-pictures. CNNKIT_CHAOS_KILLS sets how many (10 in the normal suite, `make chaos` runs 50) and
-CNNKIT_CHAOS_SEED the seed.
+One long-lived run takes every kill (a restart costs TensorFlow's import, the kills are many). Each kill aims
+at one phase, drawn in turn from TARGETS: start-up (imports, data, model), an epoch, a checkpoint or best.keras
+being written (its temp file is on disk), model.keras being written or the test evaluation, and the pictures.
+It waits for that phase's mark in the run folder, then kills at a random moment shortly after; a phase a
+resumed run no longer reaches is simply not killed in. CNNKIT_CHAOS_KILLS sets how many (10 in the normal
+suite, `make chaos` runs 50) and CNNKIT_CHAOS_SEED the seed.
 """
 
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import os
 import random
@@ -125,14 +127,14 @@ def _start_maybe_kill(spec: Path, out: Path, rng: random.Random, log: Path, kill
         )
     try:
         if kill:
-            early = rng.random() < 0.25
-            delay = rng.uniform(0, 3.0) if early else rng.uniform(0, 8.0)
-            if not early:  # after the process announced itself in run.json
-                while proc.poll() is None and not _announced(out, started):
-                    time.sleep(0.01)
+            target = TARGETS[next(_turn) % len(TARGETS)]
+            delay = rng.uniform(0, 3.0) if target == "start-up" else rng.uniform(0, 0.3)
+            if target != "start-up":  # after the process announced itself in run.json, at the target's mark
+                while proc.poll() is None and not (_announced(out, started) and _reached(the_run(out), target)):
+                    time.sleep(0.001)
             deadline = time.monotonic() + delay
             while proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.005)
+                time.sleep(0.001)
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(timeout=60)
@@ -143,6 +145,25 @@ def _start_maybe_kill(spec: Path, out: Path, rng: random.Random, log: Path, kill
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+TARGETS = ("start-up", "epoch", "checkpoint write", "model.keras / test evaluation", "pictures")
+_turn = itertools.count()
+
+
+def _reached(run: Path | None, target: str) -> bool:
+    """Whether the run folder shows the target phase under way (or, for a short write, just begun)."""
+    if run is None:
+        return False
+    if target == "epoch":
+        return True  # announced: the data and model are ready, the next thing is training
+    if target == "checkpoint write":  # atomic_write's temp file, or a checkpoint state just written
+        return any(p.name.startswith(".") for p in (run / "checkpoint").glob("*")) or any(
+            p.name.startswith(".best.keras") for p in run.iterdir()
+        )
+    if target == "model.keras / test evaluation":
+        return (run / "model.keras").exists() or any(p.name.startswith(".model.keras") for p in run.iterdir())
+    return (run / "plots").is_dir()  # pictures
 
 
 def _announced(out: Path, since: float) -> bool:
