@@ -414,6 +414,7 @@ def _checkpoint_write_seen(out: Path) -> bool:
         (1, "just after the chief's epoch 1 line"),
         (1, "mid-epoch 2"),
         (0, "during a checkpoint write"),  # the chief, while a checkpoint file is half-written under a temp name
+        (1, "just after the last epoch"),  # model files and the test evaluation
     ],
 )
 def test_one_restart_after_a_worker_dies_at_any_moment_completes_in_sync(victim, moment, tmp_path, cluster):
@@ -435,6 +436,8 @@ def test_one_restart_after_a_worker_dies_at_any_moment_completes_in_sync(victim,
     elif moment == "just after the chief's epoch 1 line":
         until(lambda: "epoch 1/3" in cluster.output(0))
         time.sleep(0.2)
+    elif moment == "just after the last epoch":
+        until(lambda: "epoch 3/3" in cluster.output(0))
     elif moment == "mid-epoch 2":
         until(lambda: list(out.glob("*/checkpoint/manifest.json")))
         time.sleep(0.3)
@@ -450,6 +453,20 @@ def test_one_restart_after_a_worker_dies_at_any_moment_completes_in_sync(victim,
             time.sleep(0.05)
         cluster.procs[survivor].terminate()
         assert cluster.wait(survivor, deadline) == 143
+    elif moment == "just after the last epoch":
+        # The chief may finish on its own (nothing collective left) or notice the lost peer: either way the
+        # restart below must complete the same run.
+        code = cluster.wait(survivor, deadline)
+        assert code in (0, 138), cluster.output(survivor)
+        if code == 0:  # the chief completed the run by itself: a restart would (truthfully) say so and stop
+            run = json.loads(((out / "latest").resolve() / "run.json").read_text())
+            assert run["status"] == "completed" and run["weights_sha256"] == _sha(cluster.output(0))
+            cluster.procs.clear()
+            for index in (0, 1):
+                cluster.start(index, args, tag="-restarted")
+            assert [cluster.wait(i, deadline) for i in (0, 1)] == [2, 2]
+            assert all("already holds this spec's completed run" in cluster.output(i) for i in (0, 1))
+            return
     else:
         assert cluster.wait(survivor, deadline) == 138, cluster.output(survivor)  # lost contact with its peer
 
