@@ -118,16 +118,25 @@ def test_make_demo_runs_the_cli(tmp_path, monkeypatch):
 # What each README command must print (a command's first words -> a check on its stdout). Every README command
 # needs an entry: a new one without a check fails test_every_readme_command_has_a_key_output.
 KEY_OUTPUT = {
+    "cnnkit summary configs/fashion_resnet.yaml": lambda out: "Residual" in out and "Total params:" in out,
     "cnnkit summary configs/mnist.yaml --json": lambda out: json.loads(out)["total_params"] == 121930,
     "cnnkit summary configs/mnist.yaml --keras": lambda out: "Keras agrees" in out,
     "cnnkit summary": lambda out: "Total params: 121,930" in out,
     "cnnkit validate": lambda out: out == "ok  configs/mnist.yaml\nok  configs/lenet5.yaml\n",
     "cnnkit layers": lambda out: "Conv2D" in out and "MaxPooling2D" in out,
+    "cnnkit datasets": lambda out: "image_folder" in out and "label_column" in out,
     "cnnkit time": lambda out: "total" in out and "Forward ms" in out,
     "cnnkit train": lambda out: "Run folder: runs/digits-" in out and "test   loss" in out,
     "cnnkit evaluate runs/latest --json": lambda out: {"accuracy", "confusion_matrix"} <= set(json.loads(out)),
     "cnnkit evaluate": lambda out: "test samples" in out and "Per-class scores" in out,
-    "cnnkit predict": lambda out: out.startswith("docs/img/digit.png: "),
+    "cnnkit predict": lambda out: out.startswith("docs/img/digit8.png: "),
+    "cnnkit plot gradcam": lambda out: out == "wrote runs/latest/plots/gradcam.png\n",
+    "cnnkit plot gradcam runs/latest docs/img/digit8.png --method saliency": lambda out: (
+        out == "wrote runs/latest/plots/saliency.png\n"
+    ),
+    "cnnkit report": lambda out: out == "wrote runs/latest/report.html\n",
+    "cnnkit export": lambda out: "parity" in out.lower() and "export.json" in out,
+    "cnnkit compare": lambda out: out.rstrip().endswith("wrote compare.png"),
     "cnnkit plot curves": lambda out: out == "wrote runs/latest/plots/curves.png\n",
     "cnnkit plot filters": lambda out: out == "wrote runs/latest/plots/filters.png\n",
     "cnnkit plot feature-maps": lambda out: out == "wrote runs/latest/plots/feature_maps.png\n",
@@ -162,7 +171,7 @@ def test_every_readme_command_runs(tmp_path, monkeypatch):
         assert key_output(command)(result.stdout), (command, result.stdout)
     # The pictures went where the README says, and nothing was left in the folder the commands ran in.
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["digit-kernels.png", "mnist-architecture.png"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["configs", "docs", "plots", "runs"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["compare.png", "configs", "docs", "plots", "runs"]
 
 
 def readme_data_lines() -> list[str]:
