@@ -272,6 +272,7 @@ def residual_nests(draw, depth=0):
     return {"Residual": block}
 
 
+@pytest.mark.slow  # imports TensorFlow (or starts a browser): not for make test-fast
 def test_random_residual_nests_match_keras():
     """cnnkit accepts -> Keras builds the same shapes, params and trainable split, and runs it; cnnkit refuses ->
     the one-line error names the block and both shapes. Most drawn nests must be accepted."""
@@ -609,6 +610,7 @@ def test_fine_tune_settings_and_errors(source_run):
     )
 
 
+@pytest.mark.slow  # imports TensorFlow (or starts a browser): not for make test-fast
 def test_unfreeze_keeps_batchnorm_frozen_and_retraces(source_run):
     from cnnkit.run.build import build_model
     from cnnkit.run.finetune import unfreeze
@@ -695,6 +697,7 @@ def test_backbone_errors_are_one_line():
     )
 
 
+@pytest.mark.slow  # imports TensorFlow (or starts a browser): not for make test-fast
 def test_backbone_summary_equals_keras_and_round_trips(tmp_path):
     from cnnkit.run import modelfile
 
@@ -731,6 +734,7 @@ def _in_subprocess(code: str, keras_home: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
 
 
+@pytest.mark.slow  # imports TensorFlow (or starts a browser): not for make test-fast
 def test_imagenet_weights_come_from_the_keras_cache(tmp_path):
     """KERAS_HOME points at a folder holding the file Keras would download (a fresh model's weights, saved by the
     test under the expected name): the backbone starts from exactly those weights, with no network."""
@@ -770,6 +774,7 @@ def _tiny_cifar(tmp_path: Path) -> str:
     return f"data: {{dataset: npz, path: {data}}}\n"
 
 
+@pytest.mark.slow  # imports TensorFlow (or starts a browser): not for make test-fast
 def test_imagenet_weights_offline_and_uncached_name_the_file_and_folder(tmp_path):
     spec = tmp_path / "b.yaml"
     spec.write_text(BACKBONE.format(weights="imagenet") + _tiny_cifar(tmp_path))

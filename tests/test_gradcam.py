@@ -107,6 +107,7 @@ def test_rgb_model_maps_and_probabilities():
     assert saliency[0].heat.shape == (10, 12) and saliency[0].true is None
 
 
+@pytest.mark.slow  # imports TensorFlow (or starts a browser): not for make test-fast
 def test_channels_first_gives_the_same_maps_as_channels_last():
     """The same weights in (C, H, W) layout: same probabilities, same maps (run under XLA: TF's CPU kernels have
     no NCHW convolution)."""
@@ -172,6 +173,7 @@ def test_layer_choice_and_refusals():
         gradcam.explain(model, np.zeros((1, 8, 8, 1), "float32"), method="cam")
 
 
+@pytest.mark.slow  # imports TensorFlow (or starts a browser): not for make test-fast
 def test_picture_rows_for_images_and_strips(tmp_path):
     rgb = _model((10, 10, 3), _conv2d())
     batch = np.random.default_rng(4).uniform(0, 1, (3, 10, 10, 3)).astype("float32")

@@ -156,6 +156,7 @@ def test_report_without_pictures_says_how_to_draw_them(tmp_path):
     assert "trained with <code>--no-pictures</code>" in html
 
 
+@pytest.mark.slow  # imports TensorFlow (or starts a browser): not for make test-fast
 def test_cnnkit_report_cli(tmp_path, monkeypatch):
     run = fake_run(tmp_path)
     opened = []
@@ -198,6 +199,7 @@ def assert_renders_in_chromium(report: Path, shots: Path) -> None:
 
 
 @needs_browser
+@pytest.mark.slow  # imports TensorFlow (or starts a browser): not for make test-fast
 def test_report_in_chromium(tmp_path):
     run = fake_run(tmp_path)
     assert_renders_in_chromium(write_report(run), tmp_path)
