@@ -43,7 +43,7 @@ from _common import (
 
 TARGET_SPEED_RATIO = 1.3  # issue 16: steady epochs >= 1.3x the plain script, every round agreeing
 TARGET_RSS_RATIO = 0.6
-EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+)\s+([\d.]+)s\b")
+EPOCH_LINE = re.compile(r"^epoch\s+(\d+)/(\d+)\s+([\d.]+)s\b")  # "epoch  9/12    2.1s ..."
 
 
 def run_cnnkit(npz: Path, epochs: int, out: Path, *, pictures: bool = False) -> dict:
