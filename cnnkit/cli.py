@@ -492,13 +492,17 @@ def time_command(
         ..., metavar="SPEC", help="The spec YAML file.", autocompletion=completion.spec_files
     ),
     batch_size: int = typer.Option(64, "--batch-size", metavar="N", min=1, help="Batch size to time."),
-    iterations: int = typer.Option(20, "--iterations", metavar="N", min=1, help="Timed iterations per layer (median)."),
+    iterations: int = typer.Option(
+        20, "--iterations", metavar="N", min=1, help="Timed iterations per layer and step (median)."
+    ),
     device: str = typer.Option("auto", "--device", metavar="DEVICE", help="cpu, gpu or auto."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
 ):
-    """Milliseconds per layer, forward and backward.
+    """Milliseconds per layer, forward and backward, and the whole training step.
 
-    Medians over the iterations, sorted by cost (like `caffe time`).
+    Medians over the iterations, sorted by cost (like `caffe time`). Then the
+    compiled model's whole train step (the spec's optimizer, loss, metrics) on
+    random labels, its images/s, and its gap to the layers' sum.
 
     Example: cnnkit time configs/mnist.yaml --batch-size 64
     """

@@ -1,6 +1,7 @@
 """The command line as users meet it: help texts, version, summary output, schema, layers."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -154,6 +155,32 @@ def test_time_reports_every_layer():
     assert sorted(r["index"] for r in data["layers"]) == list(range(7))
     assert abs(sum(r["share"] for r in data["layers"]) - 1) < 1e-6
     assert all(r["forward_ms"] > 0 for r in data["layers"])
+    # The whole training step, and the images/s it gives: batch / step seconds.
+    assert data["step_ms"] > 0
+    assert data["images_per_s"] == pytest.approx(8 * 1000 / data["step_ms"])
+    assert data["layers_ms"] == pytest.approx(data["forward_ms"] + data["backward_ms"])
+    assert data["overhead_ms"] == pytest.approx(data["step_ms"] - data["layers_ms"])
+    assert data["overhead_share"] == pytest.approx(data["overhead_ms"] / data["step_ms"])
+
+
+@pytest.mark.slow  # builds, compiles and times a Keras model
+def test_time_prints_the_whole_step_next_to_the_layers_sum():
+    result = runner.invoke(app, ["time", "configs/mnist.yaml", "--iterations", "2", "--batch-size", "8"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    layers = [ln for ln in lines if ln.startswith("sum of layers  ")]
+    step = [ln for ln in lines if ln.startswith("whole step     ")]
+    overhead = [ln for ln in lines if ln.startswith("overhead       ")]
+    assert len(layers) == len(step) == len(overhead) == 1, result.output
+    layers_ms = float(re.match(r"sum of layers  (-?[\d.]+) ms  \(forward \+ backward", layers[0]).group(1))
+    m = re.match(r"whole step     ([\d.]+) ms  \(([\d,]+) images/s; the compiled model's train_on_batch\)$", step[0])
+    assert m, step[0]
+    step_ms, images_per_s = float(m.group(1)), int(m.group(2).replace(",", ""))
+    assert step_ms > 0
+    assert abs(images_per_s - 8 * 1000 / step_ms) <= 1 + 8 * 1000 / step_ms * 1e-3  # both sides are rounded
+    m = re.match(r"overhead       (-?[\d.]+) ms  \((-?[\d.]+)% of the whole step: ", overhead[0])
+    assert m, overhead[0]
+    assert float(m.group(1)) == pytest.approx(step_ms - layers_ms, abs=0.002)
 
 
 # ---------------------------------------------------------------------------------- help a person reads

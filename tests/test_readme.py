@@ -125,7 +125,7 @@ KEY_OUTPUT = {
     "cnnkit validate": lambda out: out == "ok  configs/mnist.yaml\nok  configs/lenet5.yaml\n",
     "cnnkit layers": lambda out: "Conv2D" in out and "MaxPooling2D" in out,
     "cnnkit datasets": lambda out: "image_folder" in out and "label_column" in out,
-    "cnnkit time": lambda out: "total" in out and "Forward ms" in out,
+    "cnnkit time": lambda out: "Forward ms" in out and "\nwhole step " in out and " images/s" in out,
     "cnnkit train": lambda out: "Run folder: runs/digits-" in out and "test   loss" in out,
     "cnnkit evaluate runs/latest --json": lambda out: {"accuracy", "confusion_matrix"} <= set(json.loads(out)),
     "cnnkit evaluate": lambda out: "test samples" in out and "Per-class scores" in out,

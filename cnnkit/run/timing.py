@@ -1,9 +1,14 @@
-"""`cnnkit time`: Caffe's `caffe time` for a spec - forward and backward milliseconds per layer.
+"""`cnnkit time`: Caffe's `caffe time` for a spec - forward and backward milliseconds per layer, and the whole step.
 
 Each layer is timed on its own, on a random batch of its real input shape, inside a compiled
 tf.function (eager per-op dispatch would time Python, not the layer). Backward is the gradient of
 the output's sum with respect to the layer's input and weights; the timed function re-runs the
 forward pass, so the forward time is subtracted from it.
+
+The whole training step is then timed on the model `cnnkit train` compiles (the spec's optimizer, loss and
+metrics) through `train_on_batch`: the same compiled train function `fit()` runs, plus its per-step dispatch.
+Its gap to the sum of the layers is what the layers alone do not show: loss, metrics, the optimizer's update
+and the framework's dispatch.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import time
 
 from cnnkit.run import devices
+from cnnkit.spec import options
 
 
 def time_layers(spec, *, batch_size: int = 64, iterations: int = 20, device: str = "auto") -> dict:
@@ -47,7 +53,9 @@ def time_layers(spec, *, batch_size: int = 64, iterations: int = 20, device: str
                 "backward_ms": bwd_ms,
             }
         )
-    total = sum(r["forward_ms"] + r["backward_ms"] for r in rows) or 1.0
+    step_ms = _whole_step_ms(tf, spec, batch_size, iterations)
+    layers_ms = sum(r["forward_ms"] + r["backward_ms"] for r in rows)
+    total = layers_ms or 1.0
     for row in rows:
         row["share"] = (row["forward_ms"] + row["backward_ms"]) / total
     return {
@@ -58,7 +66,37 @@ def time_layers(spec, *, batch_size: int = 64, iterations: int = 20, device: str
         "layers": sorted(rows, key=lambda r: -(r["forward_ms"] + r["backward_ms"])),
         "forward_ms": sum(r["forward_ms"] for r in rows),
         "backward_ms": sum(r["backward_ms"] for r in rows),
+        "layers_ms": layers_ms,
+        "step_ms": step_ms,
+        "images_per_s": batch_size * 1000 / step_ms,
+        # Negative when the layers timed one by one (each its own tf.function call) cost more than the fused step.
+        "overhead_ms": step_ms - layers_ms,
+        "overhead_share": (step_ms - layers_ms) / step_ms,
     }
+
+
+def _whole_step_ms(tf, spec, batch_size: int, iterations: int) -> float:
+    """Median ms of one real training step at `batch_size`: random images, random labels in the loss's format."""
+    from cnnkit.run.train import _compiled_model
+
+    keras = tf.keras
+    # steps_per_epoch only sizes a learning-rate schedule's decay, which one step's time does not depend on.
+    model = _compiled_model(keras, spec, 1)
+    x = tf.random.uniform((batch_size, *spec.input_shape))
+    y = _random_labels(tf, spec, batch_size)
+    # train_on_batch returns the logs as Python numbers: reading them waits for the step to finish (synced).
+    # (_sync finds nothing left to wait for in them.)
+    return _median_ms(lambda _: model.train_on_batch(x, y), None, iterations)
+
+
+def _random_labels(tf, spec, batch_size: int):
+    """Labels as the data pipeline feeds them to this loss (cnnkit/data/pipeline.py, Loss.labels)."""
+    kind = options.LOSSES[spec.train["loss"]["name"]].labels
+    classes = int(spec.summary.layers[-1].output_shape[-1])
+    if kind == options.BINARY:
+        return tf.random.uniform((batch_size, 1), maxval=2, dtype=tf.int32)
+    ids = tf.random.uniform((batch_size,), maxval=classes, dtype=tf.int32)
+    return tf.one_hot(ids, classes, dtype=tf.float32) if kind == options.ONE_HOT else ids
 
 
 def _median_ms(fn, x, iterations: int) -> float:

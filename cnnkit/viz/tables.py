@@ -128,7 +128,8 @@ def per_class_table(rows: list[dict]) -> Table:
     return table
 
 
-def timing_table(result: dict) -> Table:
+def timing_table(result: dict) -> Group:
+    """The per-layer table, then the whole training step against the layers' sum (the framework's share)."""
     table = Table(
         title=f"{result['name']} · batch {result['batch_size']} · {result['device']} · "
         f"median of {result['iterations']}",
@@ -146,4 +147,17 @@ def timing_table(result: dict) -> Table:
             f"{row['share']:.1%}",
         )
     table.add_row("", "[bold]total[/bold]", "", f"{result['forward_ms']:.3f}", f"{result['backward_ms']:.3f}", "100%")
-    return table
+    # A negative gap is possible (small nets, loaded CPUs): each layer timed alone pays its own call and cannot
+    # share kernels with its neighbours, which can cost more than everything the step adds.
+    gap = (
+        "loss, metrics, optimizer update, dispatch"
+        if result["overhead_ms"] >= 0
+        else "the layers timed one call each cost more than inside the step"
+    )
+    step = Text(
+        f"sum of layers  {result['layers_ms']:.3f} ms  (forward + backward, each layer timed alone)\n"
+        f"whole step     {result['step_ms']:.3f} ms  ({result['images_per_s']:,.0f} images/s; "
+        "the compiled model's train_on_batch)\n"
+        f"overhead       {result['overhead_ms']:.3f} ms  ({result['overhead_share']:.1%} of the whole step: {gap})"
+    )
+    return Group(table, step)
