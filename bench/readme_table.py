@@ -141,6 +141,39 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
                 "~linear",
             )
         )
+    return out + gpu_rows(bench.get("gpu_check"))
+
+
+def gpu_rows(gpu: dict | None) -> list[tuple[str, str, str, str]]:
+    """gpu_check.py's rows (measured on its own machine, named in the row), or one row saying nothing was."""
+    if not gpu or "error" in gpu:
+        return [
+            (
+                "GPU paths: `train.precision=mixed_float16` on one GPU and `--strategy mirrored` (`make gpu-check`)",
+                "**not measured yet**: no machine with a GPU has run it",
+                "the notes' script on the same GPU",
+                f"≥ 99 % test accuracy each: not measured{' (last attempt failed)' if gpu else ''}",
+            )
+        ]
+    names = gpu["machine"]["gpus"]
+    plain = gpu["plain_keras"]["samples_per_s"]
+
+    def span(sps: dict) -> str:  # one round has no range to show
+        return _range([sps["min"], sps["max"]], "{:,.0f}") if sps["n"] > 1 else ""
+
+    out = []
+    for name, what in (("single", "one GPU"), ("mirrored", f"`--strategy mirrored`, {len(names)} GPU(s)")):
+        run, ratio = gpu[name], gpu["ratio_samples_per_s_vs_plain"][name]
+        sps = run["samples_per_s"]
+        out.append(
+            (
+                f"GPU ({names[0]}), {what}, `train.precision=mixed_float16`, {gpu['config']['epochs']} epochs",
+                f"{sps['median']:,.0f} samples/s{span(sps)}, test accuracy {min(run['test_acc']):.2%}",
+                f"the notes' script, float32, same GPU: {plain['median']:,.0f} samples/s{span(plain)}",
+                f"≥ {gpu['accuracy_target']:.0%} accuracy: {'met' if gpu['meets_accuracy_target'][name] else 'missed'}; "
+                "ratio " + _ratio_claim(ratio, gpu["verdict_vs_plain"][name]),
+            )
+        )
     return out
 
 

@@ -46,11 +46,13 @@ TARGET_RSS_RATIO = 0.6
 EPOCH_LINE = re.compile(r"^epoch\s+(\d+)/(\d+)\s+([\d.]+)s\b")  # "epoch  9/12    2.1s ..."
 
 
-def run_cnnkit(npz: Path, epochs: int, out: Path, *, pictures: bool = False) -> dict:
+def run_cnnkit(npz: Path, epochs: int, out: Path, *, pictures: bool = False, extra: tuple[str, ...] = ()) -> dict:
+    """One `cnnkit train` process; `extra`: more CLI arguments (gpu_check.py: --device, --set, --strategy)."""
     m = run_measured(
         cnnkit_cmd()
         + ["train", str(MNIST_SPEC), "--data-dir", str(npz.parent), "--epochs", str(epochs), "--out", str(out)]
         + ([] if pictures else ["--no-pictures"])
+        + list(extra)
     ).check()
     printed, arrived = [], []
     for t, line in m.lines:
