@@ -317,14 +317,21 @@ def train(
         after_training=_write_report if no_pictures else _draw_run_pictures,
     )
     reporter = Reporter(out)
+
+    def print_result(history: dict, metrics: dict) -> None:
+        reporter.close()  # the live bars end before the table
+        out.print(history_table(history))
+        for split, values in metrics.items():
+            if values:
+                out.print(f"{split:5s}  {fmt_logs(values)}")
+        if not no_pictures:
+            out.print("drawing the pictures into plots/ and report.html ...", style="dim")
+
+    request.on_metrics = print_result
     try:
         result = run_training(request, reporter)
     finally:
         reporter.close()
-    out.print(history_table(result.history))
-    for split, values in result.metrics.items():
-        if values:
-            out.print(f"{split:5s}  {fmt_logs(values)}")
     if result.worker is None:
         out.print(f"Run folder: {result.run_dir}")
         return

@@ -222,6 +222,8 @@ def _compiled_metrics(model, y, probs) -> dict:
         y_true = tf.keras.utils.to_categorical(y, probs.shape[-1])
     loss_fn = model.loss if callable(model.loss) else tf.keras.losses.get(model.loss)
     loss = float(np.asarray(loss_fn(y_true, probs))) + sum(float(np.asarray(term)) for term in model.losses)
+    # compute_metrics adds onto the metric objects' state: after `train` they still hold the last validation pass.
+    model.reset_metrics()
     metrics = {k: float(v) for k, v in model.compute_metrics(None, y_true, probs, None).items()}
     metrics["loss"] = loss
     return metrics

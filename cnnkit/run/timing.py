@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 
-from cnnkit.run import devices
+from cnnkit.run import devices, precision
 from cnnkit.spec import options
 
 
@@ -26,7 +26,8 @@ def time_layers(spec, *, batch_size: int = 64, iterations: int = 20, device: str
 
     tf = tensorflow()
     info = devices.describe(tf, device)
-    model = build_model(spec)
+    policy, _ = precision.resolve(tf, spec.train["precision"], info["used"])  # as `cnnkit train` would train it
+    model = build_model(spec, policy=policy)
     rows = []
     shapes = [tuple(spec.input_shape)] + [tuple(r.output_shape) for r in spec.summary.layers]
     for index, layer in enumerate(model.layers):
@@ -53,7 +54,7 @@ def time_layers(spec, *, batch_size: int = 64, iterations: int = 20, device: str
                 "backward_ms": bwd_ms,
             }
         )
-    step_ms = _whole_step_ms(tf, spec, batch_size, iterations)
+    step_ms = _whole_step_ms(tf, spec, batch_size, iterations, policy)
     layers_ms = sum(r["forward_ms"] + r["backward_ms"] for r in rows)
     total = layers_ms or 1.0
     for row in rows:
@@ -61,6 +62,7 @@ def time_layers(spec, *, batch_size: int = 64, iterations: int = 20, device: str
     return {
         "name": spec.name,
         "device": info["used"],
+        "precision": policy,
         "batch_size": batch_size,
         "iterations": iterations,
         "layers": sorted(rows, key=lambda r: -(r["forward_ms"] + r["backward_ms"])),
@@ -75,13 +77,13 @@ def time_layers(spec, *, batch_size: int = 64, iterations: int = 20, device: str
     }
 
 
-def _whole_step_ms(tf, spec, batch_size: int, iterations: int) -> float:
+def _whole_step_ms(tf, spec, batch_size: int, iterations: int, policy: str) -> float:
     """Median ms of one real training step at `batch_size`: random images, random labels in the loss's format."""
-    from cnnkit.run.train import _compiled_model
+    from cnnkit.run.train import compiled_model
 
     keras = tf.keras
     # steps_per_epoch only sizes a learning-rate schedule's decay, which one step's time does not depend on.
-    model = _compiled_model(keras, spec, 1)
+    model = compiled_model(keras, spec, 1, policy)
     x = tf.random.uniform((batch_size, *spec.input_shape))
     y = _random_labels(tf, spec, batch_size)
     # train_on_batch returns the logs as Python numbers: reading them waits for the step to finish (synced).

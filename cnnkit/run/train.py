@@ -9,7 +9,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -17,8 +17,10 @@ from cnnkit import __version__
 from cnnkit.backend import is_tf_keras, keras_version
 from cnnkit.data.feed import arrange, check_fit, keep_classes
 from cnnkit.errors import Interrupted, RunError, SpecError, TrainingDiverged
-from cnnkit.run import checkpoint, devices, stopping
+from cnnkit.run import checkpoint, devices, precision, stopping
+from cnnkit.run.batching import inference_batch
 from cnnkit.run.class_weights import weighted_training
+from cnnkit.run.evaluate import evaluate_arrays
 from cnnkit.run.finetune import fine_tune_callbacks
 from cnnkit.run.folder import (
     atomic_write,
@@ -55,9 +57,13 @@ class TrainRequest:
     out: Path = Path("runs")
     resume: Path | None = None
     strategy: str | None = None
-    # Called once the run is complete, as after_training(run_dir, model=, splits=, feed=, summary=, spec=, history=);
+    # Called once the run is complete, as after_training(run_dir, model=, splits=, feed=, summary=, spec=, history=,
+    # evaluation=);
     # the CLI passes viz.pictures.draw_run_pictures. A hook, because the run side never imports the picture side.
     after_training: Callable[..., object] | None = None
+    # Called as on_metrics(history, metrics) once the test metrics are known, before the pictures are drawn: the
+    # CLI prints the result there, so the user reads it while the pictures are still being drawn.
+    on_metrics: Callable[[dict, dict], object] | None = None
 
 
 @dataclass
@@ -183,8 +189,9 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack, stop)
     keras.utils.set_random_seed(seed)
     if spec.train["deterministic"]:
         tf.config.experimental.enable_op_determinism()
-    mixed = spec.train["mixed_precision"] and device_info["used"] == "gpu"
-    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+    # A resumed run keeps the policy it started with: `auto` may resolve otherwise on another machine.
+    requested = previous.get("precision", {}).get("policy") if resume_dir else None
+    policy, policy_reason = precision.resolve(tf, requested or spec.train["precision"], device_info["used"])
     say = getattr(reporter, "note", None)  # multi_worker: who is awaited while the workers meet
     strategy, distribution = devices.strategy_for(tf, spec.train, device_info, cluster, say=say)
     distribution, strategy_line = devices.report(distribution, spec.train["batch_size"])
@@ -192,21 +199,23 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack, stop)
         _check_cluster(tf, strategy, cluster, spec, splits, shared_dir, previous, manifest)
     if distribution["strategy"] != "none" and hasattr(reporter, "note"):
         reporter.note(strategy_line)
+    if policy != "float32" and hasattr(reporter, "note"):
+        reporter.note(f"precision {policy} ({policy_reason}); variables and model files stay float32")
 
     # The model before the run folder: a spec that cannot be built (e.g. by tf-keras) leaves no folder behind.
     batch_size, epochs = spec.train["batch_size"], spec.train["epochs"]
     first_epoch = min(int(manifest["epoch"]), epochs) if manifest else 0
     train_ds = _train_batches(splits, feed, spec, first_epoch)
-    val_ds = _dataset(splits.x_val, splits.y_val, feed, splits, batch_size, seed)
+    val_ds = _dataset(splits.x_val, splits.y_val, feed, splits, inference_batch(spec, batch_size), seed)
     train_ds, class_weight = weighted_training(spec.train, train_ds, splits, feed)
     steps = -(-len(splits.x_train) // batch_size)
     with devices.scope(strategy), _tf_keras_limits(keras):
-        model = _compiled_model(keras, spec, steps)
+        model = compiled_model(keras, spec, steps, policy)
         if manifest:
             model.optimizer.build(model.trainable_variables)
             checkpoint.restore_model(shared_dir or resume_dir, manifest, model)
             _apply_changes(keras, model, spec, prepared.changes)
-    twin = _keras3_twin(keras, spec, steps)
+    twin = _float32_twin(keras, spec, steps, policy)
 
     run_dir = resume_dir or _new_run_dir(request.out, spec.name, cluster, shared_dir, cleanup)
     if resume_dir is None or prepared.changes:
@@ -223,7 +232,7 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack, stop)
         "device": device_info,
         "strategy": distribution["strategy"],
         "distribution": distribution,
-        "mixed_precision": mixed,
+        "precision": {"requested": spec.train["precision"], "policy": policy, "why": policy_reason},
         "seed": seed,
         "deterministic": spec.train["deterministic"],
         "command": sys.argv,
@@ -250,7 +259,9 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack, stop)
         model, history = _fit(
             keras, spec, model, twin, train_ds, val_ds, run_dir, home, history, manifest, reporter, steps, stop, writer
         )
-        if twin is not None:  # tf-keras: go on with the Keras 3 twin, which needs no other worker from here on
+        # tf-keras or mixed precision: go on with the float32 Keras 3 twin (see _float32_twin), which needs no other
+        # worker from here on and is the model the files hold.
+        if twin is not None:
             twin.set_weights(model.get_weights())
             model = twin
         return _finish(request, spec, model, splits, feed, summary, run_dir, run_info, history, cluster, shared_dir)
@@ -327,17 +338,36 @@ def _fit(keras, spec, model, twin, train_ds, val_ds, run_dir, home, history, man
 
 def _finish(request, spec, model, splits, feed, summary, run_dir, run_info, history, cluster, shared_dir):
     """After training: model.keras, test metrics, pictures, then `completed`. A kill anywhere here resumes here."""
-    batch_size, seed = spec.train["batch_size"], spec.train["seed"]
     weights_sha256 = devices.weights_sha256(model)
     _save_model(model, run_dir / "model.keras")
     metrics = {"train": _last(history, train=True), "val": _last(history, train=False)}
+    evaluation = None
     if splits.x_test is not None and len(splits.x_test):
-        test_ds = _dataset(splits.x_test, splits.y_test, feed, splits, batch_size, seed)
-        metrics["test"] = {k: float(v) for k, v in model.evaluate(test_ds, verbose=0, return_dict=True).items()}
+        # One predict pass gives the test metrics, eval.json, and the pictures' confusion matrix and examples.
+        evaluation = evaluate_arrays(
+            model,
+            arrange(splits.x_test, feed),
+            splits.y_test,
+            splits.class_names,
+            top_k=spec.train["top_k"],
+            batch_size=inference_batch(spec, spec.train["batch_size"]),
+        )
+        evaluation = replace(evaluation, model=str(run_dir / "model.keras"), data=splits.source)
+        metrics["test"] = evaluation.metrics
+        write_json(run_dir / "eval.json", evaluation.to_dict())
     write_json(run_dir / "metrics.json", metrics)
+    if request.on_metrics is not None:
+        request.on_metrics(history, metrics)
     if request.after_training is not None and (cluster is None or cluster.is_chief):
         request.after_training(
-            run_dir, model=model, splits=splits, feed=feed, summary=summary, spec=spec, history=history
+            run_dir,
+            model=model,
+            splits=splits,
+            feed=feed,
+            summary=summary,
+            spec=spec,
+            history=history,
+            evaluation=evaluation,
         )
     epochs_run = len(next(iter(history.values()), []))
     info = {**run_info, "status": "completed", "ended": _now(), "epochs_run": epochs_run}
@@ -459,10 +489,10 @@ def _dataset(x, y, feed, splits, batch_size, seed, shuffle=False):
     )
 
 
-def _compiled_model(keras, spec, steps_per_epoch: int):
+def compiled_model(keras, spec, steps_per_epoch: int, policy: str = "float32"):
     from cnnkit.run.build import build_model
 
-    model = build_model(spec, keras)
+    model = build_model(spec, keras, policy)
     model.compile(
         optimizer=make_optimizer(keras, spec.train, steps_per_epoch),
         loss=_loss(keras, spec.train["loss"]),
@@ -693,16 +723,20 @@ def _tf_keras_limits(keras):
         ) from None
 
 
-def _keras3_twin(keras, spec, steps: int):
-    """tf-keras writes .keras files that Keras 3 refuses (their optimizer config has tf-keras-only keys), and
-    `cnnkit evaluate`/`predict` load with Keras 3. So the same network is built once more with Keras 3, from the
-    spec, and every model file is written from it with the trained weights copied in (the optimizer's state is not
-    carried over: resuming uses the checkpoint). None when training on Keras 3 already."""
-    if not is_tf_keras(keras):
+def _float32_twin(keras, spec, steps: int, policy: str):
+    """The model that writes every model file, when the trained one cannot: the same network built once more in
+    float32 with Keras 3, the trained weights copied in before each save (the optimizer's state is not carried over:
+    resuming uses the checkpoint). None when the trained model is that already.
+
+    - tf-keras (multi_worker) writes .keras files that Keras 3 refuses (their optimizer config has tf-keras-only
+      keys), and `cnnkit evaluate`/`predict` load with Keras 3.
+    - Under mixed precision the variables are float32 already; a float32 file evaluates, predicts and exports the
+      same on every machine, where a bfloat16 graph would crawl on a CPU without bfloat16 units."""
+    if not is_tf_keras(keras) and policy == "float32":
         return None
     import keras as keras3
 
-    twin = _compiled_model(keras3, spec, steps)
+    twin = compiled_model(keras3, spec, steps)
     # Built, so the file holds a full (fresh) optimizer state: Keras warns when loading a file that has none.
     twin.optimizer.build(twin.trainable_variables)
     return twin

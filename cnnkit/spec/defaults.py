@@ -34,7 +34,12 @@ TRAIN_DEFAULTS = {
     "lr_schedule": None,  # {name: cosine_decay, ...}; decay_steps default to the whole run
     "early_stopping": None,  # {patience: 3, ...}: Keras EarlyStopping arguments
     "reduce_lr_on_plateau": None,  # {factor: 0.5, patience: 2, ...}: Keras ReduceLROnPlateau arguments
-    "mixed_precision": False,  # mixed_float16 on GPU only: CPUs gain nothing from float16
+    # float32 | mixed_bfloat16 | mixed_float16 | auto. auto: mixed_float16 on a GPU with tensor cores (compute
+    # capability >= 7.0), mixed_bfloat16 on a CPU with AMX or AVX512-BF16 (bench/results.json, train_throughput:
+    # measured faster there), float32 elsewhere. Variables stay float32 and model files are always float32, so a
+    # run's files evaluate and export alike on any machine. (`mixed_precision: true`, the 0.1 key, is read as
+    # mixed_float16.)
+    "precision": "auto",
     "top_k": 5,  # evaluate reports top-k accuracy when there are more than k classes
     "distribution": {"strategy": "auto"},  # auto: MirroredStrategy when > 1 GPU, else none
     # balanced (n_samples / (n_classes * n_class), as scikit-learn) or {class id: weight}; unlisted classes weigh 1.

@@ -123,3 +123,4 @@ CALLBACK_ARGS = {
 }
 
 STRATEGIES = ("auto", "none", "mirrored", "multi_worker")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")

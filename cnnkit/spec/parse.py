@@ -351,7 +351,7 @@ def _plain_value(check: _Checker, path: tuple, value):
 
 
 def _parse_train(check: _Checker, value) -> dict:
-    raw = check.mapping(("train",), value, tuple(TRAIN_DEFAULTS), "train settings")
+    raw = check.mapping(("train",), value, (*TRAIN_DEFAULTS, "mixed_precision"), "train settings")
     out = copy.deepcopy(TRAIN_DEFAULTS)
     out["optimizer"] = _named(
         check, ("train", "optimizer"), raw.get("optimizer", out["optimizer"]), options.OPTIMIZERS, "optimizer"
@@ -383,9 +383,14 @@ def _parse_train(check: _Checker, value) -> dict:
     out["top_k"] = check.arg(("train", "top_k"), Int(), raw.get("top_k", out["top_k"]))
     if "seed" in raw:
         out["seed"] = check.arg(("train", "seed"), Int(0), raw["seed"])
-    for key in ("deterministic", "shuffle", "mixed_precision"):
+    for key in ("deterministic", "shuffle"):
         if key in raw:
             out[key] = check.arg(("train", key), Bool(), raw[key])
+    if "precision" in raw:
+        out["precision"] = check.arg(("train", "precision"), Enum(options.PRECISIONS), raw["precision"])
+    elif "mixed_precision" in raw:  # cnnkit 0.1's switch: mixed_float16 (on a GPU) or float32
+        mixed = check.arg(("train", "mixed_precision"), Bool(), raw["mixed_precision"])
+        out["precision"] = "mixed_float16" if mixed else "float32"
     if "monitor" in raw:
         out["monitor"] = check.arg(("train", "monitor"), Str(), raw["monitor"])
     if raw.get("lr_schedule") is not None:

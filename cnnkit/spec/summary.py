@@ -48,6 +48,10 @@ class Summary:
     input_shape: list
     layers: list[LayerRow]
 
+    def all_rows(self) -> list:
+        """Every row, the layers inside blocks included."""
+        return list(_all_rows(self.layers))
+
     @property
     def total_params(self) -> int:
         return sum(r.params for r in self.layers)

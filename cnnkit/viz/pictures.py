@@ -148,14 +148,14 @@ def kernels(image_path: Path, names: list[str], out: Path, *, strides: int = 1, 
     return plot_kernel_playground(image, results, out, kernels=chosen)
 
 
-def draw_run_pictures(run_dir: Path, *, model, splits, feed, spec, history: dict, summary=None) -> list[Path]:
+def draw_run_pictures(
+    run_dir: Path, *, model, splits, feed, spec, history: dict, summary=None, evaluation=None
+) -> list[Path]:
     """Every picture of a finished run, into RUN/plots/ (called at the end of `cnnkit train`).
 
-    Uses what `train` holds in memory (model, arrays, spec, history) rather than reading it back from disk.
+    Uses what `train` holds in memory (model, arrays, spec, history, and the test set's `evaluation`, whose one
+    predict pass gave the run's test metrics) rather than reading it back from disk or predicting again.
     """
-    from dataclasses import replace
-
-    from cnnkit.run.folder import write_json
     from cnnkit.viz.plots import plot_architecture
     from cnnkit.viz.probe import conv_layer_indices
 
@@ -165,14 +165,8 @@ def draw_run_pictures(run_dir: Path, *, model, splits, feed, spec, history: dict
     paths = [_curves(history, spec.train["monitor"], folder / "curves.png")]
     paths.append(plot_architecture(summary.to_dict(), folder / "architecture.png"))
     test_x = None
-    if splits.x_test is not None and len(splits.x_test):
-        from cnnkit.data.feed import arrange
-        from cnnkit.run.evaluate import evaluate_arrays
-
-        test_x = arrange(splits.x_test, feed)
-        result = evaluate_arrays(model, test_x, splits.y_test, splits.class_names, top_k=spec.train["top_k"])
-        result = replace(result, model=str(run_dir / "model.keras"), data=splits.source)
-        write_json(run_dir / "eval.json", result.to_dict())
+    if evaluation is not None:
+        test_x, result = evaluation.predictions.x, evaluation
         paths += confusion(run_dir, evaluation=result)
         if result.predictions.x.ndim in (3, 4):  # an image or a sequence: something to lay a heat map on
             from cnnkit.viz.gradcam import draw_misclassified

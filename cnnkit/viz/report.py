@@ -123,7 +123,10 @@ def _facts(info: dict, spec, run_dir: Path) -> list[tuple[str, str]]:
     used = device.get("used", "?")
     gpus = device.get("gpus") or []
     device_text = f"{used}" + (f" ({', '.join(gpus)})" if used == "gpu" and gpus else "")
-    if info.get("mixed_precision"):
+    policy = (info.get("precision") or {}).get("policy")
+    if policy and policy != "float32":
+        device_text += f", {policy}"
+    elif info.get("mixed_precision"):  # a cnnkit 0.1 run
         device_text += ", mixed precision"
     if info.get("strategy") not in (None, "none"):
         device_text += f", strategy {info['strategy']}"

@@ -1,0 +1,125 @@
+"""train.precision: the setting, the `auto` rule, and a mixed-precision run whose files are float32."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from clitools import cli
+
+from cnnkit.errors import SpecError
+from cnnkit.run import precision
+from cnnkit.spec.parse import load_spec_text
+
+TINY = """\
+name: tiny-bf16
+input_shape: [8, 8, 1]
+layers:
+  - Conv2D: {filters: 8, kernel_size: 3, padding: same, activation: relu}
+  - BatchNormalization
+  - MaxPooling2D: {pool_size: 2}
+  - Flatten
+  - Dense: {units: 10, activation: softmax}
+data: {dataset: digits}
+train: {optimizer: {name: adam, learning_rate: 0.01}, epochs: 2, batch_size: 32, precision: mixed_bfloat16}
+"""
+
+
+def _train_cfg(text: str) -> dict:
+    return load_spec_text(text).train
+
+
+def test_precision_setting_parses_and_refuses_unknown_names():
+    assert _train_cfg(TINY)["precision"] == "mixed_bfloat16"
+    assert _train_cfg(TINY.replace(", precision: mixed_bfloat16", ""))["precision"] == "auto"
+    with pytest.raises(SpecError) as refused:
+        _train_cfg(TINY.replace("mixed_bfloat16", "half"))
+    assert "precision" in str(refused.value) and "mixed_float16" in str(refused.value)
+
+
+@pytest.mark.parametrize("old, new", [("true", "mixed_float16"), ("false", "float32")])
+def test_the_0_1_mixed_precision_switch_still_reads(old, new):
+    assert _train_cfg(TINY.replace("precision: mixed_bfloat16", f"mixed_precision: {old}"))["precision"] == new
+
+
+class _NoGPU:
+    class config:  # noqa: N801 - mimics tf.config
+        @staticmethod
+        def list_physical_devices(kind):
+            return []
+
+
+def _tf_with_gpu(capability):
+    details = {"compute_capability": capability}
+    gpu = SimpleNamespace(name="/physical_device:GPU:0")
+    config = SimpleNamespace(
+        list_physical_devices=lambda kind: [gpu],
+        experimental=SimpleNamespace(get_device_details=lambda device: details),
+    )
+    return SimpleNamespace(config=config)
+
+
+@pytest.mark.parametrize(
+    "flags, policy",
+    [
+        ({"avx2", "fma", "amx_bf16", "amx_tile"}, "mixed_bfloat16"),
+        ({"avx512f", "avx512_bf16"}, "mixed_bfloat16"),
+        ({"avx2", "fma"}, "float32"),
+        (set(), "float32"),
+    ],
+)
+def test_auto_on_a_cpu_takes_bfloat16_only_with_bfloat16_units(flags, policy):
+    chosen, why = precision.resolve(_NoGPU, "auto", "cpu", flags)
+    assert chosen == policy and why.startswith("auto: CPU")
+
+
+@pytest.mark.parametrize("capability, policy", [((8, 0), "mixed_float16"), ((6, 1), "float32")])
+def test_auto_on_a_gpu_takes_float16_only_with_tensor_cores(capability, policy):
+    assert precision.resolve(_tf_with_gpu(capability), "auto", "gpu")[0] == policy
+
+
+def test_an_explicit_policy_is_taken_as_asked():
+    assert precision.resolve(_NoGPU, "float32", "cpu", {"amx_bf16"}) == ("float32", "train.precision")
+    assert precision.resolve(_NoGPU, "mixed_bfloat16", "cpu", set())[0] == "mixed_bfloat16"
+
+
+def test_cpu_flags_reads_the_first_cpu(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 amx_bf16\n\nprocessor\t: 1\nflags\t\t: fpu\n")
+    assert precision.cpu_flags(cpuinfo) == {"fpu", "avx2", "amx_bf16"}
+    assert precision.cpu_flags(tmp_path / "absent") == set()
+
+
+@pytest.mark.slow
+def test_a_bfloat16_run_trains_says_so_and_writes_float32_files(tmp_path):
+    """Mixed precision computes in bfloat16 with float32 variables; the output layer and every model file stay
+    float32, so `evaluate`, `predict` and `export` read the run alike on any machine."""
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY)
+    result = cli("train", spec, "--out", tmp_path / "runs", "--no-pictures")
+    assert result.exit_code == 0, result.output
+    assert "precision mixed_bfloat16 (train.precision); variables and model files stay float32" in result.output
+    run = Path(result.output.split("Run folder: ")[1].split()[0])
+    info = json.loads((run / "run.json").read_text())
+    assert info["precision"] == {"requested": "mixed_bfloat16", "policy": "mixed_bfloat16", "why": "train.precision"}
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] > 0.6  # 2 epochs on ~1,150 digits: it learned
+
+    from cnnkit.run.modelfile import load_model
+
+    for name in ("model.keras", "best.keras"):
+        model = load_model(run / name)
+        assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}, name
+
+    # The network it trained: bfloat16 inside, the output layer float32.
+    from cnnkit.run.build import build_model
+
+    trained = build_model(load_spec_text(TINY), policy="mixed_bfloat16")
+    assert [layer.dtype_policy.name for layer in trained.layers] == ["mixed_bfloat16"] * 4 + ["float32"]
+    import keras
+
+    assert keras.mixed_precision.global_policy().name == "float32"  # building left the global policy alone
+    evaluated = cli("evaluate", run)
+    assert evaluated.exit_code == 0, evaluated.output
