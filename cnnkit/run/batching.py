@@ -16,8 +16,12 @@ MAX_INFERENCE_BATCH = 512
 
 
 def inference_batch(spec, train_batch: int) -> int:
-    """A power of two in [train_batch, MAX_INFERENCE_BATCH] whose widest activation fits ACTIVATION_BUDGET;
-    `train_batch` itself for a Backbone (its inner layers are not in the summary, so their width is unknown)."""
+    """train.validation_batch_size, or for `auto` a power of two in [train_batch, MAX_INFERENCE_BATCH] whose widest
+    activation fits ACTIVATION_BUDGET; `train_batch` itself for a Backbone (its inner layers are not in the
+    summary, so their width is unknown)."""
+    chosen = spec.train.get("validation_batch_size", "auto")
+    if chosen != "auto":
+        return chosen
     if any(layer.type == "Backbone" for layer in spec.layers):
         return train_batch
     widest = max([prod(spec.input_shape)] + [prod(row.output_shape) for row in spec.summary.all_rows()])

@@ -497,6 +497,7 @@ def compiled_model(keras, spec, steps_per_epoch: int, policy: str = "float32"):
         optimizer=make_optimizer(keras, spec.train, steps_per_epoch),
         loss=_loss(keras, spec.train["loss"]),
         metrics=[_metric(keras, m) for m in spec.train["metrics"]],
+        steps_per_execution=spec.train["steps_per_execution"],
     )
     return model
 

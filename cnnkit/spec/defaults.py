@@ -40,6 +40,13 @@ TRAIN_DEFAULTS = {
     # run's files evaluate and export alike on any machine. (`mixed_precision: true`, the 0.1 key, is read as
     # mixed_float16.)
     "precision": "auto",
+    # Batches per compiled call (Keras' compile(steps_per_execution=)): fewer trips from Python into the graph;
+    # the progress bar and Ctrl-C then act every N batches. 1 = every batch, Keras' default (see bench/README.md
+    # for what larger values measured).
+    "steps_per_execution": 1,
+    # Batch of the validation and test passes (Keras' fit(validation_batch_size=)). auto: the largest power of two
+    # up to 512 whose widest layer output stays within 128 MiB (cnnkit/run/batching.py); results do not depend on it.
+    "validation_batch_size": "auto",
     "top_k": 5,  # evaluate reports top-k accuracy when there are more than k classes
     "distribution": {"strategy": "auto"},  # auto: MirroredStrategy when > 1 GPU, else none
     # balanced (n_samples / (n_classes * n_class), as scikit-learn) or {class id: weight}; unlisted classes weigh 1.

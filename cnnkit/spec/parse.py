@@ -381,6 +381,12 @@ def _parse_train(check: _Checker, value) -> dict:
         if key in raw:
             out[key] = check.arg(("train", key), Int(), raw[key])
     out["top_k"] = check.arg(("train", "top_k"), Int(), raw.get("top_k", out["top_k"]))
+    if "steps_per_execution" in raw:
+        out["steps_per_execution"] = check.arg(("train", "steps_per_execution"), Int(), raw["steps_per_execution"])
+    if raw.get("validation_batch_size", "auto") != "auto":
+        out["validation_batch_size"] = check.arg(
+            ("train", "validation_batch_size"), Int(), raw["validation_batch_size"]
+        )
     if "seed" in raw:
         out["seed"] = check.arg(("train", "seed"), Int(0), raw["seed"])
     for key in ("deterministic", "shuffle"):
