@@ -1,14 +1,12 @@
 """The pictures of a run: glue between run folders / models and the drawing code in plots.py.
 
-Imports of cnnkit.data and cnnkit.run stay inside the functions that need them: `plot architecture` and `plot
-kernels` load this module too, and must start fast (the bench's < 1 s).
+Imports of cnnkit.data, cnnkit.run, numpy and matplotlib stay inside the functions that need them: `plot architecture`
+and `plot kernels` load this module too, and must start fast (bench/pictures_speed.py: < 1 s).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
 
 from cnnkit.errors import CnnkitError, DataError
 
@@ -42,6 +40,8 @@ def confusion(
     evaluation=None,
 ) -> list[Path]:
     """Confusion matrix and the most confidently misclassified test images (`evaluation`: an Evaluation in hand)."""
+    import numpy as np
+
     from cnnkit.viz.plots import plot_confusion, plot_misclassified
 
     result = evaluation or _evaluate(run_or_model, data, data_dir)
@@ -129,7 +129,7 @@ def feature_maps(
 
 def architecture(spec_file: Path, out: Path) -> Path:
     from cnnkit.spec.parse import load_spec
-    from cnnkit.viz.plots import plot_architecture
+    from cnnkit.viz.architecture import plot_architecture
 
     return plot_architecture(load_spec(spec_file).summary.to_dict(), out)
 
@@ -156,7 +156,7 @@ def draw_run_pictures(run_dir: Path, *, model, splits, feed, spec, history: dict
     from dataclasses import replace
 
     from cnnkit.run.folder import write_json
-    from cnnkit.viz.plots import plot_architecture
+    from cnnkit.viz.architecture import plot_architecture
     from cnnkit.viz.probe import conv_layer_indices
 
     run_dir = Path(run_dir)
