@@ -62,6 +62,19 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
                 f"< {speed['target_s']:.0f} s: {'met' if speed['all_meet_target'] else 'missed'}",
             )
         )
+    pictures = bench.get("pictures_speed")
+    if pictures and "error" not in pictures:
+        arch, maps, tf = pictures["commands"].values()
+        free = "no TensorFlow or matplotlib import" if not arch["imports"] else "IMPORTS " + ", ".join(arch["imports"])
+        out.append(
+            (
+                "pictures, fresh process: `plot architecture configs/color.yaml` / `plot feature-maps` (1-epoch run)",
+                f"{arch['median']:.2f} s{_range([arch['min'], arch['max']])}, {free} / "
+                f"{maps['median']:.2f} s{_range([maps['min'], maps['max']])}",
+                f'`python -c "import tensorflow"` {tf["median"]:.2f} s{_range([tf["min"], tf["max"]])}',
+                f"architecture < {pictures['target_s']:.0f} s: {'met' if arch['meets_target'] else 'missed'}",
+            )
+        )
     train = bench.get("train_throughput")
     if train and "error" not in train:
         rounds = train["config"]["rounds"]

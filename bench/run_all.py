@@ -24,10 +24,11 @@ from pathlib import Path
 from _common import REPO, loadavg, log
 
 BENCH = Path(__file__).resolve().parent
-ORDER = ("startup", "summary_speed", "eval_throughput", "train_throughput", "flops", "scaling")
+ORDER = ("startup", "summary_speed", "pictures_speed", "eval_throughput", "train_throughput", "flops", "scaling")
 TIMEOUT_S = {
     "startup": 300,
     "summary_speed": 300,
+    "pictures_speed": 600,
     "eval_throughput": 300,
     "train_throughput": 1200,
     "flops": 600,
@@ -115,6 +116,13 @@ def headline(results: dict) -> list[str]:
                 f"{r['tensorflow_imported_in_process']}; target <1s: "
                 f"{'ok' if r['all_meet_target'] else 'MISSED'}"
             )
+        elif name == "pictures_speed":
+            arch, maps, tf = r["commands"].values()
+            lines.append(
+                f"{name:17s} plot architecture {arch['median']:.2f}s [{arch['min']:.2f}-{arch['max']:.2f}], "
+                f"feature-maps {maps['median']:.2f}s (import tensorflow {tf['median']:.2f}s); target <1s, "
+                f"no TF/matplotlib: {'ok' if r['all_meet_target'] else 'MISSED'}"
+            )
         elif name == "eval_throughput":
             v = r["variants"]
             lines.append(
@@ -166,7 +174,7 @@ def main() -> int:
     for name in ORDER:
         if name not in args.only:
             continue
-        extra = [a for a in common if name not in ("startup", "summary_speed") or a == "--quick"]
+        extra = [a for a in common if name not in ("startup", "summary_speed", "pictures_speed") or a == "--quick"]
         if name == "flops":
             train = report["benchmarks"].get("train_throughput", {})
             if "cnnkit" in train:  # reuse the throughput just measured instead of training again

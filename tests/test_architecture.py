@@ -29,7 +29,7 @@ def _env(root: Path) -> dict:
 def test_import_contracts_are_kept():
     result = _lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Contracts: 2 kept, 0 broken." in result.stdout
+    assert "Contracts: 3 kept, 0 broken." in result.stdout
 
 
 @pytest.mark.skipif(not LINT_IMPORTS.exists(), reason="import-linter is not installed (pip install -e '.[dev]')")
@@ -64,14 +64,14 @@ def test_summary_does_not_import_tensorflow():
 
 def test_every_layer_family_has_a_colour_and_the_input_its_own():
     from cnnkit.spec.layers import FAMILIES, LAYERS
-    from cnnkit.viz import plots
+    from cnnkit.viz import architecture
 
     assert {entry.family for entry in LAYERS.values()} <= set(FAMILIES)
-    assert set(FAMILIES) <= set(plots._COLOURS)
-    assert plots._family({"type": "Input", "family": "input"}) == ("input", plots._COLOURS["input"])
-    assert plots._COLOURS["input"] != plots._COLOURS["reshape"]
-    assert plots._family({"type": "Conv2DTranspose"})[0] == "transposed convolution"
-    assert plots._family({"type": "SomethingNew"})[0] == "other"
+    assert set(FAMILIES) <= set(architecture._COLOURS)
+    assert architecture._family({"type": "Input", "family": "input"}) == ("input", architecture._COLOURS["input"])
+    assert architecture._COLOURS["input"] != architecture._COLOURS["reshape"]
+    assert architecture._family({"type": "Conv2DTranspose"})[0] == "transposed convolution"
+    assert architecture._family({"type": "SomethingNew"})[0] == "other"
 
 
 @pytest.mark.slow  # builds a Keras layer of every conv type

@@ -196,15 +196,12 @@ def test_summary_of_a_residual_spec_never_imports_tensorflow(tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
-def test_architecture_picture_names_the_block(tmp_path, monkeypatch):
-    from cnnkit.viz import plots
+def test_architecture_picture_names_the_block(tmp_path):
+    from cnnkit.viz import architecture
 
-    drawn = []
-    save = plots._save
-    monkeypatch.setattr(plots, "_save", lambda fig, out: drawn.append(fig) or save(fig, out))
     summary = summarize(load_spec_text(RESNET, "resnet.yaml")).to_dict()
-    assert plots.plot_architecture(summary, tmp_path / "arch.png").stat().st_size > 1000
-    texts = [t.get_text() for t in drawn[0].findobj(lambda a: hasattr(a, "get_text"))]
+    assert architecture.plot_architecture(summary, tmp_path / "arch.png").stat().st_size > 1000
+    texts = [t.text for t in architecture.layout(summary).texts]
     assert any("[Conv2D+BatchNorm+Residual]" in t for t in texts), texts
     assert any("projection shortcut" in t for t in texts), texts
 

@@ -18,6 +18,7 @@ from PIL import Image
 
 from cnnkit.errors import CnnkitError, DataError
 from cnnkit.viz import (
+    architecture,
     plots,
     probe,  # imports Keras only inside its functions
 )
@@ -290,7 +291,7 @@ def test_feature_maps_from_a_model_loaded_from_a_keras_file(case, tmp_path):
 def test_architecture(case, tmp_path):
     name, model, _, _ = case
     summary = _summary(model, CASES[name][0])
-    out = plots.plot_architecture(summary, tmp_path / "arch.png")
+    out = architecture.plot_architecture(summary, tmp_path / "arch.png")
     grey = assert_picture(out)
     assert grey.shape[1] >= px(7.0) and grey.shape[1] <= px(17.0 + 0.7)
 
@@ -363,8 +364,8 @@ SHAPED_SUMMARIES = {
 @pytest.mark.parametrize("key", list(SHAPED_SUMMARIES))
 def test_architecture_shapes(key, tmp_path):
     summary = json.loads(json.dumps(SHAPED_SUMMARIES[key]))  # what another module would hand over: plain JSON
-    plots.plot_architecture(summary, tmp_path / "warm.png")  # first call pays for font loading
-    out = plots.plot_architecture(summary, tmp_path / "arch.png")  # its speed: bench/summary_speed.py
+    architecture.plot_architecture(summary, tmp_path / "warm.png")  # first call pays for font loading
+    out = architecture.plot_architecture(summary, tmp_path / "arch.png")  # its speed: bench/pictures_speed.py
     grey = assert_picture(out)
     assert grey.shape[1] <= px(17.0 + 0.7)  # long networks wrap to new rows instead of growing wider
     if key == "deep40":
@@ -373,7 +374,7 @@ def test_architecture_shapes(key, tmp_path):
 
 def test_architecture_rejects_a_malformed_summary(tmp_path):
     with pytest.raises(CnnkitError) as info:
-        plots.plot_architecture({"name": "x", "layers": [{"type": "Dense"}]}, tmp_path / "a.png")
+        architecture.plot_architecture({"name": "x", "layers": [{"type": "Dense"}]}, tmp_path / "a.png")
     assert str(info.value) == ("summary layer 0 must be a dict with 'type' and 'output_shape', got {'type': 'Dense'}")
 
 
@@ -433,11 +434,11 @@ def test_pictures_and_kernels_never_import_tensorflow(tmp_path):
     # Drawing runs in the CLI's fast paths (summary, kernels); pulling in TensorFlow would add seconds.
     code = f"""
 import sys, numpy as np
-import cnnkit.viz.plots as plots, cnnkit.viz.kernels as kernels, cnnkit.viz.probe
+import cnnkit.viz.plots as plots, cnnkit.viz.kernels as kernels, cnnkit.viz.probe, cnnkit.viz.architecture as architecture
 img = np.random.default_rng(0).random((12, 12))
 plots.plot_kernel_playground(img, [("sobel_x", kernels.conv2d(img, kernels.get_kernel("sobel_x")))],
                              r"{tmp_path / "p.png"}", kernels=kernels.KERNELS)
-plots.plot_architecture({{"name": "n", "input_shape": [8, 8, 1], "layers": [
+architecture.plot_architecture({{"name": "n", "input_shape": [8, 8, 1], "layers": [
     {{"type": "Conv2D", "output_shape": [6, 6, 4], "params": 40}}]}}, r"{tmp_path / "a.png"}")
 plots.plot_curves({{"loss": [1.0, 0.5]}}, r"{tmp_path / "c.png"}")
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "jax", "torch"))
@@ -455,7 +456,7 @@ def test_architecture_of_every_config(config, tmp_path):
     from cnnkit.spec.parse import load_spec
 
     summary = load_spec(Path(__file__).parent.parent / "configs" / config).summary.to_dict()
-    out = plots.plot_architecture(summary, tmp_path / "arch.png")
+    out = architecture.plot_architecture(summary, tmp_path / "arch.png")
     assert_picture(out)
 
 
@@ -585,7 +586,7 @@ def test_feature_maps_one_axes_per_layer_and_texts_inside(k, drawn, tmp_path):
 
 
 @pytest.mark.parametrize("k", COUNTS)
-def test_curves_kernels_and_architecture_keep_texts_inside(k, drawn, tmp_path):
+def test_curves_and_kernels_keep_texts_inside(k, drawn, tmp_path):
     history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7]}
     history.update({f"metric_{i}": [0.5, 0.6] for i in range(k - 1)})
     plots.plot_curves(history, tmp_path / "c.png")
@@ -594,40 +595,91 @@ def test_curves_kernels_and_architecture_keep_texts_inside(k, drawn, tmp_path):
     plots.plot_kernel_playground(
         image, [(n, conv2d(image, KERNELS[n], padding="same")) for n in names], tmp_path / "k.png", kernels=KERNELS
     )
-    layers = [{"type": "Conv2D", "output_shape": [30, 30, 8 * (i + 1)], "params": 100} for i in range(k - 1)]
-    layers.append({"type": "Flatten", "output_shape": [7200], "params": 0})
-    plots.plot_architecture({"name": "n", "input_shape": [32, 32, 3], "layers": layers}, tmp_path / "a.png")
     for fig in drawn:
         assert_no_text_clipped(fig)
 
 
-def test_architecture_input_block_is_not_drawn_in_the_reshape_colour(drawn, tmp_path):
-    from matplotlib.patches import Rectangle
+def _architecture_summary(k: int) -> dict:
+    layers = [{"type": "Conv2D", "output_shape": [30, 30, 8 * (i + 1)], "params": 100} for i in range(k - 1)]
+    layers.append({"type": "Flatten", "output_shape": [7200], "params": 0})
+    return {"name": "n", "input_shape": [32, 32, 3], "layers": layers}
 
+
+@pytest.mark.parametrize("summary", [_architecture_summary(k) for k in COUNTS] + list(SHAPED_SUMMARIES.values()))
+def test_architecture_keeps_texts_inside(summary):
+    drawing = architecture.layout(summary)
+    width, height = drawing.pixels
+    clipped = [
+        f"{text.text!r} at {[round(v, 1) for v in box]} in {width}×{height}"
+        for text, box in drawing.text_boxes()
+        if box[0] < -0.5 or box[1] < -0.5 or box[2] > width + 0.5 or box[3] > height + 0.5
+    ]
+    assert not clipped, clipped
+
+
+def test_architecture_labels_do_not_overlap_each_other():
+    """Slots are as wide as their label (measured with the font), so neighbouring labels never run together."""
+    drawing = architecture.layout(SHAPED_SUMMARIES["deep40"])
+    labels = [box for text, box in drawing.text_boxes() if text.size == architecture._LABEL_PT]
+    for a, b in zip(labels, labels[1:]):
+        if abs(a[1] - b[1]) < 1:  # the same row
+            assert a[2] <= b[0], (a, b)
+
+
+def test_architecture_input_block_is_not_drawn_in_the_reshape_colour(tmp_path):
     layers = [
         {"type": "Conv2D", "output_shape": [26, 26, 8], "params": 80},
         {"type": "Flatten", "output_shape": [5408], "params": 0},
         {"type": "Dense", "output_shape": [10], "params": 54090},
     ]
-    plots.plot_architecture({"name": "n", "input_shape": [28, 28, 1], "layers": layers}, tmp_path / "a.png")
-    (fig,) = drawn
-    blocks = [p for p in fig.axes[0].patches if isinstance(p, Rectangle)]  # front faces, in layer order
-    colours = [np.array(p.get_facecolor()[:3]) for p in blocks[:4]]  # input, Conv2D, Flatten, Dense
+    summary = {"name": "n", "input_shape": [28, 28, 1], "layers": layers}
+    fronts = [shape for shape in architecture.layout(summary).shapes if shape.front]  # in layer order
+    colours = [np.array(architecture._rgb(shape.fill)) / 255 for shape in fronts[:4]]  # input, Conv2D, Flatten, Dense
     # The input has a colour of its own: it used to be a grey one step from Flatten's "reshape" grey.
     assert all(np.abs(colours[0] - other).max() > 0.2 for other in colours[1:]), colours
+    # ...and the PNG shows it: the middle of each front face has its colour.
+    out = architecture.plot_architecture(summary, tmp_path / "a.png")
+    with Image.open(out) as img:
+        for shape, colour in zip(fronts[:4], colours):
+            (x0, y0), (x1, y1) = shape.points[0], shape.points[2]
+            pixel = img.getpixel((round((x0 + x1) / 2 * DPI), round((img.height / DPI - (y0 + y1) / 2) * DPI)))
+            assert np.abs(np.array(pixel[:3]) / 255 - colour).max() < 0.02, (shape.fill, pixel)
 
 
-def test_plot_architecture_starts_without_the_run_and_data_packages(tmp_path):
-    """`plot architecture` imports only what drawing a spec needs (the bench's < 1 s for a fresh process)."""
+_HEAVY = ("cnnkit.data", "cnnkit.run", "tensorflow", "keras", "tf_keras", "matplotlib", "numpy")
+
+
+def _modules_after_plot_architecture(out: Path, prelude: str = "") -> list[str]:
+    """Run `cnnkit plot architecture configs/color.yaml` in a fresh interpreter, through the entry point a user
+    runs (cnnkit.cli:main), then list which of _HEAVY it loaded (packages by their top-level name)."""
     config = Path(__file__).parent.parent / "configs" / "color.yaml"
     code = (
-        "import sys\nfrom cnnkit.cli import app\ntry:\n    app(%r)\nexcept SystemExit:\n    pass\n"
-        "print(sorted(m for m in sys.modules if m.startswith(('cnnkit.data', 'cnnkit.run', 'tensorflow', 'keras'))))"
-        % (["plot", "architecture", str(config), "--out", str(tmp_path / "a.png")],)
+        f"import sys\n{prelude}\nfrom cnnkit.cli import main\n"
+        f"sys.argv = ['cnnkit', 'plot', 'architecture', {str(config)!r}, '--out', {str(out)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as leaving:\n    assert not leaving.code, leaving.code\n"
+        f"print(sorted({{m if m.startswith('cnnkit') else m.split('.')[0] for m in sys.modules "
+        f"if m.startswith({_HEAVY!r})}}))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.stdout.splitlines()[-1] == "[]", proc.stderr
-    assert (tmp_path / "a.png").is_file()
+    assert proc.returncode == 0, proc.stderr
+    assert out.is_file()
+    return eval(proc.stdout.splitlines()[-1])
+
+
+def test_plot_architecture_imports_neither_tensorflow_nor_matplotlib(tmp_path):
+    """`plot architecture` imports only what drawing a spec needs (bench/pictures_speed.py: < 1 s for a fresh
+    process; importing matplotlib alone takes most of that, TensorFlow several times it)."""
+    assert _modules_after_plot_architecture(tmp_path / "a.png") == []
+
+
+def test_the_import_check_catches_pyplot(tmp_path):
+    """The check has teeth: with an `import matplotlib.pyplot` added on the drawing path, it names matplotlib."""
+    prelude = (
+        "import cnnkit.viz.architecture as drawing\nrender = drawing.render\n"
+        "def render_with_pyplot(d):\n    import matplotlib.pyplot  # noqa\n    return render(d)\n"
+        "drawing.render = render_with_pyplot"
+    )
+    assert _modules_after_plot_architecture(tmp_path / "a.png", prelude) == ["matplotlib", "numpy"]
 
 
 def test_our_variable_conversions_raise_no_numpy_copy_warning(case):

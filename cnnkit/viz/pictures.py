@@ -1,14 +1,12 @@
 """The pictures of a run: glue between run folders / models and the drawing code in plots.py.
 
-Imports of cnnkit.data and cnnkit.run stay inside the functions that need them: `plot architecture` and `plot
-kernels` load this module too, and must start fast (the bench's < 1 s).
+Imports of cnnkit.data, cnnkit.run, numpy and matplotlib stay inside the functions that need them: `plot architecture`
+and `plot kernels` load this module too, and must start fast (bench/pictures_speed.py: < 1 s).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
 
 from cnnkit.errors import CnnkitError, DataError
 
@@ -42,6 +40,8 @@ def confusion(
     evaluation=None,
 ) -> list[Path]:
     """Confusion matrix and the most confidently misclassified test images (`evaluation`: an Evaluation in hand)."""
+    import numpy as np
+
     from cnnkit.viz.plots import plot_confusion, plot_misclassified
 
     result = evaluation or _evaluate(run_or_model, data, data_dir)
@@ -96,17 +96,19 @@ def feature_maps(
     from cnnkit.viz.plots import plot_feature_maps
     from cnnkit.viz.probe import feature_maps as maps_for
 
+    target = None
     if model is None:
+        from cnnkit.run.evaluate import check_data, resolve_target
+
+        target = resolve_target(run_or_model)  # once: it reads run.json and parses the spec
         # Every path the user named is checked before _load_model imports TensorFlow.
         if image is not None:
             from cnnkit.data.images import check_image
 
             check_image(image)
         elif test_x is None:
-            from cnnkit.run.evaluate import check_data, resolve_target
-
-            check_data(resolve_target(run_or_model), data)
-        model = _load_model(run_or_model)
+            check_data(target, data)
+        model = _load_model(target)
     want = tuple(int(d) for d in model.input_shape[1:])
     if image is not None:
         sample = read_image_for(model, image)
@@ -115,7 +117,7 @@ def feature_maps(
     else:
         from cnnkit.run.evaluate import load_test_split, resolve_target
 
-        x, _, _ = load_test_split(resolve_target(run_or_model), data, data_dir, model)
+        x, _, _ = load_test_split(target or resolve_target(run_or_model), data, data_dir, model)
         if not 0 <= index < len(x):
             raise DataError(f"test image #{index} does not exist: the test split has {len(x)} images (0..{len(x) - 1})")
         sample = x[index].astype("float32") / 255.0
@@ -129,7 +131,7 @@ def feature_maps(
 
 def architecture(spec_file: Path, out: Path) -> Path:
     from cnnkit.spec.parse import load_spec
-    from cnnkit.viz.plots import plot_architecture
+    from cnnkit.viz.architecture import plot_architecture
 
     return plot_architecture(load_spec(spec_file).summary.to_dict(), out)
 
@@ -156,7 +158,7 @@ def draw_run_pictures(
     Uses what `train` holds in memory (model, arrays, spec, history, and the test set's `evaluation`, whose one
     predict pass gave the run's test metrics) rather than reading it back from disk or predicting again.
     """
-    from cnnkit.viz.plots import plot_architecture
+    from cnnkit.viz.architecture import plot_architecture
     from cnnkit.viz.probe import conv_layer_indices
 
     run_dir = Path(run_dir)
@@ -188,11 +190,13 @@ def _evaluate(run_or_model, data, data_dir):
     return evaluate(run_or_model, data=data, data_dir=data_dir)
 
 
-def _load_model(run_or_model):
-    from cnnkit.run.evaluate import resolve_target
+def _load_model(run_or_target):
+    """The model, for a forward pass or its weights only: not compiled (no optimizer, loss or metrics to build)."""
+    from cnnkit.run.evaluate import Target, resolve_target
     from cnnkit.run.modelfile import load_model
 
-    return load_model(resolve_target(run_or_model).model_path)
+    target = run_or_target if isinstance(run_or_target, Target) else resolve_target(run_or_target)
+    return load_model(target.model_path, compile=False)
 
 
 def _plot_folder(run_or_model, out) -> Path:
