@@ -33,7 +33,7 @@ def _ratio_claim(spread: dict | None, verdict: str, unit: str = "×") -> str:
     return f"no difference ({text})" if verdict == "no difference" else text
 
 
-def rows(results: dict) -> list[tuple[str, str, str, str]]:
+def rows(results: dict) -> list[tuple[str, str, str, str, str]]:
     bench = results["benchmarks"]
     out = []
     startup = bench.get("startup")
@@ -43,6 +43,7 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
         tf_free = all(not v["imports_tensorflow"] for v in cmds.values())
         out.append(
             (
+                "startup",
                 "start-up: " + " / ".join(f"`{k.split()[1]}`" for k in cmds),
                 text + (", no TensorFlow import" if tf_free else ", IMPORTS TensorFlow"),
                 f'`python -c "import tensorflow"` {startup["import_tensorflow"]["median_s"]:.2f} s',
@@ -55,6 +56,7 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
         slowest = max(v["subprocess_median_s"] for v in arch.values())
         out.append(
             (
+                "summary_speed",
                 "`plot architecture`, every config",
                 f"≤ {max(v['in_process_s'] for v in arch.values()):.2f} s in-process, "
                 f"≤ {slowest:.2f} s as a fresh process",
@@ -68,6 +70,7 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
         free = "no TensorFlow or matplotlib import" if not arch["imports"] else "IMPORTS " + ", ".join(arch["imports"])
         out.append(
             (
+                "pictures_speed",
                 "pictures, fresh process: `plot architecture configs/color.yaml` / `plot feature-maps` (1-epoch run)",
                 f"{arch['median']:.2f} s{_range([arch['min'], arch['max']])}, {free} / "
                 f"{maps['median']:.2f} s{_range([maps['min'], maps['max']])}",
@@ -87,6 +90,7 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
             pl = f"{train['plain_keras']['samples_per_s']:,} samples/s"
         out.append(
             (
+                "train_throughput",
                 f"training throughput, steady epochs (median of epochs 2–{train['config']['epochs']}, "
                 f"{rounds} interleaved rounds)",
                 cn,
@@ -99,6 +103,7 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
         if whole and whole["cnnkit_wall_s"]["median"] is not None:
             out.append(
                 (
+                    "train_throughput",
                     f"whole process, `train --epochs {whole['epochs']}` with pictures",
                     f"{whole['cnnkit_wall_s']['median']:.1f} s wall"
                     f"{_range([whole['cnnkit_wall_s']['min'], whole['cnnkit_wall_s']['max']], '{:.1f}')}, "
@@ -112,6 +117,7 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
         rss = train.get("ratio_peak_rss_spread") or {"median": train["ratio_peak_rss"]}
         out.append(
             (
+                "train_throughput",
                 "peak RSS while training",
                 f"{train['cnnkit']['peak_rss_mb']:,.0f} MB",
                 f"{train['plain_keras']['peak_rss_mb']:,.0f} MB (it copies the data to float64)",
@@ -124,6 +130,7 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
         v = evaluation["variants"]
         out.append(
             (
+                "eval_throughput",
                 f"test-set inference, {evaluation['config']['samples']:,} images "
                 f"(median of {evaluation['config']['repeats']})",
                 f"{v['cnnkit']['samples_per_s']:,} samples/s",
@@ -136,6 +143,7 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
         peak = flops["peak"]
         out.append(
             (
+                "flops",
                 "achieved training GFLOP/s (3 × forward MACs × 2)",
                 f"{flops['achieved_gflops']:.1f} GFLOP/s",
                 f"fp32 peak {peak['peak_gflops']:.1f} GFLOP/s = {peak['cores']} cores × {peak['fma_units_per_core']} "
@@ -148,6 +156,7 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
         sizes = [r["n_train"] for r in scaling["by_size"]]
         out.append(
             (
+                "scaling",
                 f"epoch time vs training-set size ({min(sizes) // 1000}k–{max(sizes) // 1000}k)",
                 f"∝ samples^{scaling['exponent_time_vs_samples']:.2f}",
                 "—",
@@ -157,11 +166,12 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
     return out + gpu_rows(bench.get("gpu_check"))
 
 
-def gpu_rows(gpu: dict | None) -> list[tuple[str, str, str, str]]:
+def gpu_rows(gpu: dict | None) -> list[tuple[str, str, str, str, str]]:
     """gpu_check.py's rows (measured on its own machine, named in the row), or one row saying nothing was."""
     if not gpu or "error" in gpu:
         return [
             (
+                "gpu_check",
                 "GPU paths: `train.precision=mixed_float16` on one GPU and `--strategy mirrored` (`make gpu-check`)",
                 "**not measured yet**: no machine with a GPU has run it",
                 "the notes' script on the same GPU",
@@ -180,6 +190,7 @@ def gpu_rows(gpu: dict | None) -> list[tuple[str, str, str, str]]:
         sps = run["samples_per_s"]
         out.append(
             (
+                "gpu_check",
                 f"GPU ({names[0]}), {what}, `train.precision=mixed_float16`, {gpu['config']['epochs']} epochs",
                 f"{sps['median']:,.0f} samples/s{span(sps)}, test accuracy {min(run['test_acc']):.2%}",
                 f"the notes' script, float32, same GPU: {plain['median']:,.0f} samples/s{span(plain)}",
@@ -190,18 +201,32 @@ def gpu_rows(gpu: dict | None) -> list[tuple[str, str, str, str]]:
     return out
 
 
+def where(results: dict, key: str) -> str:
+    """The day, CPU and load one benchmark ran under (results.json mixes runs after `run_all.py --only`)."""
+    entry = results["benchmarks"].get(key) or {}
+    if key == "gpu_check":
+        return "not yet" if not entry else f"{entry.get('started', '')[:10]}, GPU machine"
+    m = entry.get("measured") or {
+        "date": results.get("started", "")[:10],
+        "cpu_model": results["machine"]["cpu_model"],
+        "cpus": results["machine"]["cpus_usable"],
+        "loadavg_at_start": results["machine"]["loadavg_at_start"][0],
+    }
+    load = "" if m.get("loadavg_at_start") is None else f", load {m['loadavg_at_start']:.1f}"
+    return f"{m['date']}, {m['cpu_model']} ({m['cpus']} cores{load})"
+
+
 def table(results: dict) -> str:
     machine = results["machine"]
     lines = [
         START,
-        f"Measured {results.get('started', '')[:10]} on {machine['cpu_model']}, {machine['cpus_usable']} cores, "
-        f"TensorFlow {machine['tensorflow']}, Keras {machine['keras']}; load average "
-        f"{machine['loadavg_at_start'][0]:.1f} at the start. Ranges are [min–max] over rounds.",
+        f"TensorFlow {machine['tensorflow']}, Keras {machine['keras']}. Each row names the day and CPU it was measured "
+        "on, with the load average at its start. Ranges are [min–max] over rounds.",
         "",
-        "| benchmark | cnnkit | reference, same run | target / claim |",
-        "|---|---|---|---|",
+        "| benchmark | cnnkit | reference, same run | target / claim | measured |",
+        "|---|---|---|---|---|",
     ]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows(results)]
+    lines += [f"| {a} | {b} | {c} | {d} | {where(results, key)} |" for key, a, b, c, d in rows(results)]
     lines.append(END)
     return "\n".join(lines)
 

@@ -67,6 +67,16 @@ def machine() -> dict:
     }
 
 
+def measured(machine_facts: dict, started: str) -> dict:
+    """Where and when one benchmark ran: results.json mixes runs of different days (and machines) after --only."""
+    return {
+        "date": started[:10],
+        "cpu_model": machine_facts.get("cpu_model"),
+        "cpus": machine_facts.get("cpus_usable"),
+        "loadavg_at_start": (machine_facts.get("loadavg_at_start") or [None])[0],
+    }
+
+
 def run(name: str, extra: list[str]) -> dict:
     cmd = [sys.executable, str(BENCH / f"{name}.py"), *extra]
     log(f"== {name}: {' '.join(cmd[1:])}")
@@ -169,8 +179,11 @@ def main() -> int:
         "benchmarks": {},
     }
     if set(args.only) != set(ORDER) and out.is_file():
-        # Re-running some benchmarks keeps the others' last results (each one records its own load average).
-        report["benchmarks"] = json.loads(out.read_text()).get("benchmarks", {})
+        # Re-running some benchmarks keeps the others' last results, each with the machine and day it ran on.
+        previous = json.loads(out.read_text())
+        report["benchmarks"] = previous.get("benchmarks", {})
+        for entry in report["benchmarks"].values():
+            entry.setdefault("measured", measured(previous.get("machine", {}), previous.get("started", "")))
     for name in ORDER:
         if name not in args.only:
             continue
@@ -180,6 +193,7 @@ def main() -> int:
             if "cnnkit" in train:  # reuse the throughput just measured instead of training again
                 extra += ["--samples-per-s", str(train["cnnkit"]["samples_per_s"])]
         report["benchmarks"][name] = run(name, extra)
+        report["benchmarks"][name]["measured"] = measured(report["machine"], report["started"])
     report["machine"]["loadavg_at_end"] = loadavg()
     report["total_s"] = round(time.perf_counter() - started, 1)
     report["benchmarks"] = {name: report["benchmarks"][name] for name in ORDER if name in report["benchmarks"]}

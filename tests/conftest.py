@@ -1,4 +1,5 @@
-"""Shared test helpers: only a `report` fixture whose lines are printed in pytest's terminal summary."""
+"""Shared test helpers: a `report` fixture whose lines are printed in pytest's terminal summary, and the fixtures
+several test files use."""
 
 from __future__ import annotations
 
@@ -16,3 +17,12 @@ def report(request) -> list:
 def pytest_terminal_summary(terminalreporter, config):
     for line in config.stash.get(_REPORT, []):
         terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def deterministic_ops_restored():
+    """enable_op_determinism() is process-wide: switch it off again for the tests that follow."""
+    yield
+    from tensorflow.python.framework import config
+
+    config.disable_op_determinism()

@@ -42,4 +42,4 @@ def test_make_gpu_check_runs_the_script():
 
 def test_readme_table_says_the_gpu_paths_are_not_measured_without_a_result():
     (row,) = gpu_rows(None)
-    assert "**not measured yet**" in row[1]
+    assert "**not measured yet**" in row[2]

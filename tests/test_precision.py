@@ -123,3 +123,31 @@ def test_a_bfloat16_run_trains_says_so_and_writes_float32_files(tmp_path):
     assert keras.mixed_precision.global_policy().name == "float32"  # building left the global policy alone
     evaluated = cli("evaluate", run)
     assert evaluated.exit_code == 0, evaluated.output
+
+
+@pytest.mark.slow  # trains four tiny runs
+def test_speed_settings_change_no_result(tmp_path, deterministic_ops_restored):
+    """steps_per_execution and validation_batch_size only change how the work is dispatched: a deterministic run
+    ends with the same weights, and validation computes the same loss, whatever their values."""
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY.replace(", precision: mixed_bfloat16", ", precision: float32, deterministic: true"))
+    runs = {}
+    for name, sets in {
+        "reference": ["train.steps_per_execution=1", "train.validation_batch_size=32"],
+        "fused": ["train.steps_per_execution=4", "train.validation_batch_size=32"],
+        "big validation batches": ["train.steps_per_execution=1", "train.validation_batch_size=auto"],
+    }.items():
+        overrides = [arg for item in sets for arg in ("--set", item)]
+        result = cli("train", spec, *overrides, "--out", tmp_path / name, "--no-pictures")
+        assert result.exit_code == 0, result.output
+        run = (tmp_path / name / "latest").resolve()
+        runs[name] = (
+            json.loads((run / "run.json").read_text())["weights_sha256"],
+            json.loads((run / "history.json").read_text()),
+        )
+    reference_sha, reference_history = runs["reference"]
+    assert runs["fused"][0] == reference_sha
+    assert runs["big validation batches"][0] == reference_sha
+    for name in ("fused", "big validation batches"):
+        history = runs[name][1]
+        assert history["val_loss"] == pytest.approx(reference_history["val_loss"], rel=1e-5), name

@@ -118,15 +118,6 @@ def digits_source() -> str:
     return os.path.join(os.path.dirname(sklearn.datasets.__file__), "data", "digits.csv.gz")
 
 
-@pytest.fixture
-def deterministic_ops_restored():
-    """enable_op_determinism() is process-wide: switch it off again for the tests that follow."""
-    yield
-    from tensorflow.python.framework import config
-
-    config.disable_op_determinism()
-
-
 # ------------------------------------------------------------------------------------------- the run folder
 @pytest.mark.slow
 def test_train_writes_a_complete_run_folder_and_never_overwrites(tmp_path):
