@@ -1,6 +1,7 @@
 """Training throughput and peak memory: `cnnkit train configs/mnist.yaml` vs the notes' plain-Keras script.
 
-Usage: python bench/train_throughput.py [--epochs 4] [--rounds 5] [--whole-epochs 2] [--data-dir DIR] [--quick]
+Usage: python bench/train_throughput.py [--epochs 4] [--rounds 5] [--whole-epochs 2] [--subset N]
+                                       [--lever LABEL=KEY=VALUE ...] [--data-dir DIR] [--quick]
 
 Both sides train the same net (Conv32-Pool-Conv64-Pool-Dense64-Dense10) on the same mnist.npz, with
 Adam, batch 64, validation_split 0.2 and the same epoch count, each in its own process, interleaved
@@ -13,6 +14,11 @@ vary up to 2x between runs, so a claim holds only when every round agrees ("no d
 per-round ratios straddles 1.0). A second interleaved series times whole processes, `cnnkit train --epochs 2`
 with pictures against the plain script's 2 epochs (import, data, fit, test evaluation, exit): what a user waits.
 CPU seconds (user + system) are the second opinion: they move much less with load from other processes.
+
+Speed levers (DEFAULT_LEVERS, or --lever): each is one more cnnkit side in every round, trained with its --set
+values, and compared round by round with cnnkit's defaults; a lever is worth its default only when every round
+agrees. The rounds train on the first --subset images (default 20,000) so that 5 rounds of 4 sides fit an hour on
+two cores; epoch time is linear in the set size (bench/scaling.py), so samples/s and the ratios carry over.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import numpy as np
 from _common import (
     MNIST_SPEC,
     NOTES_SCRIPT,
+    REPO,
     cnnkit_cmd,
     data_dir,
     emit,
@@ -41,6 +48,15 @@ from _common import (
     verdict,
 )
 
+# The speed levers measured on/off in every run (issue 16): cnnkit's defaults are one side, each lever another, with
+# these --set values. A lever stays a default only while its verdict against the defaults is "better".
+DEFAULT_LEVERS = [
+    "validation at batch 64=train.validation_batch_size=64",  # off: default `auto` validates at up to 512
+    "steps_per_execution 16=train.steps_per_execution=16",  # on: the default is 1
+]
+# On a CPU where precision `auto` takes bfloat16, float32 is the lever's "off" side.
+FLOAT32_LEVER = "float32=train.precision=float32"
+DEFAULT_SUBSET = 20_000  # per-sample cost does not depend on the set size (bench/scaling.py); 5+ rounds fit an hour
 TARGET_SPEED_RATIO = 1.3  # issue 16: steady epochs >= 1.3x the plain script, every round agreeing
 TARGET_RSS_RATIO = 0.6
 EPOCH_LINE = re.compile(r"^epoch\s+(\d+)/(\d+)\s+([\d.]+)s\b")  # "epoch  9/12    2.1s ..."
@@ -121,6 +137,13 @@ def side_summary(runs: list[dict]) -> dict:
     }
 
 
+def _auto_is_mixed() -> bool:
+    sys.path.insert(0, str(REPO))
+    from cnnkit.run.precision import BF16_CPU_FLAGS, cpu_flags
+
+    return bool(set(BF16_CPU_FLAGS) & cpu_flags())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -130,7 +153,29 @@ def main() -> int:
     parser.add_argument("--whole-epochs", type=int, default=2, help="epochs of the whole-process series (0: skip)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--quick", action="store_true", help="3,000 train / 1,000 test samples, 2 epochs, 1 round")
+    parser.add_argument(
+        "--subset",
+        type=int,
+        default=DEFAULT_SUBSET,
+        help=f"train on the first N MNIST training images, 0: all 60,000 (default {DEFAULT_SUBSET:,}; test: all 10,000)",
+    )
+    parser.add_argument(
+        "--lever",
+        action="append",
+        default=None,
+        metavar="LABEL=KEY=VALUE[;KEY=VALUE]",
+        help="one more cnnkit side per lever, trained with these --set values, interleaved with the others "
+        "and compared with cnnkit's defaults round by round (e.g. 'spe16=train.steps_per_execution=16')",
+    )
     args = parser.parse_args()
+    if args.lever is None:
+        args.lever = DEFAULT_LEVERS + ([FLOAT32_LEVER] if _auto_is_mixed() else [])
+    levers = {}
+    for text in args.lever:
+        label, _, sets = text.partition("=")
+        if not label or "=" not in sets:
+            parser.error(f"--lever {text!r}: expected LABEL=KEY=VALUE[;KEY=VALUE]")
+        levers[label] = [arg for item in sets.split(";") for arg in ("--set", item)]
     if args.epochs < 1 or args.rounds < 1:
         parser.error("--epochs and --rounds must be >= 1")
     if not NOTES_SCRIPT.is_file():
@@ -141,8 +186,14 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="cnnkit-bench-") as tmp:
         tmp = Path(tmp)
-        npz = subset_npz(source, tmp, 3000, 1000) if args.quick else source
+        if args.quick:
+            npz, levers = subset_npz(source, tmp, 3000, 1000), {}
+        elif args.subset:
+            npz = subset_npz(source, tmp, args.subset, 10_000)
+        else:
+            npz = source
         cnnkit_runs, plain_runs = [], []
+        lever_runs = {label: [] for label in levers}
         load_start = loadavg()
         for r in range(args.rounds):
             log(f"train round {r + 1}/{args.rounds}: cnnkit ...")
@@ -153,6 +204,9 @@ def main() -> int:
             )
             plain_runs.append(run_plain(npz, args.epochs))
             log(f"  plain  {plain_runs[-1]['samples_per_s']:.0f} samples/s, {plain_runs[-1]['peak_rss_mb']:.0f} MB")
+            for label, extra in levers.items():
+                lever_runs[label].append(run_cnnkit(npz, args.epochs, tmp / f"{label}{r}", extra=extra))
+                log(f"  {label} {lever_runs[label][-1]['samples_per_s']:.0f} samples/s")
         whole_cnnkit, whole_plain = [], []
         for r in range(args.rounds if args.whole_epochs else 0):
             log(
@@ -183,6 +237,8 @@ def main() -> int:
                 "optimizer": "adam",
                 "validation_split": 0.2,
                 "quick": args.quick,
+                "train_subset": args.subset,
+                "n_train": cnnkit_runs[0]["n_train"],
             },
             "cnnkit": cnnkit,
             "plain_keras": plain,
@@ -208,6 +264,27 @@ def main() -> int:
                 "speedup_wall_spread": spread(whole_ratios),
                 "speedup_cpu_spread": spread(whole_cpu_ratios),
                 "verdict": verdict(whole_ratios),
+            },
+            # Each lever against cnnkit's defaults, round by round (> 1: the lever is faster).
+            "levers": {
+                label: {
+                    "set": levers[label][1::2],
+                    "samples_per_s": spread([r["samples_per_s"] for r in runs]),
+                    "test_acc": [round(r["test_acc"], 4) for r in runs],
+                    "ratio_vs_defaults_per_round": [
+                        round(v["samples_per_s"] / c["samples_per_s"], 3) for v, c in zip(runs, cnnkit_runs)
+                    ],
+                    "ratio_vs_defaults_spread": spread(
+                        [v["samples_per_s"] / c["samples_per_s"] for v, c in zip(runs, cnnkit_runs)]
+                    ),
+                    "ratio_vs_plain_spread": spread(
+                        [v["samples_per_s"] / p["samples_per_s"] for v, p in zip(runs, plain_runs)]
+                    ),
+                    "verdict_vs_defaults": verdict(
+                        [v["samples_per_s"] / c["samples_per_s"] for v, c in zip(runs, cnnkit_runs)]
+                    ),
+                }
+                for label, runs in lever_runs.items()
             },
             "target_ratio_samples_per_s": f">= {TARGET_SPEED_RATIO}",
             "meets_speed_target": speed_ratio >= TARGET_SPEED_RATIO and verdict(speed_ratios) == "better",

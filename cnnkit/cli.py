@@ -756,11 +756,11 @@ def report(
             raise CnnkitError(f"no web browser to open {path} with", hint="open the file by hand")
 
 
-def _write_report(run_dir, **_held):
+def _write_report(run_dir, run_info=None, **_held):
     """--no-pictures still leaves report.html (without pictures): every run has one page to share."""
     from cnnkit.viz.report import write_report
 
-    return write_report(run_dir)
+    return write_report(run_dir, run_info=run_info)
 
 
 def _say_which_model(target: Path) -> None:

@@ -237,7 +237,9 @@ def test_grad_cam_mass_lies_in_the_quadrant_that_decides_the_class(quadrant_run)
 
     run, x, y = quadrant_run
     # Trained with --no-pictures: still a report, saying how to draw the pictures.
-    assert "trained with <code>--no-pictures</code>" in (run / "report.html").read_text()
+    page = (run / "report.html").read_text()
+    assert "trained with <code>--no-pictures</code>" in page
+    assert "completed after" in page and "running" not in page
     model = load_model(run / "model.keras")
     found = gradcam.explain(model, x.astype("float32") / 255, true=y)
     assert np.mean([e.predicted == c for e, c in zip(found, y)]) > 0.9  # the net has learned the task

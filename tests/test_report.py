@@ -225,6 +225,8 @@ def test_mnist_two_epochs_leaves_a_report_that_renders(tmp_path):
     )
     run = (tmp_path / "runs" / "latest").resolve()
     page = assert_self_contained(run / "report.html", pictures=7)
+    # Written just before run.json says completed: the page says so too (it said "running after ? epoch(s)").
+    assert "completed after 2 epoch(s)" in (run / "report.html").read_text()
     assert [f["id"] for f in page.all("figure")][:4] == [
         "pic-curves",
         "pic-confusion",

@@ -58,7 +58,7 @@ class TrainRequest:
     resume: Path | None = None
     strategy: str | None = None
     # Called once the run is complete, as after_training(run_dir, model=, splits=, feed=, summary=, spec=, history=,
-    # evaluation=);
+    # evaluation=, run_info=);
     # the CLI passes viz.pictures.draw_run_pictures. A hook, because the run side never imports the picture side.
     after_training: Callable[..., object] | None = None
     # Called as on_metrics(history, metrics) once the test metrics are known, before the pictures are drawn: the
@@ -358,6 +358,8 @@ def _finish(request, spec, model, splits, feed, summary, run_dir, run_info, hist
     write_json(run_dir / "metrics.json", metrics)
     if request.on_metrics is not None:
         request.on_metrics(history, metrics)
+    epochs_run = len(next(iter(history.values()), []))
+    info = {**run_info, "status": "completed", "ended": _now(), "epochs_run": epochs_run}
     if request.after_training is not None and (cluster is None or cluster.is_chief):
         request.after_training(
             run_dir,
@@ -368,9 +370,8 @@ def _finish(request, spec, model, splits, feed, summary, run_dir, run_info, hist
             spec=spec,
             history=history,
             evaluation=evaluation,
+            run_info=info,  # what run.json says once the pictures are drawn: the report shows the run complete
         )
-    epochs_run = len(next(iter(history.values()), []))
-    info = {**run_info, "status": "completed", "ended": _now(), "epochs_run": epochs_run}
     write_json(run_dir / "run.json", {**info, "weights_sha256": weights_sha256})
     # Only now: a run killed before "completed" resumes from its finished state, not from scratch.
     shutil.rmtree(run_dir / checkpoint.FOLDER, ignore_errors=True)

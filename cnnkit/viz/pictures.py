@@ -151,7 +151,7 @@ def kernels(image_path: Path, names: list[str], out: Path, *, strides: int = 1, 
 
 
 def draw_run_pictures(
-    run_dir: Path, *, model, splits, feed, spec, history: dict, summary=None, evaluation=None
+    run_dir: Path, *, model, splits, feed, spec, history: dict, summary=None, evaluation=None, run_info=None
 ) -> list[Path]:
     """Every picture of a finished run, into RUN/plots/ (called at the end of `cnnkit train`).
 
@@ -180,7 +180,7 @@ def draw_run_pictures(
             paths.append(feature_maps(run_dir, model=model, test_x=test_x))
     from cnnkit.viz.report import write_report  # last: the page embeds every picture above
 
-    paths.append(write_report(run_dir))
+    paths.append(write_report(run_dir, run_info=run_info))
     return paths
 
 

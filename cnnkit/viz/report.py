@@ -75,10 +75,11 @@ PICTURES: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def write_report(run: Path, out: Path | None = None) -> Path:
-    """Render RUN/report.html (or `out`) from what the run folder holds; returns its path."""
+def write_report(run: Path, out: Path | None = None, run_info: dict | None = None) -> Path:
+    """Render RUN/report.html (or `out`) from what the run folder holds; returns its path. `run_info`: what run.json
+    is about to say (`cnnkit train` writes the report just before it marks the run completed)."""
     run_dir = resolve_run(run)
-    html = render(collect(run_dir))
+    html = render(collect(run_dir, run_info))
     return atomic_write(out or run_dir / REPORT, html)
 
 
@@ -95,12 +96,12 @@ def render(context: dict) -> str:
     return env.get_template("report.html.j2").render(**context)
 
 
-def collect(run_dir: Path) -> dict:
+def collect(run_dir: Path, run_info: dict | None = None) -> dict:
     """Everything the template shows, as plain values (numbers formatted here, not in the template)."""
     from cnnkit.spec.parse import load_spec
     from cnnkit.spec.summary import summarize
 
-    info = read_json(run_dir / "run.json", {})
+    info = run_info if run_info is not None else read_json(run_dir / "run.json", {})
     spec_text = (run_dir / "spec.yaml").read_text(encoding="utf-8")
     spec = load_spec(run_dir / "spec.yaml")
     summary = summarize(spec)
