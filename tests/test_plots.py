@@ -637,6 +637,11 @@ def test_architecture_input_block_is_not_drawn_in_the_reshape_colour(tmp_path):
     colours = [np.array(architecture._rgb(shape.fill)) / 255 for shape in fronts[:4]]  # input, Conv2D, Flatten, Dense
     # The input has a colour of its own: it used to be a grey one step from Flatten's "reshape" grey.
     assert all(np.abs(colours[0] - other).max() > 0.2 for other in colours[1:]), colours
+    # ...its side face too: white shaded like the other boxes is that grey again.
+    shapes = architecture.layout(summary).shapes
+    input_side, flatten_front = shapes[shapes.index(fronts[0]) + 2], fronts[2]
+    side_rgb, reshape_rgb = (np.array(architecture._rgb(s.fill)) / 255 for s in (input_side, flatten_front))
+    assert np.abs(side_rgb - reshape_rgb).max() > 0.15, (input_side.fill, flatten_front.fill)
     # ...and the PNG shows it: the middle of each front face has its colour.
     out = architecture.plot_architecture(summary, tmp_path / "a.png")
     with Image.open(out) as img:

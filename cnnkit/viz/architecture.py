@@ -303,7 +303,9 @@ def layout(summary: dict) -> Drawing:
                     top_face = ((bx, top), (right, top), (right + ox, top + oy), (bx + ox, top + oy))
                     side_face = ((right, bottom), (right + ox, bottom + oy), (right + ox, top + oy), (right, top))
                     shapes.append(Shape(top_face, _shade(g["colour"], 1.35), alpha))
-                    shapes.append(Shape(side_face, _shade(g["colour"], 0.78), alpha))
+                    # White shaded like the others would be the reshape grey: the input's side stays near-white.
+                    side = 0.93 if g["colour"] == _COLOURS[_INPUT] else 0.78
+                    shapes.append(Shape(side_face, _shade(g["colour"], side), alpha))
             texts.append(Text(x + g["slot"] / 2, label_top - 0.05, "\n".join(g["lines"]), _LABEL_PT, va="top"))
             left_anchor = (x0 - 0.04, centre)
             if prev_anchor is not None and j > 0:
