@@ -39,7 +39,7 @@ fuzz: $(STAMP)
 	CNNKIT_FUZZ_EXAMPLES=20000 $(BIN)/pytest -q tests/test_fuzz.py -p no:cacheprovider -s
 
 # SIGKILL `cnnkit train` at 50 seeded random moments (CNNKIT_CHAOS_KILLS, CNNKIT_CHAOS_SEED), resuming each time;
-# every run must end completed with weights bit-identical to an uninterrupted run. `make test` runs 10 kills.
+# every run must end completed with weights bit-identical to an uninterrupted run. `make test` runs 5, one per phase.
 chaos: $(STAMP)
 	CNNKIT_CHAOS_KILLS=$${CNNKIT_CHAOS_KILLS:-50} $(BIN)/pytest -q -rA tests/test_chaos.py -p no:cacheprovider
 

@@ -6,8 +6,10 @@ One long-lived run takes every kill (a restart costs TensorFlow's import, the ki
 at one phase, drawn in turn from TARGETS: start-up (imports, data, model), an epoch, a checkpoint or best.keras
 being written (its temp file is on disk), model.keras being written or the test evaluation, and the pictures.
 It waits for that phase's mark in the run folder, then kills at a random moment shortly after; a phase a
-resumed run no longer reaches is simply not killed in. CNNKIT_CHAOS_KILLS sets how many (10 in the normal
-suite, `make chaos` runs 50) and CNNKIT_CHAOS_SEED the seed.
+resumed run no longer reaches is simply not killed in. After every kill the folder it left must be consistent
+(runchecks.assert_consistent: only run files or temp-named ones, every JSON and model file whole, the
+checkpoint never ahead of the history). CNNKIT_CHAOS_KILLS sets how many (5 in the normal suite, one per
+phase; `make chaos` runs 50) and CNNKIT_CHAOS_SEED the seed.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from pathlib import Path
 
 import pytest
 from clitools import cli
+from runchecks import assert_consistent, status
 
 from cnnkit.run.checkpoint import read_manifest
 
-KILLS = int(os.environ.get("CNNKIT_CHAOS_KILLS", "10"))
+KILLS = int(os.environ.get("CNNKIT_CHAOS_KILLS", "5"))  # 5: each of TARGETS once
 SEED = int(os.environ.get("CNNKIT_CHAOS_SEED", "0"))
 SPEC = """\
 name: chaos
@@ -42,11 +45,7 @@ layers:
 data: {dataset: digits, max_samples: 600}
 train: {optimizer: adam, epochs: 5, batch_size: 16, seed: 3, deterministic: true, reduce_lr_on_plateau: {patience: 1}}
 """
-
-
-def status(run: Path) -> str | None:
-    path = run / "run.json"
-    return json.loads(path.read_text())["status"] if path.exists() else None
+EPOCHS = 5  # SPEC's train.epochs
 
 
 def phase(run: Path | None) -> str:
@@ -92,6 +91,8 @@ def test_sigkill_at_random_moments_then_resume_ends_bit_identical(tmp_path, repo
             if killed:
                 kills += 1
                 phases["start-up" if not _announced(out, started) else phase(the_run(out))] += 1
+                if the_run(out) is not None:  # `latest` names a run once it can be resumed
+                    assert_consistent(the_run(out), EPOCHS)
                 continue
             if code == 2 and "already completed" in text:
                 break  # killed after `completed` was written: resuming says so, which is the truth

@@ -1,7 +1,8 @@
 """`cnnkit evaluate`, `cnnkit predict` and `cnnkit plot ...` on one trained digits run, through the CLI.
 
-One small run is trained once for the whole file (module fixture); every test reads it, and the ones that
-write (eval.json, plots/) write different files, so the order of the tests does not matter.
+One small run is trained once per session (conftest's digits_run, which test_train.py checks too) and copied for
+this file; every test reads the copy, and the ones that write (eval.json, plots/) write different files, so the
+order of the tests does not matter.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clitools import cli
+from clitools import assert_picture, cli, refused
 from PIL import Image
 
 from cnnkit.viz.kernels import KERNELS
@@ -26,31 +27,18 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_SIZE = 359  # digits: 1,797 images, test_split 0.2
 
 
-def refused(*args) -> str:
-    """The stderr of a command that must fail with exit code 2 and one line."""
-    result = cli(*args, ok=False)
-    assert result.exit_code == 2, result.output
-    assert result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
-    return result.stderr
-
-
-def assert_picture(path: Path) -> None:
-    with Image.open(path) as img:
-        assert img.format == "PNG"
-        grey = np.asarray(img.convert("L"), dtype=np.float64)
-    assert grey.std() > 3, f"{path.name} looks blank"
-
-
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
+def run(digits_run, tmp_path_factory) -> Path:
+    """This file's copy of conftest's digits_run (configs/digits.yaml, 3 epochs), without its pictures: every plot
+    test here must write the file it checks."""
     import tensorflow as tf
 
     # Each CliRunner call loads the model afresh; TF then warns about retracing into a handler bound to an
     # earlier, closed capture stream. The warning is noise here.
     tf.get_logger().setLevel("ERROR")
-    out = tmp_path_factory.mktemp("evaluate") / "runs"
-    cli("train", REPO / "configs" / "digits.yaml", "--epochs", "3", "--no-pictures", "--out", out)
-    return (out / "latest").resolve()
+    run = digits_run.copy(tmp_path_factory.mktemp("evaluate") / "runs")
+    shutil.rmtree(run / "plots")
+    return run
 
 
 @pytest.fixture(scope="module")

@@ -15,24 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clitools import cli
+from clitools import TINY, cli, refused, train, write_spec
 from PIL import Image
 
 from cnnkit.run import export as export_module
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = os.environ.get("CNNKIT_DATA_DIR")
-TINY = """\
-name: tiny
-input_shape: [8, 8, 1]
-layers:
-  - Conv2D: {filters: 8, kernel_size: 3, padding: same, activation: relu}
-  - MaxPooling2D: {pool_size: 2}
-  - Flatten
-  - Dense: {units: 10, activation: softmax}
-data: {dataset: digits}
-train: {optimizer: {name: adam, learning_rate: 0.01}, epochs: 3, batch_size: 32}
-"""
 ARTEFACTS = {
     ("savedmodel", None): "model.savedmodel",
     ("tflite", None): "model.tflite",
@@ -47,21 +36,12 @@ def export_args(fmt, quantize):
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("export") / "runs"
-    spec = out.parent / "tiny.yaml"
-    spec.write_text(TINY)
-    cli("train", spec, "--no-pictures", "--out", out)
-    return (out / "latest").resolve()
+    """clitools' TINY net, 3 epochs on digits: every export below writes into its export/ folder."""
+    folder = tmp_path_factory.mktemp("export")
+    return train(write_spec(folder, TINY, "tiny.yaml"), folder / "runs")
 
 
 # --- without TensorFlow: refused requests and missing packages --------------------------------------------------
-
-
-def refused(*args, code: int = 2) -> str:
-    result = cli(*args, ok=False)
-    assert result.exit_code == code, result.output
-    assert result.stderr.count("\n") == 1, result.stderr
-    return result.stderr
 
 
 def test_wrong_format_and_quantize_are_one_line_errors(tmp_path):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clitools import cli
+from clitools import cli, refused
 
 from cnnkit.data import limits, load_splits
 from cnnkit.data.images import resize_warning
@@ -36,14 +36,6 @@ BOMB_REASON = (
 )
 BOMB_HINT = "(hint: shrink the image first, e.g. to the model's input size)"
 LABEL_HINT = "(hint: labels are integers in [0, classes), and cnnkit caps classes at 10,000)"
-
-
-def refused(*args) -> str:
-    """The stderr of a command that must fail with exit code 2 and exactly one line."""
-    result = cli(*args, ok=False)
-    assert result.exit_code == 2, result.output
-    assert result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
-    return result.stderr
 
 
 def fingerprint(folder: Path) -> dict:

@@ -239,35 +239,10 @@ def test_mnist_two_epochs_leaves_a_report_that_renders(tmp_path):
 
 
 @pytest.mark.slow
-def test_three_channel_run_report_renders(tmp_path):
-    """Real digits tinted into RGB (each class its own colour cast), 3 epochs."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    grey = (digits.images * (255 / 16)).astype(np.uint8)
-    tint = np.random.default_rng(0).uniform(0.4, 1.0, size=(10, 3))
-    rgb = (grey[..., None] * tint[digits.target][:, None, None, :]).astype(np.uint8)
-    np.savez(
-        tmp_path / "rgb.npz",
-        x_train=rgb[:1400],
-        y_train=digits.target[:1400],
-        x_test=rgb[1400:],
-        y_test=digits.target[1400:],
-    )
-    (tmp_path / "spec.yaml").write_text(
-        f"""name: rgb-digits
-input_shape: [8, 8, 3]
-layers:
-  - Conv2D: {{filters: 16, kernel_size: 3, padding: same, activation: relu}}
-  - MaxPooling2D
-  - Flatten
-  - Dense: {{units: 10, activation: softmax}}
-data: {{dataset: npz, path: {tmp_path / "rgb.npz"}}}
-train: {{epochs: 3, batch_size: 32}}
-"""
-    )
-    cli("train", tmp_path / "spec.yaml", "--out", tmp_path / "runs")
-    run = (tmp_path / "runs" / "latest").resolve()
+def test_three_channel_run_report_renders(rgb_digits_run, tmp_path):
+    """Real digits tinted into RGB (each class its own colour cast), 3 epochs: conftest's rgb_digits_run, shared
+    with test_train.py."""
+    run = rgb_digits_run
     with Image.open(run / "plots" / "gradcam_misclassified.png") as img:
         pixels = np.asarray(img.convert("RGB"), dtype=np.int16)
     assert (np.abs(pixels[..., 0] - pixels[..., 2]) > 40).mean() > 0.02  # heat colours and colour inputs

@@ -1,7 +1,6 @@
 """Killed and broken runs: whatever moment a training process dies at, its run folder stays consistent and
 `cnnkit train --resume RUN` finishes it.
 
-* Real SIGKILLs at seeded random moments (subprocesses).
 * The same crash at chosen moments, in-process: a `Killed` exception (a BaseException, like the signal nothing
   catches it) raised from inside one of train()'s writes, which leaves the folder exactly as a SIGKILL there would.
 * A damaged checkpoint (which no kill can make: every file is renamed into place whole) is reported, not trained
@@ -11,6 +10,9 @@
 
 Decided and pinned: a folder killed before its spec.yaml was written cannot be resumed (there is no spec to resume
 with); --resume says so in one line. A folder with spec.yaml but no run.json yet resumes normally.
+
+Real SIGKILLs at random moments are test_chaos.py's: it checks the folder after every kill with the same
+runchecks.assert_consistent, then resumes and requires bit-identical weights.
 """
 
 from __future__ import annotations
@@ -18,15 +20,13 @@ from __future__ import annotations
 import errno
 import json
 import os
-import random
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from clitools import cli
+from runchecks import assert_consistent, rows, status
 from typer.testing import CliRunner
 
 from cnnkit.cli import app
@@ -47,20 +47,6 @@ layers:
 data: {{dataset: digits, max_samples: 400}}
 train: {{optimizer: adam, epochs: {EPOCHS}, batch_size: 32}}
 """
-FINAL_NAMES = {
-    "spec.yaml",
-    "run.json",
-    "history.json",
-    "history.csv",
-    "best.keras",
-    "model.keras",
-    "metrics.json",
-    "eval.json",
-    "plots",
-    "report.html",
-    "checkpoint",
-    "tensorboard",  # append-only event files: a kill cuts at most the last record, which TensorBoard skips
-}
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 HINT = "(hint: free disk space or check the folder's permissions)"
 
@@ -69,67 +55,9 @@ class Killed(BaseException):
     """Stands in for SIGKILL: no `except Exception` (nor train()'s own handlers) stops it."""
 
 
-def cli(*args, ok: bool = True):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if ok and result.exit_code != 0:
-        raise AssertionError(f"exit {result.exit_code}\n{result.output}") from result.exception
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
-
-
 def the_run(out: Path) -> Path:
     (run,) = [p for p in out.iterdir() if p.is_dir() and not p.is_symlink()]
     return run
-
-
-def rows(run: Path) -> int:
-    history = json.loads((run / "history.json").read_text())
-    lengths = {len(v) for v in history.values()}
-    assert len(lengths) == 1, history
-    return lengths.pop()
-
-
-def status(run: Path) -> str | None:
-    path = run / "run.json"
-    return json.loads(path.read_text())["status"] if path.exists() else None
-
-
-def assert_consistent(run: Path) -> str:
-    """Every file that looks final is complete; returns a short description of the state, for messages."""
-    from cnnkit.run.modelfile import load_model
-    from cnnkit.spec.parse import load_spec
-
-    for path in run.iterdir():
-        if path.name.startswith("."):  # leftovers of a write that was cut short are named as temp files
-            assert path.name.endswith((".tmp", ".tmp.keras")), f"{path.name}: hidden, but not a temp file"
-        else:
-            assert path.name in FINAL_NAMES, f"{path.name}: not a run file"
-    for path in run.glob("*.json"):  # cnnkit's own JSON files are written atomically: always whole
-        json.loads(path.read_text())
-    if (run / "spec.yaml").exists():
-        load_spec(run / "spec.yaml")
-    for name in ("best.keras", "model.keras"):
-        if (run / name).exists():
-            load_model(run / name)
-    n = rows(run) if (run / "history.json").exists() else 0
-    if (run / "history.csv").exists():  # written right after history.json
-        assert len((run / "history.csv").read_text().splitlines()) - 1 in (n - 1, n)
-    if (run / "metrics.json").exists():  # written after model.keras
-        assert (run / "model.keras").exists()
-    if status(run) == "completed":
-        assert (run / "model.keras").exists() and n == EPOCHS
-    folder = run / "checkpoint"
-    if folder.exists():
-        whole = [p.name for p in folder.iterdir() if not p.name.startswith(".")]
-        assert set(whole) <= {"manifest.json"} | {p.name for p in folder.glob("state-*.npz")}, whole
-        assert len([n for n in whole if n.startswith("state-")]) <= 2  # the older one goes after the manifest moved
-    manifest = read_manifest(run)
-    if manifest is not None:
-        # The history row of an epoch is written before its checkpoint: the checkpoint is never ahead of it.
-        assert manifest["epoch"] in (n - 1, n) and len(manifest["history"]["loss"]) == manifest["epoch"]
-        assert (folder / manifest["state"]).is_file()
-    return f"status={status(run)} epochs={n} files={sorted(p.name for p in run.iterdir())}"
 
 
 def assert_resumes(run: Path) -> str:
@@ -144,7 +72,7 @@ def assert_resumes(run: Path) -> str:
         result = cli("train", "--resume", run)
     assert status(run) == "completed" and rows(run) == EPOCHS
     assert not (run / "checkpoint").exists()
-    assert_consistent(run)
+    assert_consistent(run, EPOCHS)
     return result.stdout
 
 
@@ -157,86 +85,6 @@ def spec(tmp_path) -> Path:
     path = tmp_path / "killme.yaml"
     path.write_text(SPEC)
     return path
-
-
-# ------------------------------------------------------------------------------ real SIGKILL, random moments
-def _progress(out: Path) -> int | None:
-    """None before the run folder exists, else the number of epochs in its history."""
-    runs = [d for d in out.iterdir() if d.is_dir() and not d.is_symlink()] if out.exists() else []
-    if not runs:
-        return None
-    history = runs[0] / "history.json"
-    return len(json.loads(history.read_text())["loss"]) if history.exists() else 0  # written atomically
-
-
-def _start_and_kill(spec: Path, tmp_path: Path, attempts: range, rng: random.Random) -> list[Path]:
-    """Start one training process per attempt (side by side: TF's import dominates and overlaps) and SIGKILL each
-    at a random moment: a random point of progress (the folder appears, or epoch k's history row does), then a
-    random 0-0.6 s more, which lands in setup, in an epoch, in a checkpoint write or in the final saves.
-    Anchoring on progress spreads the kills over the whole run however busy the box is. Returns the folders."""
-    procs = []
-    for attempt in attempts:
-        out = tmp_path / f"runs{attempt}"
-        log = open(tmp_path / f"stderr{attempt}", "w")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cnnkit", "train", str(spec), "--no-pictures", "--out", str(out)],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            cwd=tmp_path,
-        )
-        procs.append(
-            {
-                "out": out,
-                "proc": proc,
-                "log": log,
-                "anchor": rng.randint(0, EPOCHS),
-                "jitter": rng.uniform(0.0, 0.6),
-                "at": None,
-            }
-        )
-    try:
-        deadline = time.monotonic() + 300
-        pending = list(procs)
-        while pending:
-            now = time.monotonic()
-            assert now < deadline, "the training processes did not finish their part within 300 s"
-            for p in list(pending):
-                if p["at"] is None:
-                    done = _progress(p["out"])
-                    if done is not None and done >= p["anchor"]:
-                        p["at"] = now + p["jitter"]
-                    elif p["proc"].poll() is not None:
-                        assert p["proc"].returncode == 0, Path(p["log"].name).read_text()
-                        pending.remove(p)  # finished before its moment came: a completed run is checked too
-                elif now >= p["at"]:
-                    p["proc"].send_signal(signal.SIGKILL)
-                    p["proc"].wait(timeout=60)
-                    pending.remove(p)
-            time.sleep(0.005)
-    finally:
-        for p in procs:
-            if p["proc"].poll() is None:
-                p["proc"].kill()
-                p["proc"].wait()
-            p["log"].close()
-    return [the_run(p["out"]) for p in procs]
-
-
-@pytest.mark.slow
-def test_sigkill_at_random_moments_leaves_a_resumable_folder(tmp_path, spec):
-    rng = random.Random(0)
-    states = []
-    for run in _start_and_kill(spec, tmp_path, range(5), rng):  # 5 kills, side by side
-        state = assert_consistent(run)
-        states.append(f"{run.parent.name}: {state}")
-        if not (run / "spec.yaml").exists():  # killed in the microseconds between mkdir and spec.yaml
-            assert cli("train", "--resume", run, ok=False).stderr.startswith(f"Error: {run} is not a cnnkit run")
-            continue
-        try:
-            assert_resumes(run)
-        except AssertionError as error:
-            raise AssertionError(f"killed at {state}: {error}") from error
-    print("\n".join(states))
 
 
 # ------------------------------------------------------------------------- the same crash, at chosen moments
@@ -303,7 +151,7 @@ def test_killed_between_history_and_checkpoint_rewrites_that_epoch(tmp_path, spe
     monkeypatch.undo()
     assert rows(run) == 1 and status(run) == "running"
     assert read_manifest(run)["epoch"] == 1
-    assert_consistent(run)
+    assert_consistent(run, EPOCHS)
     assert epoch_lines(assert_resumes(run)) == [f"{e}/{EPOCHS}" for e in range(2, EPOCHS + 1)]
 
 
@@ -323,7 +171,7 @@ def test_killed_after_the_last_epoch_does_not_train_again(moment, tmp_path, spec
     monkeypatch.undo()
     history = (run / "history.json").read_text()
     assert rows(run) == EPOCHS and status(run) == "running" and read_manifest(run)["finished"]
-    assert_consistent(run)
+    assert_consistent(run, EPOCHS)
     stdout = assert_resumes(run)
     assert epoch_lines(stdout) == [] and (run / "history.json").read_text() == history  # nothing retrained
 
@@ -402,7 +250,7 @@ def _fail_fsync_from(monkeypatch, n: int) -> None:
 def assert_nothing_presented_as_complete(run: Path) -> None:
     assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # temp files are cleaned up
     assert not (run / "model.keras").exists() and not (run / "metrics.json").exists()
-    assert_consistent(run)
+    assert_consistent(run, EPOCHS)
 
 
 def test_full_disk_at_the_start(tmp_path, spec, monkeypatch):

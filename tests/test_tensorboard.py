@@ -8,20 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clitools import cli
+from clitools import TINY, train, write_spec
 
 from cnnkit.run.tensorboard import histogram
 
-TINY = """\
-name: tiny
-input_shape: [8, 8, 1]
-layers:
-  - Conv2D: {filters: 4, kernel_size: 3, padding: same, activation: relu}
-  - Flatten
-  - Dense: {units: 10, activation: softmax}
-data: {dataset: digits, max_samples: 300}
-train: {optimizer: adam, epochs: 2, batch_size: 32}
-"""
+# clitools' TINY net (one conv, one dense layer: 4 weight tensors), 2 epochs on 300 samples.
+SPEC = TINY.replace("{dataset: digits}", "{dataset: digits, max_samples: 300}").replace("epochs: 3", "epochs: 2")
 
 
 def read_events(folder: Path) -> list:
@@ -48,12 +40,8 @@ def summaries(events) -> dict:
     return out
 
 
-def train(tmp_path: Path, *overrides) -> Path:
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    spec = tmp_path / "tiny.yaml"
-    spec.write_text(TINY)
-    cli("train", spec, "--no-pictures", "--out", tmp_path / "runs", *overrides)
-    return (tmp_path / "runs" / "latest").resolve()
+def train_tiny(tmp_path: Path, *overrides) -> Path:
+    return train(write_spec(tmp_path, SPEC, "tiny.yaml"), tmp_path / "runs", *overrides)
 
 
 @pytest.mark.slow
@@ -61,7 +49,7 @@ def test_a_two_epoch_run_holds_every_per_epoch_scalar_and_the_graph(tmp_path, mo
     import sys
 
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # written without the tensorboard package
-    run = train(tmp_path)
+    run = train_tiny(tmp_path)
     history = json.loads((run / "history.json").read_text())
     train_events = read_events(run / "tensorboard" / "train")
     scalars = summaries(train_events)
@@ -84,14 +72,14 @@ def test_a_two_epoch_run_holds_every_per_epoch_scalar_and_the_graph(tmp_path, mo
 
 @pytest.mark.slow
 def test_histograms_on_request_and_nothing_when_off(tmp_path):
-    run = train(tmp_path / "on", "--set", "train.tensorboard={histograms: true, graph: false}")
+    run = train_tiny(tmp_path / "on", "--set", "train.tensorboard={histograms: true, graph: false}")
     found = summaries(read_events(run / "tensorboard" / "train"))
     kernels = [tag for tag, plugin in found if plugin == "histograms"]
     assert len(kernels) == 4  # conv kernel + bias, dense kernel + bias
     buckets = next(iter(found[(kernels[0], "histograms")].values()))
     assert buckets.shape[1] == 3 and buckets[:, 2].sum() > 0
     assert not [e for e in read_events(run / "tensorboard" / "train") if e.WhichOneof("what") == "graph_def"]
-    off = train(tmp_path / "off", "--epochs", "1", "--set", "train.tensorboard=false")
+    off = train_tiny(tmp_path / "off", "--epochs", "1", "--set", "train.tensorboard=false")
     assert not (off / "tensorboard").exists()
 
 

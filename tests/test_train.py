@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clitools import cli
+from clitools import TINY, assert_picture, cli, write_spec
 from PIL import Image
 
 import cnnkit
@@ -28,18 +28,6 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 DATA_DIR = os.environ.get("CNNKIT_DATA_DIR")
 
-# A small conv net on digits: a few hundred samples train in well under a second per epoch.
-TINY = """\
-name: tiny
-input_shape: [8, 8, 1]
-layers:
-  - Conv2D: {filters: 8, kernel_size: 3, padding: same, activation: relu}
-  - MaxPooling2D: {pool_size: 2}
-  - Flatten
-  - Dense: {units: 10, activation: softmax}
-data: {dataset: digits}
-train: {optimizer: adam, epochs: 3, batch_size: 32}
-"""
 # Trains one good epoch (10 batches of 32 at lr 0.01), then the schedule jumps to 1e30 and an MSE head overflows:
 # the loss is inf/NaN in the first batch of epoch 2, every time (seeded).
 DIVERGES = """\
@@ -74,12 +62,6 @@ PICTURES = {"curves.png", "architecture.png", "confusion.png", "misclassified.pn
 PICTURES |= {"gradcam_misclassified.png"}
 
 
-def write_spec(folder: Path, text: str, name: str = "spec.yaml") -> Path:
-    path = folder / name
-    path.write_text(text)
-    return path
-
-
 def history_rows(run: Path) -> int:
     history = json.loads((run / "history.json").read_text())
     lengths = {len(v) for v in history.values()}
@@ -95,13 +77,6 @@ def weights(path: Path) -> list[np.ndarray]:
     from cnnkit.run.modelfile import load_model
 
     return load_model(path).get_weights()
-
-
-def assert_picture(path: Path) -> None:
-    with Image.open(path) as img:
-        assert img.format == "PNG"
-        grey = np.asarray(img.convert("L"), dtype=np.float64)
-    assert grey.std() > 3, f"{path.name} looks blank"
 
 
 def need_data(name: str = "mnist.npz") -> Path:
@@ -120,14 +95,14 @@ def digits_source() -> str:
 
 # ------------------------------------------------------------------------------------------- the run folder
 @pytest.mark.slow
-def test_train_writes_a_complete_run_folder_and_never_overwrites(tmp_path):
+def test_train_writes_a_complete_run_folder_and_never_overwrites(digits_run, tmp_path):
+    """`cnnkit train configs/digits.yaml --epochs 3` (conftest's digits_run, shared with test_evaluate.py)."""
     import keras
     import tensorflow as tf
 
-    out = tmp_path / "runs"
-    result = cli("train", CONFIGS / "digits.yaml", "--epochs", "3", "--out", out)
+    out = digits_run.out
     (run,) = run_dirs(out)
-    assert result.stdout.rstrip().endswith(f"Run folder: {run}")
+    assert digits_run.stdout.rstrip().endswith(f"Run folder: {run}")
     assert (out / "latest").resolve() == run
     assert {p.name for p in run.iterdir()} == RUN_FILES  # checkpoint/ is gone once the run completed
 
@@ -167,7 +142,10 @@ def test_train_writes_a_complete_run_folder_and_never_overwrites(tmp_path):
     for picture in (run / "plots").iterdir():
         assert_picture(picture)
 
-    # A second run of the same spec (same second, same name) gets its own folder; `latest` moves to it.
+    # A second run of the same spec gets its own folder; `latest` moves to it, the first is untouched. (Into a copy
+    # of the --out folder: the session's digits_run stays as trained.)
+    out = tmp_path / "runs"
+    run = digits_run.copy(out)
     before = (run / "run.json").read_text()
     cli(
         "train",
@@ -538,37 +516,10 @@ def assert_run_pictures(run: Path) -> None:
 
 
 @pytest.mark.slow  # trains
-def test_three_channel_run_draws_colour_pictures(tmp_path):
-    """A CIFAR-style 3-channel run: real digits tinted into RGB (each class its own colour cast)."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    grey = (digits.images * (255 / 16)).astype(np.uint8)
-    tint = np.random.default_rng(0).uniform(0.4, 1.0, size=(10, 3))
-    rgb = (grey[..., None] * tint[digits.target][:, None, None, :]).astype(np.uint8)
-    np.savez(
-        tmp_path / "rgb.npz",
-        x_train=rgb[:1400],
-        y_train=digits.target[:1400],
-        x_test=rgb[1400:],
-        y_test=digits.target[1400:],
-    )
-    spec = write_spec(
-        tmp_path,
-        f"""
-name: rgb-digits
-input_shape: [8, 8, 3]
-layers:
-  - Conv2D: {{filters: 16, kernel_size: 3, padding: same, activation: relu}}
-  - MaxPooling2D
-  - Flatten
-  - Dense: {{units: 10, activation: softmax}}
-data: {{dataset: npz, path: {tmp_path / "rgb.npz"}}}
-train: {{epochs: 3, batch_size: 32}}
-""",
-    )
-    cli("train", spec, "--out", tmp_path / "runs")
-    run = (tmp_path / "runs" / "latest").resolve()
+def test_three_channel_run_draws_colour_pictures(rgb_digits_run):
+    """A CIFAR-style 3-channel run: real digits tinted into RGB (conftest's rgb_digits_run, shared with
+    test_report.py)."""
+    run = rgb_digits_run
     assert_run_pictures(run)
     with Image.open(run / "plots" / "filters.png") as img:
         pixels = np.asarray(img.convert("RGB"), dtype=np.int16)
