@@ -128,6 +128,25 @@ def test_resumed_run_is_bit_identical_to_the_uninterrupted_one(kill_at, spec, un
     assert not (run / "checkpoint").exists() and not [p for p in run.iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_a_mixed_precision_run_resumes_bit_identical(policy, tmp_path, monkeypatch):
+    """The checkpoint of a mixed-precision run holds its optimizer's state too (mixed_float16: the loss-scale
+    optimizer's scale and counter), and a resumed run takes the policy it started with from run.json."""
+    spec = tmp_path / "mixed.yaml"
+    spec.write_text(SPEC.replace("  deterministic: true", f"  deterministic: true\n  precision: {policy}"))
+    cli("train", spec, "--no-pictures", "--out", tmp_path / "whole")
+    (whole,) = run_dirs(tmp_path / "whole")
+    kill_on(monkeypatch, "cnnkit.run.checkpoint.atomic_write", nth_call(3))  # after epoch 2's checkpoint
+    run = train_until_killed(spec, tmp_path / "runs")
+    monkeypatch.undo()
+    result = cli("train", "--resume", run, "--no-pictures")
+    assert epoch_lines(result.stdout)[0] == f"2/{EPOCHS}"
+    assert info(run)["precision"]["policy"] == policy
+    assert info(run)["weights_sha256"] == info(whole)["weights_sha256"]
+    assert (run / "history.json").read_text() == (whole / "history.json").read_text()
+
+
 def pasted(hint: str) -> list[str]:
     """The command a hint or note tells the user to run, as argv after `cnnkit`."""
     command = hint[hint.index("cnnkit train") :].rstrip(")\n")
