@@ -151,3 +151,18 @@ def test_speed_settings_change_no_result(tmp_path, deterministic_ops_restored):
     for name in ("fused", "big validation batches"):
         history = runs[name][1]
         assert history["val_loss"] == pytest.approx(reference_history["val_loss"], rel=1e-5), name
+
+
+def test_validation_batch_auto_is_capped_by_the_widest_activation():
+    from cnnkit.run.batching import ACTIVATION_BUDGET, MAX_INFERENCE_BATCH, inference_batch
+
+    small = load_spec_text(TINY)
+    assert inference_batch(small, 32) == MAX_INFERENCE_BATCH  # 8x8x8 floats: the cap, not the budget, decides
+    wide = load_spec_text(
+        TINY.replace("input_shape: [8, 8, 1]", "input_shape: [64, 64, 3]").replace("filters: 8", "filters: 64")
+    )
+    widest = 64 * 64 * 64 * 4  # bytes of the first Conv2D's output per image: 1 MiB
+    assert inference_batch(wide, 32) == 128 == ACTIVATION_BUDGET // widest
+    assert inference_batch(wide, 256) == 256  # never below the training batch, which fits already
+    chosen = TINY.replace("precision: mixed_bfloat16", "precision: float32, validation_batch_size: 100")
+    assert inference_batch(load_spec_text(chosen), 32) == 100
