@@ -318,13 +318,13 @@ def train(
     )
     reporter = Reporter(out)
 
-    def print_result(history: dict, metrics: dict) -> None:
+    def print_result(history: dict, metrics: dict, draws: bool) -> None:
         reporter.close()  # the live bars end before the table
         out.print(history_table(history))
         for split, values in metrics.items():
             if values:
                 out.print(f"{split:5s}  {fmt_logs(values)}")
-        if not no_pictures:
+        if draws and not no_pictures:
             out.print("drawing the pictures into plots/ and report.html ...", style="dim")
 
     request.on_metrics = print_result

@@ -103,6 +103,9 @@ def test_train_writes_a_complete_run_folder_and_never_overwrites(digits_run, tmp
     out = digits_run.out
     (run,) = run_dirs(out)
     assert digits_run.stdout.rstrip().endswith(f"Run folder: {run}")
+    # The result is printed once the test metrics are known, before the pictures are drawn.
+    printed = digits_run.stdout
+    assert printed.index("test   loss") < printed.index("drawing the pictures") < printed.index("Run folder:")
     assert (out / "latest").resolve() == run
     assert {p.name for p in run.iterdir()} == RUN_FILES  # checkpoint/ is gone once the run completed
 
@@ -121,6 +124,11 @@ def test_train_writes_a_complete_run_folder_and_never_overwrites(digits_run, tmp
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics) == {"train", "val", "test"}
     assert all({"loss", "accuracy"} <= set(metrics[split]) for split in metrics)
+    # One predict pass gave both: the compiled accuracy must be the argmax accuracy (it once added onto the last
+    # validation pass's metric state).
+    evaluation = json.loads((run / "eval.json").read_text())
+    assert metrics["test"] == evaluation["metrics"]
+    assert metrics["test"]["accuracy"] == pytest.approx(evaluation["accuracy"], abs=1e-6)
     assert metrics["train"]["loss"] == history["loss"][-1]
     assert metrics["test"]["accuracy"] > 0.5  # 3 epochs already learn digits (chance is 0.1)
 

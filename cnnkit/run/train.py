@@ -61,9 +61,9 @@ class TrainRequest:
     # evaluation=, run_info=);
     # the CLI passes viz.pictures.draw_run_pictures. A hook, because the run side never imports the picture side.
     after_training: Callable[..., object] | None = None
-    # Called as on_metrics(history, metrics) once the test metrics are known, before the pictures are drawn: the
-    # CLI prints the result there, so the user reads it while the pictures are still being drawn.
-    on_metrics: Callable[[dict, dict], object] | None = None
+    # Called as on_metrics(history, metrics, draws) once the test metrics are known, before after_training (which
+    # runs when `draws`): the CLI prints the result there, so the user reads it while the pictures are drawn.
+    on_metrics: Callable[[dict, dict, bool], object] | None = None
 
 
 @dataclass
@@ -356,11 +356,12 @@ def _finish(request, spec, model, splits, feed, summary, run_dir, run_info, hist
         metrics["test"] = evaluation.metrics
         write_json(run_dir / "eval.json", evaluation.to_dict())
     write_json(run_dir / "metrics.json", metrics)
+    draws = request.after_training is not None and (cluster is None or cluster.is_chief)
     if request.on_metrics is not None:
-        request.on_metrics(history, metrics)
+        request.on_metrics(history, metrics, draws)
     epochs_run = len(next(iter(history.values()), []))
     info = {**run_info, "status": "completed", "ended": _now(), "epochs_run": epochs_run}
-    if request.after_training is not None and (cluster is None or cluster.is_chief):
+    if draws:
         request.after_training(
             run_dir,
             model=model,
