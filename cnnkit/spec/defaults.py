@@ -35,10 +35,9 @@ TRAIN_DEFAULTS = {
     "early_stopping": None,  # {patience: 3, ...}: Keras EarlyStopping arguments
     "reduce_lr_on_plateau": None,  # {factor: 0.5, patience: 2, ...}: Keras ReduceLROnPlateau arguments
     # float32 | mixed_bfloat16 | mixed_float16 | auto. auto: mixed_float16 on a GPU with tensor cores (compute
-    # capability >= 7.0), mixed_bfloat16 on a CPU with AMX or AVX512-BF16 (bench/results.json, train_throughput:
-    # measured faster there), float32 elsewhere. Variables stay float32 and model files are always float32, so a
-    # run's files evaluate and export alike on any machine. (`mixed_precision: true`, the 0.1 key, is read as
-    # mixed_float16.)
+    # capability >= 7.0), mixed_bfloat16 on a CPU with AMX (measured x1.9 there), float32 elsewhere
+    # (cnnkit/run/precision.py). Variables stay float32 and model files are always float32, so a run's files
+    # evaluate and export alike on any machine. (`mixed_precision: true`, the 0.1 key, is read as mixed_float16.)
     "precision": "auto",
     # Batches per compiled call (Keras' compile(steps_per_execution=)): fewer trips from Python into the graph;
     # the progress bar and Ctrl-C then act every N batches. 1 = every batch, Keras' default (see bench/README.md
