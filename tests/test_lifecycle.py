@@ -129,10 +129,10 @@ def test_resumed_run_is_bit_identical_to_the_uninterrupted_one(kill_at, spec, un
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-def test_a_mixed_precision_run_resumes_bit_identical(policy, tmp_path, monkeypatch):
+def test_a_mixed_precision_run_resumes_bit_identical(tmp_path, monkeypatch):
     """The checkpoint of a mixed-precision run holds its optimizer's state too (mixed_float16: the loss-scale
     optimizer's scale and counter), and a resumed run takes the policy it started with from run.json."""
+    policy = "mixed_float16"  # the one whose optimizer has state of its own; bfloat16 needs no loss scaling
     spec = tmp_path / "mixed.yaml"
     spec.write_text(SPEC.replace("  deterministic: true", f"  deterministic: true\n  precision: {policy}"))
     cli("train", spec, "--no-pictures", "--out", tmp_path / "whole")
