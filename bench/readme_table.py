@@ -149,9 +149,14 @@ def rows(results: dict) -> list[tuple[str, str, str, str, str]]:
         out.append(
             (
                 "train_throughput",
-                "peak RSS while training",
+                "peak RSS while training" + _images(train["config"]),
                 f"{train['cnnkit']['peak_rss_mb']:,.0f} MB",
-                f"{train['plain_keras']['peak_rss_mb']:,.0f} MB (it copies the data to float64)",
+                f"{train['plain_keras']['peak_rss_mb']:,.0f} MB (it copies the data to float64"
+                + (
+                    ", which grows with the set: on a subset the ratio says less)"
+                    if train["config"].get("train_subset")
+                    else ")"
+                ),
                 f"≤ 0.6×: {'met' if train['meets_rss_target'] else 'missed'}, ×{rss['median']:.2f}"
                 + (_range([rss.get("min"), rss.get("max")]) if "min" in rss else ""),
             )
