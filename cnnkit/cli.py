@@ -782,15 +782,14 @@ def main() -> None:
     try:
         app()
     except SystemExit as leaving:
-        if "tensorflow" in sys.modules and isinstance(leaving.code, (int, type(None))):
-            # Done, stopped by Ctrl-C/SIGTERM, or failed: every file is on disk (written whole, event files closed)
-            # and run.json says how the run ended. TensorFlow's own teardown takes 1-2 s after a normal run and can
-            # take 10+ s after an interrupted fit() (its input pipeline's threads) or never end (a worker still
-            # blocked joining its cluster), which a user, or Kubernetes' grace period after SIGTERM, should not
-            # wait for.
+        if leaving.code and "tensorflow" in sys.modules:
+            # Stopped by Ctrl-C/SIGTERM or an error: every file is on disk (written whole) and run.json says how
+            # the run ended. TensorFlow's own teardown can take 10+ s after an interrupted fit() (its input
+            # pipeline's threads) or never end (a worker still blocked joining its cluster), which a user pressing
+            # Ctrl-C, or Kubernetes' grace period after SIGTERM, should not wait for.
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(leaving.code or 0)
+            os._exit(leaving.code)
         raise
 
 
