@@ -505,7 +505,7 @@ def time_command(
     device: str = typer.Option("auto", "--device", metavar="DEVICE", help="cpu, gpu or auto."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
 ):
-    """Milliseconds per layer, forward and backward, and the whole training step.
+    """Milliseconds per layer (forward, backward) and per whole step.
 
     Medians over the iterations, sorted by cost (like `caffe time`). Then the
     compiled model's whole train step (the spec's optimizer, loss, metrics) on

@@ -62,7 +62,8 @@ def test_named_options_with_arguments():
         ("train: {epochs: 0}\n", "net.yaml:3: train.epochs: must be a positive integer. Received: epochs=0."),
         (
             "train: {batchsize: 32}\n",
-            "net.yaml:3: train.batchsize: unknown key 'batchsize' in train settings (hint: did you mean 'batch_size'?)",
+            "net.yaml:3: train.batchsize: unknown key 'batchsize' in train settings "
+            "(hint: did you mean 'batch_size' or 'validation_batch_size'?)",
         ),
         (
             "data: {dataset: mnsit}\n",

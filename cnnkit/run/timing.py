@@ -77,7 +77,7 @@ def time_layers(spec, *, batch_size: int = 64, iterations: int = 20, device: str
     }
 
 
-def _whole_step_ms(tf, spec, batch_size: int, iterations: int, policy: str) -> float:
+def _whole_step_ms(tf, spec, batch_size: int, iterations: int, policy: str = "float32") -> float:
     """Median ms of one real training step at `batch_size`: random images, random labels in the loss's format."""
     from cnnkit.run.train import compiled_model
 
