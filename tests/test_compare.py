@@ -8,20 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clitools import cli
+from clitools import TINY, cli
 from PIL import Image
 
-CONV = """\
-name: conv
-input_shape: [8, 8, 1]
-layers:
-  - Conv2D: {filters: 8, kernel_size: 3, padding: same, activation: relu}
-  - MaxPooling2D: {pool_size: 2}
-  - Flatten
-  - Dense: {units: 10, activation: softmax}
-data: {dataset: digits, max_samples: 400}
-train: {optimizer: {name: adam, learning_rate: 0.01}, epochs: 2, batch_size: 32}
-"""
+CONV = (
+    TINY.replace("name: tiny", "name: conv")
+    .replace("data: {dataset: digits}", "data: {dataset: digits, max_samples: 400}")
+    .replace("epochs: 3", "epochs: 2")
+)
 DENSE = """\
 name: dense
 input_shape: [8, 8, 1]
