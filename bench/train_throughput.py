@@ -16,7 +16,7 @@ with pictures against the plain script's 2 epochs (import, data, fit, test evalu
 CPU seconds (user + system) are the second opinion: they move much less with load from other processes.
 
 Speed levers (DEFAULT_LEVERS, or --lever): each is one more cnnkit side in every round, trained with its --set
-values, and compared round by round with cnnkit's defaults; a lever is worth its default only when every round
+values or environment variables, and compared round by round with cnnkit's defaults; a lever is worth its default only when every round
 agrees. The rounds train on the first --subset images (default 20,000) so that 5 rounds of 4 sides fit an hour on
 two cores; epoch time is linear in the set size (bench/scaling.py), so samples/s and the ratios carry over.
 """
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import tempfile
@@ -53,6 +54,9 @@ from _common import (
 DEFAULT_LEVERS = [
     "validation at batch 64=train.validation_batch_size=64",  # off: default `auto` validates at up to 512
     "steps_per_execution 16=train.steps_per_execution=16",  # on: the default is 1
+    # off: cnnkit turns TensorFlow's oneDNN kernels on for x86-64 (cnnkit/backend.py); TF itself does so only on CPUs
+    # with AVX-512 VNNI/BF16/AMX, so on others this side is TensorFlow's own default, the plain script's kernels.
+    "oneDNN off=env:TF_ENABLE_ONEDNN_OPTS=0",
 ]
 # On a CPU where precision `auto` takes bfloat16, float32 is the lever's "off" side.
 FLOAT32_LEVER = "float32=train.precision=float32"
@@ -62,13 +66,17 @@ TARGET_RSS_RATIO = 0.6
 EPOCH_LINE = re.compile(r"^epoch\s+(\d+)/(\d+)\s+([\d.]+)s\b")  # "epoch  9/12    2.1s ..."
 
 
-def run_cnnkit(npz: Path, epochs: int, out: Path, *, pictures: bool = False, extra: tuple[str, ...] = ()) -> dict:
-    """One `cnnkit train` process; `extra`: more CLI arguments (gpu_check.py: --device, --set, --strategy)."""
+def run_cnnkit(
+    npz: Path, epochs: int, out: Path, *, pictures: bool = False, extra: tuple[str, ...] = (), env: dict | None = None
+) -> dict:
+    """One `cnnkit train` process; `extra`: more CLI arguments (gpu_check.py: --device, --set, --strategy); `env`:
+    environment variables set for it alone (a lever such as TF_ENABLE_ONEDNN_OPTS=0)."""
     m = run_measured(
         cnnkit_cmd()
         + ["train", str(MNIST_SPEC), "--data-dir", str(npz.parent), "--epochs", str(epochs), "--out", str(out)]
         + ([] if pictures else ["--no-pictures"])
-        + list(extra)
+        + list(extra),
+        env={**os.environ, **env} if env else None,
     ).check()
     printed, arrived = [], []
     for t, line in m.lines:
@@ -122,6 +130,19 @@ def run_plain(npz: Path, epochs: int) -> dict:
     }
 
 
+def parse_lever(text: str) -> tuple[str, dict]:
+    """'LABEL=KEY=VALUE[;KEY=VALUE]' -> (LABEL, {"args": cnnkit's --set arguments, "env": {NAME: VALUE}}); an item
+    'env:NAME=VALUE' is an environment variable for that side's process instead of a spec value."""
+    label, _, sets = text.partition("=")
+    items = sets.split(";")
+    if not label or not all("=" in item for item in items):
+        raise ValueError(f"--lever {text!r}: expected LABEL=KEY=VALUE[;KEY=VALUE] (KEY may be env:NAME)")
+    return label, {
+        "args": [arg for item in items if not item.startswith("env:") for arg in ("--set", item)],
+        "env": dict(item[len("env:") :].split("=", 1) for item in items if item.startswith("env:")),
+    }
+
+
 def side_summary(runs: list[dict]) -> dict:
     return {
         "samples_per_s": round(median(r["samples_per_s"] for r in runs)),
@@ -164,18 +185,17 @@ def main() -> int:
         action="append",
         default=None,
         metavar="LABEL=KEY=VALUE[;KEY=VALUE]",
-        help="one more cnnkit side per lever, trained with these --set values, interleaved with the others "
-        "and compared with cnnkit's defaults round by round (e.g. 'spe16=train.steps_per_execution=16')",
+        help="one more cnnkit side per lever, trained with these --set values (env:NAME=VALUE: an environment "
+        "variable), interleaved with the others and compared with cnnkit's defaults round by round "
+        "(e.g. 'spe16=train.steps_per_execution=16')",
     )
     args = parser.parse_args()
     if args.lever is None:
         args.lever = DEFAULT_LEVERS + ([FLOAT32_LEVER] if _auto_is_mixed() else [])
-    levers = {}
-    for text in args.lever:
-        label, _, sets = text.partition("=")
-        if not label or "=" not in sets:
-            parser.error(f"--lever {text!r}: expected LABEL=KEY=VALUE[;KEY=VALUE]")
-        levers[label] = [arg for item in sets.split(";") for arg in ("--set", item)]
+    try:
+        levers = dict(parse_lever(text) for text in args.lever)
+    except ValueError as err:
+        parser.error(str(err))
     if args.epochs < 1 or args.rounds < 1:
         parser.error("--epochs and --rounds must be >= 1")
     if not NOTES_SCRIPT.is_file():
@@ -204,8 +224,10 @@ def main() -> int:
             )
             plain_runs.append(run_plain(npz, args.epochs))
             log(f"  plain  {plain_runs[-1]['samples_per_s']:.0f} samples/s, {plain_runs[-1]['peak_rss_mb']:.0f} MB")
-            for label, extra in levers.items():
-                lever_runs[label].append(run_cnnkit(npz, args.epochs, tmp / f"{label}{r}", extra=extra))
+            for label, lever in levers.items():
+                lever_runs[label].append(
+                    run_cnnkit(npz, args.epochs, tmp / f"{label}{r}", extra=lever["args"], env=lever["env"])
+                )
                 log(f"  {label} {lever_runs[label][-1]['samples_per_s']:.0f} samples/s")
         whole_cnnkit, whole_plain = [], []
         for r in range(args.rounds if args.whole_epochs else 0):
@@ -268,7 +290,8 @@ def main() -> int:
             # Each lever against cnnkit's defaults, round by round (> 1: the lever is faster).
             "levers": {
                 label: {
-                    "set": levers[label][1::2],
+                    "set": levers[label]["args"][1::2],
+                    "env": levers[label]["env"],
                     "samples_per_s": spread([r["samples_per_s"] for r in runs]),
                     "test_acc": [round(r["test_acc"], 4) for r in runs],
                     "ratio_vs_defaults_per_round": [

@@ -9,7 +9,25 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import sys
+
+# TensorFlow's x86 wheels carry oneDNN kernels but switch them on by themselves only on CPUs with AVX-512 neural-network
+# instructions (VNNI, BF16, AMX). On an AVX2 CPU (the project's 2-core AMD EPYC, Zen 3) they stay off, and TF's own
+# kernels trained the notes' MNIST net and the Fashion ResNet ~1.3x slower (bench/train_throughput.py's "oneDNN off"
+# lever). TensorFlow reads the variable once, at import, so it must be set before: a user's own value always wins.
+ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
+X86_64 = ("x86_64", "amd64")
+
+
+def choose_cpu_kernels(environ=os.environ, machine: str | None = None) -> str:
+    """Turn TensorFlow's oneDNN kernels on for x86-64 unless the user set TF_ENABLE_ONEDNN_OPTS; say which and why."""
+    if ONEDNN_VARIABLE in environ:
+        return f"{ONEDNN_VARIABLE}={environ[ONEDNN_VARIABLE]} (set outside cnnkit)"
+    if (machine or platform.machine()).lower() not in X86_64:
+        return "TensorFlow's default (not an x86-64 CPU)"
+    environ[ONEDNN_VARIABLE] = "1"
+    return f"{ONEDNN_VARIABLE}=1 (cnnkit's default on x86-64)"
 
 
 @contextlib.contextmanager
@@ -32,10 +50,22 @@ def _quiet_stderr():
         os.close(devnull)
 
 
+_chosen_kernels = ""  # set by the tensorflow() call that imports it
+
+
+def cpu_kernels() -> str:
+    """Which CPU kernels this process's TensorFlow was imported with, and why (run.json records it)."""
+    if _chosen_kernels:
+        return _chosen_kernels
+    return f"{ONEDNN_VARIABLE}={os.environ.get(ONEDNN_VARIABLE, 'unset')} (TensorFlow imported outside cnnkit)"
+
+
 def tensorflow():
+    global _chosen_kernels
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
+    _chosen_kernels = choose_cpu_kernels()
     with _quiet_stderr():
         import tensorflow as tf
     return tf

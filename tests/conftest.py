@@ -9,6 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from cnnkit.backend import choose_cpu_kernels
+
+# Tests import TensorFlow directly too: give them the CPU kernels cnnkit's own import chooses, before any import.
+choose_cpu_kernels()
+
 _REPORT = pytest.StashKey[list]()
 REPO = Path(__file__).resolve().parents[1]
 

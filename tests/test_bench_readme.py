@@ -38,3 +38,22 @@ def test_a_ratio_range_that_straddles_one_is_no_difference():
     assert verdict([0.8, 0.9, 0.85, 0.95, 0.99]) == "worse"
     assert verdict([0.5, 0.55], higher_is_better=False) == "better"
     assert spread([3.0, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0, "n": 3}
+
+
+def test_a_lever_is_spec_values_or_environment_variables():
+    import pytest
+    from readme_table import _lever_settings
+    from train_throughput import parse_lever
+
+    label, lever = parse_lever("spe16=train.steps_per_execution=16;train.validation_batch_size=64")
+    assert label == "spe16"
+    assert lever == {
+        "args": ["--set", "train.steps_per_execution=16", "--set", "train.validation_batch_size=64"],
+        "env": {},
+    }
+    label, lever = parse_lever("oneDNN off=env:TF_ENABLE_ONEDNN_OPTS=0")
+    assert (label, lever) == ("oneDNN off", {"args": [], "env": {"TF_ENABLE_ONEDNN_OPTS": "0"}})
+    assert _lever_settings({"set": lever["args"][1::2], "env": lever["env"]}) == "`TF_ENABLE_ONEDNN_OPTS=0`"
+    assert _lever_settings({"set": ["train.steps_per_execution=16"]}) == "`--set train.steps_per_execution=16`"
+    with pytest.raises(ValueError, match="expected LABEL=KEY=VALUE"):
+        parse_lever("no-settings")

@@ -1,8 +1,13 @@
-"""train.precision: the setting, the `auto` rule, and a mixed-precision run whose files are float32."""
+"""train.precision: the setting, the `auto` rule, and a mixed-precision run whose files are float32; the CPU kernels
+(oneDNN) TensorFlow is imported with."""
 
 from __future__ import annotations
 
 import json
+import os
+import platform
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -104,6 +109,7 @@ def test_a_bfloat16_run_trains_says_so_and_writes_float32_files(tmp_path):
     run = Path(result.output.split("Run folder: ")[1].split()[0])
     info = json.loads((run / "run.json").read_text())
     assert info["precision"] == {"requested": "mixed_bfloat16", "policy": "mixed_bfloat16", "why": "train.precision"}
+    assert info["cpu_kernels"].startswith(("TF_ENABLE_ONEDNN_OPTS=", "TensorFlow's default"))
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] > 0.6  # 2 epochs on ~1,150 digits: it learned
 
@@ -166,3 +172,33 @@ def test_validation_batch_auto_is_capped_by_the_widest_activation():
     assert inference_batch(wide, 256) == 256  # never below the training batch, which fits already
     chosen = TINY.replace("precision: mixed_bfloat16", "precision: float32, validation_batch_size: 100")
     assert inference_batch(load_spec_text(chosen), 32) == 100
+
+
+@pytest.mark.parametrize(
+    ("environ", "machine", "value", "why"),
+    [
+        ({}, "x86_64", "1", "TF_ENABLE_ONEDNN_OPTS=1 (cnnkit's default on x86-64)"),
+        ({}, "AMD64", "1", "TF_ENABLE_ONEDNN_OPTS=1 (cnnkit's default on x86-64)"),
+        ({"TF_ENABLE_ONEDNN_OPTS": "0"}, "x86_64", "0", "TF_ENABLE_ONEDNN_OPTS=0 (set outside cnnkit)"),
+        ({}, "aarch64", None, "TensorFlow's default (not an x86-64 CPU)"),
+    ],
+)
+def test_onednn_kernels_are_on_for_x86_64_unless_the_user_says_otherwise(environ, machine, value, why):
+    from cnnkit.backend import choose_cpu_kernels
+
+    assert choose_cpu_kernels(environ, machine) == why
+    assert environ.get("TF_ENABLE_ONEDNN_OPTS") == value
+
+
+@pytest.mark.skipif(
+    platform.machine().lower() not in ("x86_64", "amd64"), reason="oneDNN is cnnkit's default on x86-64 only"
+)
+def test_tensorflow_imported_through_cnnkit_runs_onednn_kernels():
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    probe = (
+        "from cnnkit.backend import cpu_kernels, tensorflow; tensorflow()\n"
+        "from tensorflow.python.util import _pywrap_util_port\n"
+        "print(_pywrap_util_port.IsMklEnabled(), cpu_kernels())"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "True TF_ENABLE_ONEDNN_OPTS=1 (cnnkit's default on x86-64)"

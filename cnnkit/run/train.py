@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from cnnkit import __version__
-from cnnkit.backend import is_tf_keras, keras_version
+from cnnkit.backend import cpu_kernels, is_tf_keras, keras_version
 from cnnkit.data.feed import arrange, check_fit, keep_classes
 from cnnkit.errors import Interrupted, RunError, SpecError, TrainingDiverged
 from cnnkit.run import checkpoint, devices, precision, stopping
@@ -230,6 +230,7 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack, stop)
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device": device_info,
+        "cpu_kernels": cpu_kernels(),
         "strategy": distribution["strategy"],
         "distribution": distribution,
         "precision": {"requested": spec.train["precision"], "policy": policy, "why": policy_reason},
