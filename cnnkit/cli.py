@@ -7,6 +7,7 @@ the commands that train or run a model.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
@@ -782,14 +783,19 @@ def main() -> None:
     try:
         app()
     except SystemExit as leaving:
-        if leaving.code and "tensorflow" in sys.modules:
-            # Stopped by Ctrl-C/SIGTERM or an error: every file is on disk (written whole) and run.json says how
-            # the run ended. TensorFlow's own teardown can take 10+ s after an interrupted fit() (its input
-            # pipeline's threads) or never end (a worker still blocked joining its cluster), which a user pressing
-            # Ctrl-C, or Kubernetes' grace period after SIGTERM, should not wait for.
+        if "tensorflow" in sys.modules and isinstance(leaving.code, (int, type(None))):
+            # Every file is on disk by now (written whole, event files closed) and run.json says how the run ended.
+            # TensorFlow's interpreter teardown takes 1-2 s after a finished run, 10+ s after an interrupted fit()
+            # (its input pipeline's threads), or never ends (a worker still blocked joining its cluster): a user,
+            # or Kubernetes' grace period after SIGTERM, should not wait for it.
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(leaving.code)
+            if not leaving.code:
+                # A finished command still runs the exit handlers: autograph deletes its generated files in one.
+                atexit._run_exitfuncs()
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(leaving.code or 0)
         raise
 
 

@@ -279,6 +279,27 @@ def test_ctrl_c_then_resume_finishes_the_full_epoch_count(tmp_path):
     )
 
 
+def test_a_finished_train_process_exits_at_once_and_leaves_no_temp_files(tmp_path):
+    """cnnkit skips TensorFlow's 1-2 s interpreter teardown after a finished command (os._exit), but runs the exit
+    handlers first: autograph deletes the Python files it generated in TMPDIR in one of them."""
+    spec = write_spec(tmp_path, TINY.replace("epochs: 3", "epochs: 1"))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnkit", "train", str(spec), "--no-pictures", "--out", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "TMPDIR": str(scratch)},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().splitlines()[-1].startswith("Run folder: ")  # the last line got out before the exit
+    (run,) = run_dirs(tmp_path / "runs")
+    assert json.loads((run / "run.json").read_text())["status"] == "completed"
+    assert sorted(p.name for p in scratch.iterdir()) == []
+
+
 def test_resume_refusals(tmp_path):
     missing = tmp_path / "no-such-run"
     result = cli("train", "--resume", missing, ok=False)
