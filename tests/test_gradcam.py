@@ -189,6 +189,50 @@ def test_picture_rows_for_images_and_strips(tmp_path):
         plot_explanations([], tmp_path / "e.png", method="gradcam", where="c")
 
 
+@pytest.mark.parametrize("rows", [1, 3, 8])
+def test_picture_laid_out_by_hand_keeps_every_text_inside_and_apart(rows, tmp_path, monkeypatch):
+    """The rows are placed in inches (constrained layout cost 1.2 s of 3): no title, class name, tick or percent
+    may leave the picture or run into another, with 14-character class names and two-line titles."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from cnnkit.viz import heatmaps
+
+    figures = []
+    save = heatmaps._save
+    monkeypatch.setattr(heatmaps, "_save", lambda fig, out: figures.append(fig) or save(fig, out))
+    rng = np.random.default_rng(rows)
+    names = [f"class-name-{i:03d}" for i in range(10)]  # 14 characters, the most the bars show
+    found = [
+        gradcam.Explanation(
+            label=f"test #{1000 + i}",
+            image=rng.random((28, 28, 1)).astype("float32"),
+            probabilities=rng.dirichlet(np.full(10, 0.3)),
+            predicted=3,
+            true=5,
+            heat=rng.random((7, 7)),
+            heat_true=rng.random((7, 7)),
+        )
+        for i in range(rows)
+    ]
+    plot_explanations(found, tmp_path / "g.png", method="gradcam", where="conv2d_1", class_names=names, kind="mistakes")
+    (fig,) = figures
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.canvas.draw()
+    texts = fig.findobj(lambda a: hasattr(a, "get_text") and a.get_visible() and a.get_text().strip())
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
+    for t, (text, box) in zip(texts, boxes):
+        assert box.x0 >= -0.5 and box.y0 >= -0.5 and box.x1 <= fig.bbox.width + 0.5, text
+        assert box.y1 <= fig.bbox.height + 0.5, text
+        for ax in fig.axes:  # nor over another panel (a title over the row above's pictures)
+            if ax is not t.axes:
+                panel = ax.bbox
+                assert box.x1 <= panel.x0 or panel.x1 <= box.x0 or box.y1 <= panel.y0 or panel.y1 <= box.y0, text
+    for i, (a, box_a) in enumerate(boxes):
+        for b, box_b in boxes[i + 1 :]:
+            apart = box_a.x1 <= box_b.x0 or box_b.x1 <= box_a.x0 or box_a.y1 <= box_b.y0 or box_b.y1 <= box_a.y0
+            assert apart, f"{a!r} runs into {b!r}"
+
+
 # --------------------------------------------------------------------------------- trained: the quadrant test
 QUADRANT_SPEC = """
 name: quadrants
