@@ -153,7 +153,7 @@ def headline(results: dict) -> list[str]:
             per_round = r.get("ratio_samples_per_s_spread") or {}
             lines.append(
                 f"{name:17s} cnnkit {r['cnnkit']['samples_per_s']}/s vs plain {r['plain_keras']['samples_per_s']}/s "
-                f"(x{r['ratio_samples_per_s']} [{per_round.get('min')}-{per_round.get('max')}]: "
+                f"(x{per_round.get('median')} [{per_round.get('min')}-{per_round.get('max')}] per round: "
                 f"{r.get('verdict_samples_per_s')}); "
                 f"peak RSS {r['cnnkit']['peak_rss_mb']:.0f} vs {r['plain_keras']['peak_rss_mb']:.0f} MB "
                 f"(x{r['ratio_peak_rss']}, target <=0.6: {'ok' if r['meets_rss_target'] else 'MISSED'})"
