@@ -16,9 +16,9 @@ with pictures against the plain script's 2 epochs (import, data, fit, test evalu
 CPU seconds (user + system) are the second opinion: they move much less with load from other processes.
 
 Speed levers (DEFAULT_LEVERS, or --lever): each is one more cnnkit side in every round, trained with its --set
-values or environment variables, and compared round by round with cnnkit's defaults; a lever is worth its default only when every round
-agrees. The rounds train on the first --subset images (default 20,000) so that 5 rounds of 4 sides fit an hour on
-two cores; epoch time is linear in the set size (bench/scaling.py), so samples/s and the ratios carry over.
+values or environment variables, and compared round by round with cnnkit's defaults; a lever is worth its default
+only when every round agrees. The rounds train on the first --subset images (default 20,000) so that 5 rounds of 5
+sides fit ~25 minutes on two cores; epoch time is linear in the set size (bench/scaling.py), so samples/s and the ratios carry over.
 """
 
 from __future__ import annotations

@@ -2,10 +2,9 @@
 
 Inference keeps no activations for a backward pass and updates no weights, so a bigger batch only amortises the
 per-step cost (dispatch, the callbacks' checks); results do not depend on it (BatchNormalization and Dropout act in
-inference mode). Measured on the notes' MNIST net (bench/train_throughput.py, 2026-12-01, 2-core AMD EPYC):
-validation at batch 64 against `auto` was no different, x0.94 [0.91-1.12] over 5 rounds, since 12,000 validation
-images are a small part of an epoch; `auto` stays the default because it costs nothing and helps where validation is
-large. The batch is capped so the widest layer's activations stay within ACTIVATION_BUDGET, which keeps a 224x224
+inference mode). Measured on the notes' MNIST net (bench/train_throughput.py, 2026-12-01, 2-core AMD EPYC, oneDNN
+kernels): validation at batch 64 instead of `auto` (512 there) was slower in every round, x0.84 [0.81-0.99] over 5
+rounds. The batch is capped so the widest layer's activations stay within ACTIVATION_BUDGET, which keeps a 224x224
 net's validation as small in memory as its training step.
 """
 
