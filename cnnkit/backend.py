@@ -66,9 +66,28 @@ def tensorflow():
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     _chosen_kernels = choose_cpu_kernels()
-    with _quiet_stderr():
+    with _quiet_stderr(), _not_importable(UNUSED_AT_IMPORT):
         import tensorflow as tf
     return tf
+
+
+# Keras imports scikit-learn (~1 s, a third of its own import) when it is installed, only for the
+# keras.wrappers.SKLearn* classes, which cnnkit never uses. The `digits` dataset imports scikit-learn itself.
+UNUSED_AT_IMPORT = ("sklearn",)
+
+
+@contextlib.contextmanager
+def _not_importable(names: tuple[str, ...]):
+    """While inside, `import NAME` raises ImportError (None in sys.modules), for modules not imported yet."""
+    blocked = [name for name in names if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None
+    try:
+        yield
+    finally:
+        for name in blocked:
+            if sys.modules.get(name, "") is None:
+                del sys.modules[name]
 
 
 def keras():

@@ -202,3 +202,26 @@ def test_tensorflow_imported_through_cnnkit_runs_onednn_kernels():
     )
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "True TF_ENABLE_ONEDNN_OPTS=1 (cnnkit's default on x86-64)"
+
+
+def test_tensorflow_imported_through_cnnkit_skips_scikit_learn_and_leaves_it_importable():
+    """Keras imports scikit-learn (~1 s) only for wrappers cnnkit never uses: backend.tensorflow() keeps it out of
+    the import, and `import sklearn` works again right after (the digits dataset needs it)."""
+    probe = (
+        "import sys\nfrom cnnkit.backend import tensorflow; tensorflow()\n"
+        "print('sklearn' in sys.modules)\n"
+        "from sklearn.datasets import load_digits; print(len(load_digits().images))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "1797"]
+
+
+def test_not_importable_leaves_modules_already_imported_alone():
+    from cnnkit import backend
+
+    already = sys.modules["json"]
+    with backend._not_importable(("json", "cnnkit_no_such_module_yet")):
+        assert sys.modules["json"] is already
+        with pytest.raises(ImportError):
+            import cnnkit_no_such_module_yet  # noqa: F401
+    assert "cnnkit_no_such_module_yet" not in sys.modules

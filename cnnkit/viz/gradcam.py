@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnkit.errors import CnnkitError, DataError
+from cnnkit.viz.plots import most_confident_mistakes
 
 METHODS = ("gradcam", "saliency")
 MISCLASSIFIED_SHOWN = 8  # rows of plots/gradcam_misclassified.png: enough to see a pattern, small enough to read
@@ -274,11 +275,10 @@ def explain(
 def mistakes(y, y_pred, confidence, count: int) -> tuple[np.ndarray, bool]:
     """Indices of the `count` most confident mistakes (as misclassified.png orders them), and True; with no
     mistakes, the `count` least confident correct answers, and False."""
-    y, y_pred = np.asarray(y).reshape(-1), np.asarray(y_pred).reshape(-1)
-    confidence = np.nan_to_num(np.asarray(confidence, np.float64).reshape(-1), nan=-1.0)
-    wrong = np.flatnonzero(y != y_pred)
+    wrong = most_confident_mistakes(y, y_pred, confidence, count)
     if wrong.size:
-        return wrong[np.argsort(-confidence[wrong], kind="stable")][:count], True
+        return wrong, True
+    confidence = np.nan_to_num(np.asarray(confidence, np.float64).reshape(-1), nan=-1.0)
     return np.argsort(confidence, kind="stable")[:count], False
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from cnnkit.errors import CnnkitError, DataError
 
 PLOTS = "plots"
+MISTAKES_SHOWN = 16  # images in misclassified.png
 
 
 def curves(run_dir: Path, out: Path | None = None) -> Path:
@@ -25,10 +26,14 @@ def curves(run_dir: Path, out: Path | None = None) -> Path:
 
 
 def _curves(history: dict, monitor: str, out: Path) -> Path:
-    from cnnkit.viz.plots import plot_curves
+    return _curves_drawing(history, monitor, out).draw()
 
-    history = {k: v for k, v in history.items() if k != "learning_rate"}
-    return plot_curves(history, out, monitor=monitor if monitor in history else "loss")
+
+def _curves_drawing(history: dict, monitor: str, out: Path):
+    from cnnkit.viz.side_process import Drawing
+
+    history = {k: [float(x) for x in v] for k, v in history.items() if k != "learning_rate"}
+    return Drawing("curves", out, options={"history": history, "monitor": monitor if monitor in history else "loss"})
 
 
 def confusion(
@@ -40,15 +45,19 @@ def confusion(
     evaluation=None,
 ) -> list[Path]:
     """Confusion matrix and the most confidently misclassified test images (`evaluation`: an Evaluation in hand)."""
+    result = evaluation or _evaluate(run_or_model, data, data_dir)
+    return [d.draw() for d in _confusion_drawings(result, out or _plot_folder(run_or_model, out) / "confusion.png")]
+
+
+def _confusion_drawings(result, cm_path: Path) -> list:
+    """The confusion matrix, and (for image inputs) the grid of the most confident mistakes beside it."""
     import numpy as np
 
-    from cnnkit.viz.plots import plot_confusion, plot_misclassified
+    from cnnkit.viz.plots import most_confident_mistakes
+    from cnnkit.viz.side_process import Drawing
 
-    result = evaluation or _evaluate(run_or_model, data, data_dir)
-    folder = _plot_folder(run_or_model, out)
-    arrays, names = result.predictions, result.class_names
-    cm_path = out or folder / "confusion.png"
-    paths = [plot_confusion(np.asarray(result.confusion_matrix), names, cm_path)]
+    arrays, names = result.predictions, list(result.class_names) if result.class_names is not None else None
+    drawings = [Drawing("confusion", cm_path, {"cm": np.asarray(result.confusion_matrix)}, {"class_names": names})]
     mis_path = cm_path.with_name(cm_path.stem.replace("confusion", "misclassified") or "misclassified")
     if mis_path == cm_path:
         mis_path = cm_path.with_name(cm_path.stem + "_misclassified.png")
@@ -56,29 +65,41 @@ def confusion(
     if images.ndim == 3 and images.shape[-1] != 1:  # 1-D specs read images as rows; show them as images again
         images = images[..., None]
     if images.ndim == 4:
-        paths.append(
-            plot_misclassified(images, arrays.y, arrays.y_pred, arrays.confidence, names, mis_path.with_suffix(".png"))
+        y, y_pred = np.asarray(arrays.y).reshape(-1), np.asarray(arrays.y_pred).reshape(-1)
+        confidence = np.asarray(arrays.confidence, dtype=np.float64).reshape(-1)
+        shown = most_confident_mistakes(y, y_pred, confidence, MISTAKES_SHOWN)
+        drawings.append(
+            Drawing(
+                "mistakes",
+                mis_path.with_suffix(".png"),
+                # Only the images shown: the whole test set would be copied to the side process for 16 of them.
+                {"images": images[shown], "y_true": y[shown], "y_pred": y_pred[shown], "confidence": confidence[shown]},
+                {"class_names": names, "wrong": int(np.count_nonzero(y != y_pred)), "total": len(y)},
+            )
         )
-    return paths
+    return drawings
 
 
 def filters(run_or_model, out: Path | None = None, *, layer: int | None = None, model=None) -> Path:
-    from cnnkit.viz.plots import plot_filters
-    from cnnkit.viz.probe import conv_kernel, conv_layer_indices
-
     model = model or _load_model(run_or_model)
+    return _filters_drawing(model, layer, out or _plot_folder(run_or_model, None) / "filters.png").draw()
+
+
+def _filters_drawing(model, layer: int | None, out: Path):
+    from cnnkit.viz.probe import conv_kernel, conv_layer_indices
+    from cnnkit.viz.side_process import Drawing
+
     if layer is None:
         convs = conv_layer_indices(model)
         if not convs:
             raise CnnkitError(f"model '{model.name}' has no convolution layer to show filters of")
         layer = convs[0]
     name, kernel = conv_kernel(model, layer)
-    return plot_filters(
-        kernel,
-        out or _plot_folder(run_or_model, None) / "filters.png",
-        title=f"layer {layer} ({name}): {kernel.shape[-1]} learned kernels "
-        f"{'×'.join(str(d) for d in kernel.shape[:-2])}×{kernel.shape[-2]}",
+    title = (
+        f"layer {layer} ({name}): {kernel.shape[-1]} learned kernels "
+        f"{'×'.join(str(d) for d in kernel.shape[:-2])}×{kernel.shape[-2]}"
     )
+    return Drawing("filters", out, {"kernel": kernel}, {"title": title})
 
 
 def feature_maps(
@@ -156,28 +177,34 @@ def draw_run_pictures(
     """Every picture of a finished run, into RUN/plots/ (called at the end of `cnnkit train`).
 
     Uses what `train` holds in memory (model, arrays, spec, history, and the test set's `evaluation`, whose one
-    predict pass gave the run's test metrics) rather than reading it back from disk or predicting again.
+    predict pass gave the run's test metrics) rather than reading it back from disk or predicting again. The
+    pictures drawn from arrays alone go to a second process (cnnkit.viz.side_process) while this one draws those
+    that need the model (Grad-CAM, feature maps).
     """
     from cnnkit.viz.architecture import plot_architecture
     from cnnkit.viz.probe import conv_layer_indices
+    from cnnkit.viz.side_process import SideProcess
 
     run_dir = Path(run_dir)
     folder = run_dir / PLOTS
     summary = summary or spec.summary
-    paths = [_curves(history, spec.train["monitor"], folder / "curves.png")]
-    paths.append(plot_architecture(summary.to_dict(), folder / "architecture.png"))
-    test_x = None
-    if evaluation is not None:
-        test_x, result = evaluation.predictions.x, evaluation
-        paths += confusion(run_dir, evaluation=result)
-        if result.predictions.x.ndim in (3, 4):  # an image or a sequence: something to lay a heat map on
+    has_convs = bool(conv_layer_indices(model))
+    with SideProcess() as side:  # started first: its imports overlap the work below
+        aside = [_curves_drawing(history, spec.train["monitor"], folder / "curves.png")]
+        if evaluation is not None:
+            aside += _confusion_drawings(evaluation, folder / "confusion.png")
+        side.submit(aside)
+        here = [plot_architecture(summary.to_dict(), folder / "architecture.png")]
+        test_x = evaluation.predictions.x if evaluation is not None else None
+        if evaluation is not None and test_x.ndim in (3, 4):  # an image or a sequence: something to lay a heat map on
             from cnnkit.viz.gradcam import draw_misclassified
 
-            paths.append(draw_misclassified(run_dir, model, result))
-    if conv_layer_indices(model):
-        paths.append(filters(run_dir, model=model))
-        if test_x is not None:
-            paths.append(feature_maps(run_dir, model=model, test_x=test_x))
+            here.append(draw_misclassified(run_dir, model, evaluation))
+        if has_convs:
+            here.append(filters(run_dir, model=model))
+            if test_x is not None:
+                here.append(feature_maps(run_dir, model=model, test_x=test_x))
+        paths = side.finish() + here
     from cnnkit.viz.report import write_report  # last: the page embeds every picture above
 
     paths.append(write_report(run_dir, run_info=run_info))

@@ -243,6 +243,14 @@ def _label(names: Sequence[str] | None, index: int) -> str:
     return str(index)
 
 
+def most_confident_mistakes(y_true, y_pred, confidence, n: int) -> np.ndarray:
+    """Indices of the `n` wrong predictions with the highest confidence, most confident first (ties: in order)."""
+    y_true, y_pred = np.asarray(y_true).reshape(-1), np.asarray(y_pred).reshape(-1)
+    confidence = np.nan_to_num(np.asarray(confidence, dtype=np.float64).reshape(-1), nan=-1.0)
+    wrong = np.flatnonzero(y_true != y_pred)
+    return wrong[np.argsort(-confidence[wrong], kind="stable")][:n]
+
+
 def plot_misclassified(
     images: np.ndarray, y_true, y_pred, confidence, class_names: list[str] | None, out_path, *, n: int = 16
 ) -> Path:
@@ -251,6 +259,23 @@ def plot_misclassified(
     `images` is (N, H, W, C) uint8 or float in [0, 1]; `confidence` is the probability given to the predicted
     class. With no mistakes the picture is a placeholder panel that says so.
     """
+    images, y_true, y_pred, confidence = _checked_predictions(images, y_true, y_pred, confidence)
+    if n < 1:
+        raise CnnkitError(f"n must be a positive number of images, got {n}")
+    order = most_confident_mistakes(y_true, y_pred, confidence, n)
+    return plot_mistakes(
+        images[order],
+        y_true[order],
+        y_pred[order],
+        confidence[order],
+        class_names,
+        out_path,
+        wrong=int(np.count_nonzero(y_true != y_pred)),
+        total=len(y_true),
+    )
+
+
+def _checked_predictions(images, y_true, y_pred, confidence):
     images = np.asarray(images)
     y_true, y_pred = np.asarray(y_true).reshape(-1), np.asarray(y_pred).reshape(-1)
     confidence = np.asarray(confidence, dtype=np.float64).reshape(-1)
@@ -262,11 +287,16 @@ def plot_misclassified(
     for name, arr in (("y_true", y_true), ("y_pred", y_pred), ("confidence", confidence)):
         if arr.shape[0] != count:
             raise DataError(f"{name} has {arr.shape[0]} entries but there are {count} images")
-    if n < 1:
-        raise CnnkitError(f"n must be a positive number of images, got {n}")
+    return images, y_true, y_pred, confidence
 
-    wrong = np.flatnonzero(y_true != y_pred)
-    if wrong.size == 0:
+
+def plot_mistakes(
+    images: np.ndarray, y_true, y_pred, confidence, class_names: list[str] | None, out_path, *, wrong: int, total: int
+) -> Path:
+    """The grid of plot_misclassified for mistakes already chosen (in the order shown): `wrong` of `total`
+    predictions were wrong. A picture needs only these few images, not the whole test set (cnnkit.viz.side_process)."""
+    images, y_true, y_pred, confidence = _checked_predictions(images, y_true, y_pred, confidence)
+    if wrong == 0:
         fig = _new_figure(6.0, 3.0, layout=None)
         ax = fig.add_axes((0.05, 0.08, 0.9, 0.84))
         ax.set_facecolor("#e5f5e0")
@@ -286,7 +316,7 @@ def plot_misclassified(
         ax.text(
             0.5,
             0.35,
-            f"all {count} predictions are correct",
+            f"all {total} predictions are correct",
             ha="center",
             va="center",
             fontsize=12,
@@ -295,24 +325,23 @@ def plot_misclassified(
         )
         return _save(fig, out_path)
 
-    order = wrong[np.argsort(-np.nan_to_num(confidence[wrong], nan=-1.0), kind="stable")][:n]
-    rows, cols = _grid(len(order), math.ceil(math.sqrt(len(order))))
+    shown = len(images)
+    rows, cols = _grid(shown, math.ceil(math.sqrt(shown)))
     fig = _new_figure(max(1.9 * cols, 5.0), 2.15 * rows + 0.7)
     # Two lines: in one, the title is wider than a 3-column grid and was cut off at both edges.
     fig.suptitle(
-        f"Most confident mistakes\n{len(order)} shown of {wrong.size} wrong ({wrong.size / count:.1%} of {count})",
+        f"Most confident mistakes\n{shown} shown of {wrong} wrong ({wrong / total:.1%} of {total})",
         fontsize=12,
         fontweight="bold",
     )
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
-    for ax, i in zip(axes.flat, order):
-        _show(ax, _as_display_image(images[i], "each image"), vmin=0.0, vmax=1.0)
+    for ax, image, true, pred, sure in zip(axes.flat, images, y_true, y_pred, confidence):
+        _show(ax, _as_display_image(image, "each image"), vmin=0.0, vmax=1.0)
         ax.set_axis_on()
         ax.set_title(
-            f"true: {_label(class_names, int(y_true[i]))}\n"
-            f"pred: {_label(class_names, int(y_pred[i]))} ({confidence[i]:.0%})",
+            f"true: {_label(class_names, int(true))}\npred: {_label(class_names, int(pred))} ({sure:.0%})",
             fontsize=8.5,
             color="#b2182b",
         )
