@@ -179,7 +179,7 @@ def draw_run_pictures(
     Uses what `train` holds in memory (model, arrays, spec, history, and the test set's `evaluation`, whose one
     predict pass gave the run's test metrics) rather than reading it back from disk or predicting again. The
     pictures drawn from arrays alone go to a second process (cnnkit.viz.side_process) while this one draws those
-    that need the model (Grad-CAM, feature maps).
+    that need the model (Grad-CAM, filters, feature maps).
     """
     from cnnkit.viz.architecture import plot_architecture
     from cnnkit.viz.probe import conv_layer_indices

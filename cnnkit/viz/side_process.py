@@ -1,9 +1,10 @@
 """Draw the pictures that need no model in a second process while `cnnkit train` draws the ones that do.
 
 After training, a run's pictures cost ~5 CPU-seconds of matplotlib, all on one core, while the machine's other cores
-sit idle and the user waits. The curves, the confusion matrix, the misclassified grid and the filter mosaic need only
-arrays, so a child process (`python -m cnnkit.viz.side_process`) draws them while the parent runs Grad-CAM through
-the model. The child is started first, so that its Python and matplotlib imports (~1 s) overlap the parent's own work.
+sit idle and the user waits. The curves, the confusion matrix and the misclassified grid need only arrays, so a child
+process (`python -m cnnkit.viz.side_process`) draws them while the parent runs Grad-CAM through the model and draws
+the filters and feature maps (the filter mosaic could go either way; in the parent, both finish at about the same
+time). The child is started first, so that its Python and matplotlib imports (~1 s) overlap the parent's own work.
 
 The job goes over as one .npz file (no pickle: the child loads it with allow_pickle=False) holding the arrays and a
 JSON list of what to draw. If the child cannot start or fails, the parent draws the same pictures itself, so no
@@ -115,8 +116,8 @@ class SideProcess:
         try:
             self._child.stdin.write(f"{job}\n")
             self._child.stdin.close()
-        except OSError:  # the child died while starting (BrokenPipeError): finish() draws here
-            pass
+        except BrokenPipeError:  # the child died while starting: finish() sees its exit code and draws here
+            self._child.wait()
 
     def finish(self) -> list[Path]:
         if self._child is not None:
