@@ -11,7 +11,6 @@ from pathlib import Path
 from cnnkit.errors import CnnkitError, DataError
 
 PLOTS = "plots"
-MISTAKES_SHOWN = 16  # images in misclassified.png
 
 
 def curves(run_dir: Path, out: Path | None = None) -> Path:
@@ -53,7 +52,7 @@ def _confusion_drawings(result, cm_path: Path) -> list:
     """The confusion matrix, and (for image inputs) the grid of the most confident mistakes beside it."""
     import numpy as np
 
-    from cnnkit.viz.plots import most_confident_mistakes
+    from cnnkit.viz.plots import chosen_mistakes
     from cnnkit.viz.side_process import Drawing
 
     arrays, names = result.predictions, list(result.class_names) if result.class_names is not None else None
@@ -65,18 +64,10 @@ def _confusion_drawings(result, cm_path: Path) -> list:
     if images.ndim == 3 and images.shape[-1] != 1:  # 1-D specs read images as rows; show them as images again
         images = images[..., None]
     if images.ndim == 4:
-        y, y_pred = np.asarray(arrays.y).reshape(-1), np.asarray(arrays.y_pred).reshape(-1)
-        confidence = np.asarray(arrays.confidence, dtype=np.float64).reshape(-1)
-        shown = most_confident_mistakes(y, y_pred, confidence, MISTAKES_SHOWN)
-        drawings.append(
-            Drawing(
-                "mistakes",
-                mis_path.with_suffix(".png"),
-                # Only the images shown: the whole test set would be copied to the side process for 16 of them.
-                {"images": images[shown], "y_true": y[shown], "y_pred": y_pred[shown], "confidence": confidence[shown]},
-                {"class_names": names, "wrong": int(np.count_nonzero(y != y_pred)), "total": len(y)},
-            )
-        )
+        # Only the images shown go into the drawing: the side process needs 16, not the whole test set.
+        chosen = chosen_mistakes(images, arrays.y, arrays.y_pred, arrays.confidence)
+        counts = {"wrong": chosen.pop("wrong"), "total": chosen.pop("total")}
+        drawings.append(Drawing("mistakes", mis_path.with_suffix(".png"), chosen, {"class_names": names, **counts}))
     return drawings
 
 

@@ -243,6 +243,9 @@ def _label(names: Sequence[str] | None, index: int) -> str:
     return str(index)
 
 
+MISTAKES_SHOWN = 16  # images in misclassified.png
+
+
 def most_confident_mistakes(y_true, y_pred, confidence, n: int) -> np.ndarray:
     """Indices of the `n` wrong predictions with the highest confidence, most confident first (ties: in order)."""
     y_true, y_pred = np.asarray(y_true).reshape(-1), np.asarray(y_pred).reshape(-1)
@@ -252,27 +255,40 @@ def most_confident_mistakes(y_true, y_pred, confidence, n: int) -> np.ndarray:
 
 
 def plot_misclassified(
-    images: np.ndarray, y_true, y_pred, confidence, class_names: list[str] | None, out_path, *, n: int = 16
+    images: np.ndarray,
+    y_true,
+    y_pred,
+    confidence,
+    class_names: list[str] | None,
+    out_path,
+    *,
+    n: int = MISTAKES_SHOWN,
 ) -> Path:
     """A grid of the `n` most confidently wrong predictions, each titled "true: X / pred: Y (97%)".
 
     `images` is (N, H, W, C) uint8 or float in [0, 1]; `confidence` is the probability given to the predicted
     class. With no mistakes the picture is a placeholder panel that says so.
     """
+    return plot_mistakes(
+        class_names=class_names, out_path=out_path, **chosen_mistakes(images, y_true, y_pred, confidence, n)
+    )
+
+
+def chosen_mistakes(images, y_true, y_pred, confidence, n: int = MISTAKES_SHOWN) -> dict:
+    """plot_mistakes' arguments for the `n` most confident mistakes: their images, labels and confidences, and how
+    many of all the predictions were wrong."""
     images, y_true, y_pred, confidence = _checked_predictions(images, y_true, y_pred, confidence)
     if n < 1:
         raise CnnkitError(f"n must be a positive number of images, got {n}")
     order = most_confident_mistakes(y_true, y_pred, confidence, n)
-    return plot_mistakes(
-        images[order],
-        y_true[order],
-        y_pred[order],
-        confidence[order],
-        class_names,
-        out_path,
-        wrong=int(np.count_nonzero(y_true != y_pred)),
-        total=len(y_true),
-    )
+    return {
+        "images": images[order],
+        "y_true": y_true[order],
+        "y_pred": y_pred[order],
+        "confidence": confidence[order],
+        "wrong": int(np.count_nonzero(y_true != y_pred)),
+        "total": len(y_true),
+    }
 
 
 def _checked_predictions(images, y_true, y_pred, confidence):
