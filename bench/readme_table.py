@@ -40,6 +40,7 @@ def _ratio_claim(spread: dict | None, verdict: str, unit: str = "×") -> str:
 
 
 TARGET_TRAIN_RATIO, TARGET_WHOLE_RATIO = 1.3, 1.15  # issue 16: steady epochs, whole process
+TARGET_NOTES_ACCURACY = 0.990  # issue 16: the notes' 5-epoch MNIST run
 
 
 def _met(spread: dict | None, target: float) -> str:
@@ -50,6 +51,14 @@ def _met(spread: dict | None, target: float) -> str:
         return "met"
     return (
         f"missed by {target - spread['median']:.2f} (median)" if spread["median"] < target else "met by the median only"
+    )
+
+
+def _percents(values: list[float]) -> str:
+    """Test accuracies of the rounds: one figure when every round gave the same."""
+    distinct = sorted(set(values))
+    return " / ".join(f"{v:.2%}" for v in distinct) + (
+        " (every round)" if len(distinct) == 1 and len(values) > 1 else ""
     )
 
 
@@ -163,10 +172,47 @@ def rows(results: dict) -> list[tuple[str, str, str, str, str]]:
                     if train["config"].get("train_subset")
                     else ")"
                 ),
-                f"≤ 0.6×: {'met' if train['meets_rss_target'] else 'missed'}, ×{rss['median']:.2f}"
+                (
+                    f"≤ 0.6×: judged on all of MNIST (next row); here ×{rss['median']:.2f}"
+                    if train.get("full_data_memory")
+                    else f"≤ 0.6×: {'met' if train['meets_rss_target'] else 'missed'}, ×{rss['median']:.2f}"
+                )
                 + (_range([rss.get("min"), rss.get("max")]) if "min" in rss else ""),
             )
         )
+        memory = train.get("full_data_memory")
+        if memory:
+            ratio = memory["ratio_spread"]
+            out.append(
+                (
+                    "train_throughput",
+                    f"peak RSS, all 60,000 MNIST images, {memory['epochs']} epochs with pictures, "
+                    f"{memory['rounds']} rounds",
+                    f"{memory['cnnkit_peak_mb']['median']:,.0f} MB"
+                    f"{_range([memory['cnnkit_peak_mb']['min'], memory['cnnkit_peak_mb']['max']], '{:,.0f}')}",
+                    f"{memory['plain_peak_mb']['median']:,.0f} MB"
+                    f"{_range([memory['plain_peak_mb']['min'], memory['plain_peak_mb']['max']], '{:,.0f}')}",
+                    f"≤ 0.6×: {'met in every round' if train['meets_rss_target'] else 'missed'}, ×{ratio['median']:.2f}"
+                    + _range([ratio["min"], ratio["max"]]),
+                )
+            )
+            accuracy = memory["test_acc"]
+            ours, theirs = min(accuracy["cnnkit"]), min(accuracy["plain_keras"])
+            out.append(
+                (
+                    "train_throughput",
+                    f"test accuracy of the notes' run: all of MNIST, {memory['epochs']} epochs, seed 0 on both sides",
+                    _percents(accuracy["cnnkit"]),
+                    _percents(accuracy["plain_keras"]),
+                    f"≥ {TARGET_NOTES_ACCURACY:.1%}: "
+                    + (
+                        "met"
+                        if ours >= TARGET_NOTES_ACCURACY
+                        else f"missed by {100 * (TARGET_NOTES_ACCURACY - ours):.2f} points"
+                    )
+                    + f"; the plain script {'reaches it' if theirs >= TARGET_NOTES_ACCURACY else 'misses it too'}",
+                )
+            )
     evaluation = bench.get("eval_throughput")
     if evaluation and "error" not in evaluation:
         v = evaluation["variants"]

@@ -156,7 +156,13 @@ def headline(results: dict) -> list[str]:
                 f"(x{per_round.get('median')} [{per_round.get('min')}-{per_round.get('max')}] per round: "
                 f"{r.get('verdict_samples_per_s')}); "
                 f"peak RSS {r['cnnkit']['peak_rss_mb']:.0f} vs {r['plain_keras']['peak_rss_mb']:.0f} MB "
-                f"(x{r['ratio_peak_rss']}, target <=0.6: {'ok' if r['meets_rss_target'] else 'MISSED'})"
+                f"(x{r['ratio_peak_rss']}"
+                + (
+                    f"; all of MNIST x{r['full_data_memory']['ratio_spread']['median']}"
+                    if r.get("full_data_memory")
+                    else ""
+                )
+                + f", target <=0.6: {'ok' if r['meets_rss_target'] else 'MISSED'})"
             )
         elif name == "flops":
             lines.append(

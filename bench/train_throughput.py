@@ -1,13 +1,15 @@
 """Training throughput and peak memory: `cnnkit train configs/mnist.yaml` vs the notes' plain-Keras script.
 
-Usage: python bench/train_throughput.py [--epochs 4] [--rounds 5] [--whole-epochs 2] [--subset N]
+Usage: python bench/train_throughput.py [--epochs 4] [--rounds 5] [--whole-epochs 2] [--memory-rounds 2]
+                                       [--memory-epochs 5] [--subset N]
                                        [--lever LABEL=KEY=VALUE ...] [--data-dir DIR] [--quick]
 
 Both sides train the same net (Conv32-Pool-Conv64-Pool-Dense64-Dense10) on the same mnist.npz, with
 Adam, batch 64, validation_split 0.2 and the same epoch count, each in its own process, interleaved
 A/B/A/B so that load from other processes hits both alike. samples/s = training samples / steady
 epoch time (the notes script's rule: median of the epochs after the first; an epoch includes its
-validation pass on both sides). Targets: cnnkit/plain samples/s >= 1.3, peak RSS ratio <= 0.6.
+validation pass on both sides). Targets: cnnkit/plain samples/s >= 1.3, peak RSS ratio <= 0.6 (judged on all of
+MNIST: the full-data series, the notes' 5 epochs, pictures on, which also gives both sides' test accuracy).
 
 Each round is one A/B pair, and every ratio is reported per round with its median and range: this VM's epochs
 vary up to 2x between runs, so a claim holds only when every round agrees ("no difference" when the range of the
@@ -143,6 +145,12 @@ def parse_lever(text: str) -> tuple[str, dict]:
     }
 
 
+def tree_peak_mb(run: dict) -> float:
+    """The larger of a run's two peak-memory readings: its largest process, and its whole tree summed (cnnkit's
+    picture process runs beside it)."""
+    return max(run["peak_rss_mb"], run["peak_tree_rss_mb"])
+
+
 def side_summary(runs: list[dict]) -> dict:
     return {
         "samples_per_s": round(median(r["samples_per_s"] for r in runs)),
@@ -172,6 +180,18 @@ def main() -> int:
     )  # the median of epochs 2..4: one noisy epoch (this VM stalls ~3 s at random) cannot decide it
     parser.add_argument("--rounds", type=int, default=5, help="interleaved A/B pairs (>= 5 for a claim)")
     parser.add_argument("--whole-epochs", type=int, default=2, help="epochs of the whole-process series (0: skip)")
+    parser.add_argument(
+        "--memory-rounds",
+        type=int,
+        default=2,
+        help="interleaved rounds of the series on all of MNIST (peak memory, accuracy), pictures on (0: skip)",
+    )
+    parser.add_argument(
+        "--memory-epochs",
+        type=int,
+        default=5,
+        help="epochs of that series; 5: the notes' recipe, whose test accuracy the issue's target names",
+    )
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--quick", action="store_true", help="3,000 train / 1,000 test samples, 2 epochs, 1 round")
     parser.add_argument(
@@ -202,7 +222,7 @@ def main() -> int:
         sys.exit(f"Error: reference script {NOTES_SCRIPT} not found (set CNNKIT_NOTES_SCRIPT)")
     source = data_dir(args.data_dir) / "mnist.npz"
     if args.quick:
-        args.epochs, args.rounds, args.whole_epochs = 2, 1, 1
+        args.epochs, args.rounds, args.whole_epochs, args.memory_rounds = 2, 1, 1, 0
 
     with tempfile.TemporaryDirectory(prefix="cnnkit-bench-") as tmp:
         tmp = Path(tmp)
@@ -237,6 +257,18 @@ def main() -> int:
             whole_cnnkit.append(run_cnnkit(npz, args.whole_epochs, tmp / f"whole{r}", pictures=True))
             whole_plain.append(run_plain(npz, args.whole_epochs))
             log(f"  cnnkit {whole_cnnkit[-1]['wall_s']:.1f} s, plain {whole_plain[-1]['wall_s']:.1f} s")
+        # The notes' own run, all 60,000 images and 5 epochs: its test accuracy on both sides, and peak memory: the
+        # plain script's float64 copy of the data grows with the set and cnnkit's uint8 pipeline barely does, so
+        # the subset above understates the gap the user sees.
+        memory_cnnkit, memory_plain = [], []
+        for r in range(args.memory_rounds):
+            log(
+                f"full-data round {r + 1}/{args.memory_rounds}: all of MNIST, {args.memory_epochs} epochs, "
+                "cnnkit with pictures ..."
+            )
+            memory_cnnkit.append(run_cnnkit(source, args.memory_epochs, tmp / f"memory{r}", pictures=True))
+            memory_plain.append(run_plain(source, args.memory_epochs))
+            log(f"  cnnkit {tree_peak_mb(memory_cnnkit[-1]):.0f} MB, plain {tree_peak_mb(memory_plain[-1]):.0f} MB")
 
     cnnkit, plain = side_summary(cnnkit_runs), side_summary(plain_runs)
     speed_ratios = [c["samples_per_s"] / p["samples_per_s"] for c, p in zip(cnnkit_runs, plain_runs)]
@@ -247,6 +279,9 @@ def main() -> int:
     whole_cpu_ratios = [p["cpu_s"] / c["cpu_s"] for c, p in zip(whole_cnnkit, whole_plain)]
     speed_ratio = cnnkit["samples_per_s"] / plain["samples_per_s"]
     rss_ratio = cnnkit["peak_rss_mb"] / plain["peak_rss_mb"]
+    memory_ratios = [tree_peak_mb(c) / tree_peak_mb(p) for c, p in zip(memory_cnnkit, memory_plain)]
+    # The target is judged on the full set when it was measured (every round within it), else on the subset.
+    rss_target_ratios = memory_ratios or rss_ratios
     emit(
         {
             "benchmark": "train_throughput",
@@ -317,14 +352,34 @@ def main() -> int:
                 median(r["cpu_s"] for r in cnnkit_runs) / median(r["cpu_s"] for r in plain_runs), 3
             ),
             "ratio_peak_rss": round(rss_ratio, 3),
+            "full_data_memory": {
+                "data": str(source),
+                "epochs": args.memory_epochs,
+                "pictures": True,
+                "rounds": len(memory_cnnkit),
+                "cnnkit_peak_mb": spread([tree_peak_mb(r) for r in memory_cnnkit]),
+                "plain_peak_mb": spread([tree_peak_mb(r) for r in memory_plain]),
+                "ratio_per_round": [round(r, 3) for r in memory_ratios],
+                "ratio_spread": spread(memory_ratios),
+                "test_acc": {
+                    "cnnkit": [round(r["test_acc"], 4) for r in memory_cnnkit],
+                    "plain_keras": [round(r["test_acc"], 4) for r in memory_plain],
+                },
+            }
+            if memory_cnnkit
+            else None,
             "target_ratio_peak_rss": f"<= {TARGET_RSS_RATIO}",
-            "meets_rss_target": rss_ratio <= TARGET_RSS_RATIO,
+            "rss_target_judged_on": "full_data_memory" if memory_ratios else "subset",
+            "meets_rss_target": max(rss_target_ratios) <= TARGET_RSS_RATIO,
             "loadavg_start_end": [load_start, loadavg()],
             "notes": [
                 "cnnkit epoch times are its printed `epoch i/N  T s` lines (0.1 s resolution); "
                 "epoch_s_from_line_gaps cross-checks them at ms resolution",
                 "peak_rss_mb: os.wait4 ru_maxrss of each child (exact high-water mark); peak_tree_rss_mb: "
                 "sum of VmRSS over the process tree polled every 50 ms",
+                "full_data_memory: all 60,000 MNIST training images, the notes' epochs; peak MB is the larger of the "
+                "two peaks per process tree (cnnkit's picture process included); the RSS target is judged there, "
+                "every round within it",
                 "the validation sets differ (the notes take the last 20%, cnnkit a seeded random 20%), so test "
                 "accuracies are comparable in level, not identical",
                 "cpu_s: user+system CPU seconds of the whole process (import, data, fit, test evaluation); "

@@ -360,6 +360,13 @@ def evaluate(
     top_k: Optional[int] = typer.Option(
         None, "--top-k", metavar="K", min=1, help="k for top-k accuracy (default train.top_k)."
     ),
+    test_time_flip: Optional[str] = typer.Option(
+        None,
+        "--test-time-flip",
+        metavar="MODE",
+        help="Average each image's probabilities with its flips: horizontal, vertical, horizontal_and_vertical, "
+        "or none (default train.test_time_flip).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
 ):
     """Test loss, metrics, confusion matrix, per-class scores.
@@ -371,7 +378,8 @@ def evaluate(
     from cnnkit.run.evaluate import evaluate as run_evaluation
 
     _say_which_model(target)
-    result = run_evaluation(target, data=data, data_dir=data_dir, top_k=top_k)
+    flip = "spec" if test_time_flip is None else None if test_time_flip == "none" else test_time_flip
+    result = run_evaluation(target, data=data, data_dir=data_dir, top_k=top_k, test_time_flip=flip)
     if as_json:
         _print_json(result.to_dict())
         return
@@ -381,6 +389,11 @@ def evaluate(
     out.print("  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()) or f"accuracy {result.accuracy:.4f}")
     if result.top_k_accuracy is not None:
         out.print(f"top-{result.top_k} accuracy {result.top_k_accuracy:.4f}")
+    if result.test_time_flip is not None:
+        out.print(
+            f"test-time flip {result.test_time_flip}: probabilities averaged with the flipped images; "
+            f"the images alone: accuracy {result.single_view_accuracy:.4f}"
+        )
     out.print(confusion_table(result.confusion_matrix, result.class_names))
     out.print(per_class_table(result.per_class))
 

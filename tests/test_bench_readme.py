@@ -57,3 +57,38 @@ def test_a_lever_is_spec_values_or_environment_variables():
     assert _lever_settings({"set": ["train.steps_per_execution=16"]}) == "`--set train.steps_per_execution=16`"
     with pytest.raises(ValueError, match="expected LABEL=KEY=VALUE"):
         parse_lever("no-settings")
+
+
+def test_the_memory_target_is_judged_on_all_of_mnist_when_measured_there():
+    """With a full-data series, the RSS verdict and the notes' 5-epoch accuracy come from it, both sides' figures
+    shown; the subset row no longer claims the target."""
+    import copy
+    import json
+
+    from readme_table import rows
+
+    results = json.loads((REPO / "bench" / "results.json").read_text(encoding="utf-8"))
+    train = results["benchmarks"]["train_throughput"]
+    train = results["benchmarks"]["train_throughput"] = copy.deepcopy(train)
+    train["full_data_memory"] = {
+        "epochs": 5,
+        "rounds": 2,
+        "cnnkit_peak_mb": spread([860.0, 864.0]),
+        "plain_peak_mb": spread([1580.0, 1590.0]),
+        "ratio_spread": spread([0.544, 0.546]),
+        "test_acc": {"cnnkit": [0.9891, 0.9891], "plain_keras": [0.9899, 0.9899]},
+    }
+    train["meets_rss_target"] = True
+    table = {row[1]: row[2:] for row in rows(results)}
+    subset = next(value for key, value in table.items() if key.startswith("peak RSS while training"))
+    assert subset[2].startswith("≤ 0.6×: judged on all of MNIST (next row); here ×")
+    assert table["peak RSS, all 60,000 MNIST images, 5 epochs with pictures, 2 rounds"] == (
+        "862 MB [860–864]",
+        "1,585 MB [1,580–1,590]",
+        "≤ 0.6×: met in every round, ×0.55 [0.54–0.55]",
+    )
+    assert table["test accuracy of the notes' run: all of MNIST, 5 epochs, seed 0 on both sides"] == (
+        "98.91% (every round)",
+        "98.99% (every round)",
+        "≥ 99.0%: missed by 0.09 points; the plain script misses it too",
+    )

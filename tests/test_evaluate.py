@@ -314,3 +314,50 @@ def test_metrics_from_one_pass_ignore_the_models_earlier_state(run):
     evaluate_arrays(model, x, wrong, None)
     result = evaluate_arrays(model, x, y, None)
     assert result.metrics["accuracy"] == pytest.approx(result.accuracy, abs=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ test-time flips
+def test_flipped_views_flip_width_and_height_and_keep_the_models_layout():
+    from cnnkit.data.feed import Feed
+    from cnnkit.run.evaluate import FLIP_AXES, flipped_views
+    from cnnkit.spec import options
+
+    assert tuple(FLIP_AXES) == options.TEST_TIME_FLIPS  # the evaluator knows every mode the spec accepts
+    x = np.arange(2 * 3 * 4 * 2, dtype=np.uint8).reshape(2, 3, 4, 2)  # (N, H, W, C)
+    channels_last = Feed(False, False, options.SPARSE)
+    assert flipped_views(x, None, channels_last) == []
+    (h,) = flipped_views(x, "horizontal", channels_last)
+    np.testing.assert_array_equal(h, x[:, :, ::-1, :])
+    (v,) = flipped_views(x, "vertical", channels_last)
+    np.testing.assert_array_equal(v, x[:, ::-1, :, :])
+    both = flipped_views(x, "horizontal_and_vertical", channels_last)
+    np.testing.assert_array_equal(np.stack(both), np.stack([x[:, :, ::-1], x[:, ::-1], x[:, ::-1, ::-1]]))
+    (h_first,) = flipped_views(x, "horizontal", Feed(False, True, options.SPARSE))  # a (C, H, W) model
+    np.testing.assert_array_equal(h_first, x[:, :, ::-1, :].transpose(0, 3, 1, 2))
+
+
+def test_evaluate_with_test_time_flip_averages_the_views(run, evaluation):
+    from cnnkit.run.evaluate import load_test_split, predict_probabilities, resolve_target
+    from cnnkit.run.modelfile import load_model
+
+    flipped = json.loads(cli("evaluate", run, "--json", "--test-time-flip", "horizontal").stdout)
+    assert flipped["test_time_flip"] == "horizontal"
+    assert flipped["single_view_accuracy"] == pytest.approx(evaluation["accuracy"])
+    assert "test_time_flip" not in evaluation  # the run's spec has none: one view
+    target = resolve_target(run)
+    model = load_model(target.model_path)
+    x, y, _ = load_test_split(target, None, None, model)
+    mean = (predict_probabilities(model, x) + predict_probabilities(model, x[:, :, ::-1])) / 2
+    assert flipped["accuracy"] == pytest.approx(float((mean.argmax(axis=1) == y).mean()))
+    assert flipped["accuracy"] != evaluation["accuracy"]  # digits are not mirror-symmetric: the views disagree
+    text = cli("evaluate", run, "--test-time-flip", "horizontal").stdout
+    assert f"the images alone: accuracy {evaluation['accuracy']:.4f}" in text
+    none = json.loads(cli("evaluate", run, "--json", "--test-time-flip", "none").stdout)
+    assert none["accuracy"] == evaluation["accuracy"] and "test_time_flip" not in none
+
+
+def test_evaluate_refuses_an_unknown_test_time_flip(run):
+    assert refused("evaluate", run, "--test-time-flip", "diagonal").strip() == (
+        "Error: --test-time-flip must be one of horizontal, vertical, horizontal_and_vertical or none. "
+        "Received: 'diagonal'."
+    )

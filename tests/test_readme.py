@@ -129,6 +129,9 @@ KEY_OUTPUT = {
     "cnnkit train": lambda out: "Run folder: runs/digits-" in out and "test   loss" in out,
     "cnnkit evaluate runs/latest --json": lambda out: {"accuracy", "confusion_matrix"} <= set(json.loads(out)),
     "cnnkit evaluate": lambda out: "test samples" in out and "Per-class scores" in out,
+    "cnnkit evaluate runs/latest --test-time-flip": lambda out: (
+        "test-time flip horizontal" in out and "the images alone: accuracy 0." in out
+    ),
     "cnnkit predict": lambda out: out.startswith("docs/img/digit8.png: "),
     "cnnkit plot gradcam": lambda out: out == "wrote runs/latest/plots/gradcam.png\n",
     "cnnkit plot gradcam runs/latest docs/img/digit8.png --method saliency": lambda out: (

@@ -114,10 +114,30 @@ def test_named_options_with_arguments():
             "net.yaml:3: train.distribution.strategy: must be one of: auto, none, mirrored, multi_worker. "
             "Received: strategy='horovod'.",
         ),
+        (
+            "train: {test_time_flip: diagonal}\n",
+            "net.yaml:3: train.test_time_flip: must be one of: horizontal, vertical, horizontal_and_vertical. "
+            "Received: test_time_flip='diagonal'.",
+        ),
     ],
 )
 def test_training_vocabulary_errors(text, message):
     assert error_of(text) == message
+
+
+def test_test_time_flip_is_for_images_only():
+    spec = load_spec_text(HEAD + "train: {test_time_flip: horizontal}\n", "net.yaml")
+    assert spec.train["test_time_flip"] == "horizontal" and TRAIN_DEFAULTS["test_time_flip"] is None
+    with pytest.raises(SpecError) as info:
+        load_spec_text(
+            "input_shape: [16, 1]\nlayers: [Flatten, {Dense: {units: 2, activation: softmax}}]\n"
+            "train: {test_time_flip: vertical}\n",
+            "seq.yaml",
+        )
+    assert str(info.value) == (
+        "seq.yaml:3: train.test_time_flip: flips images, so input_shape must be (height, width, channels). "
+        "Received: input_shape=[16, 1]. (hint: remove test_time_flip, or give the spec a 3-D image input)"
+    )
 
 
 def test_set_overrides_nested_values_and_creates_sections(tmp_path):

@@ -203,6 +203,24 @@ def test_set_and_epochs_overrides_reach_history_and_spec_yaml(tmp_path):
 
 
 @pytest.mark.slow  # trains
+def test_train_test_time_flip_records_both_accuracies(tmp_path):
+    """train.test_time_flip: the run's test accuracy averages each image with its flip, and metrics.json keeps what
+    the images alone scored beside it; `evaluate` then uses the run's own setting."""
+    spec = write_spec(tmp_path, TINY.replace("batch_size: 32}", "batch_size: 32, test_time_flip: horizontal}"))
+    out = tmp_path / "runs"
+    result = cli("train", spec, "--epochs", "1", "--set", "data.max_samples=300", "--no-pictures", "--out", out)
+    run = (out / "latest").resolve()
+    test = json.loads((run / "metrics.json").read_text())["test"]
+    assert 0 <= test["single_view_accuracy"] <= 1 and "single_view_accuracy" in result.stdout
+    recorded = json.loads((run / "eval.json").read_text())
+    assert recorded["test_time_flip"] == "horizontal"
+    assert recorded["single_view_accuracy"] == test["single_view_accuracy"]
+    assert recorded["metrics"]["accuracy"] == pytest.approx(test["accuracy"])
+    again = json.loads(cli("evaluate", run, "--json").stdout)
+    assert again["test_time_flip"] == "horizontal" and again["accuracy"] == pytest.approx(recorded["accuracy"])
+
+
+@pytest.mark.slow  # trains
 def test_seed_and_deterministic_give_bit_identical_weights(tmp_path, deterministic_ops_restored):
     spec = write_spec(tmp_path, TINY)
     args = ["--set", "data.max_samples=300", "--epochs", "2", "--no-pictures", "--out", tmp_path / "runs"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -46,6 +47,8 @@ class Evaluation:
     predictions: Predictions = field(repr=False, compare=False)
     model: str = ""  # the model file evaluated
     data: str = ""  # where the test data came from
+    test_time_flip: str | None = None  # train.test_time_flip: the flips averaged in (None: one view)
+    single_view_accuracy: float | None = None  # with test_time_flip: the accuracy of the images as they are
 
     def to_dict(self) -> dict:
         out = {
@@ -58,6 +61,8 @@ class Evaluation:
         }
         if self.top_k_accuracy is not None:
             out[f"top_{self.top_k}_accuracy"] = self.top_k_accuracy
+        if self.test_time_flip is not None:
+            out.update(test_time_flip=self.test_time_flip, single_view_accuracy=self.single_view_accuracy)
         return {**out, "confusion_matrix": self.confusion_matrix, "per_class": self.per_class}
 
 
@@ -107,8 +112,14 @@ def check_data(target: Target, data: str | None) -> None:
 
 
 def load_test_split(target: Target, data: str | None, data_dir: str | None, model):
+    """(test images laid out for `model`, their labels, the Splits they came from)."""
+    x, y, splits, _ = _test_split_and_feed(target, data, data_dir, model)
+    return x, y, splits
+
+
+def _test_split_and_feed(target: Target, data: str | None, data_dir: str | None, model):
     from cnnkit.data import load_splits
-    from cnnkit.data.feed import feed_for
+    from cnnkit.data.feed import arrange, feed_for
 
     cfg = data_config(target, data)
     input_shape = tuple(int(d) for d in model.input_shape[1:])
@@ -123,9 +134,7 @@ def load_test_split(target: Target, data: str | None, data_dir: str | None, mode
     if x is None or not len(x):
         raise DataError(f"{splits.source} has no test split to evaluate on")
     feed = feed_for(input_shape, tuple(x.shape[1:]), splits.source)
-    from cnnkit.data.feed import arrange
-
-    return arrange(x, feed), y, splits
+    return arrange(x, feed), y, splits, feed
 
 
 def evaluate(
@@ -135,17 +144,28 @@ def evaluate(
     data_dir: str | None = None,
     top_k: int | None = None,
     batch_size: int = 256,
+    test_time_flip: str | None = "spec",
 ) -> Evaluation:
+    """`test_time_flip`: one of options.TEST_TIME_FLIPS, None for one view, or "spec": the run's own setting."""
     from cnnkit.run.modelfile import load_model
 
+    if test_time_flip not in (None, "spec", *FLIP_AXES):  # before the model's TensorFlow import
+        raise DataError(
+            f"--test-time-flip must be one of {', '.join(FLIP_AXES)} or none. Received: {test_time_flip!r}."
+        )
     target = resolve_target(target_path)
     if target.model_path.exists():  # else load_model says the model file is missing, before any TF import
         check_data(target, data)  # before load_model: that imports TensorFlow
     model = load_model(target.model_path)
-    x, y, splits = load_test_split(target, data, data_dir, model)
+    x, y, splits, feed = _test_split_and_feed(target, data, data_dir, model)
     names = target.run_info.get("class_names") or splits.class_names
     k = top_k or (target.spec.train["top_k"] if target.spec is not None else 5)
-    result = evaluate_arrays(model, x, y, names, top_k=k, batch_size=batch_size)
+    if test_time_flip == "spec":
+        test_time_flip = target.spec.train["test_time_flip"] if target.spec is not None else None
+    flipped = flipped_views(splits.x_test, test_time_flip, feed)
+    result = evaluate_arrays(
+        model, x, y, names, top_k=k, batch_size=batch_size, flipped=flipped, test_time_flip=test_time_flip
+    )
     result = replace(result, model=str(target.model_path), data=splits.source)
     weighted = (target.run_info.get("class_weight") or {}).get("weights")
     if weighted and data is None:  # the weight each class had in training, beside its recall
@@ -156,16 +176,50 @@ def evaluate(
     return result
 
 
-def evaluate_arrays(model, x, y, names, *, top_k: int = 5, batch_size: int = 256) -> Evaluation:
-    """The evaluation itself, on a loaded model and test arrays already laid out for it."""
+# train.test_time_flip -> the axes of an (N, H, W, C) batch flipped for each extra view
+FLIP_AXES = {
+    "horizontal": [(2,)],
+    "vertical": [(1,)],
+    "horizontal_and_vertical": [(2,), (1,), (1, 2)],
+}
+
+
+def flipped_views(x: np.ndarray, mode: str | None, feed) -> list[np.ndarray]:
+    """The flipped copies of an (N, H, W, C) image batch that test-time flipping adds to it ([] for None), each laid
+    out for the model like the batch itself (data.feed.arrange)."""
+    from cnnkit.data.feed import arrange
+
+    if mode is None:
+        return []
+    if x.ndim != 4:
+        raise DataError(f"test-time flips need images (N, H, W, C); the test data is {x.ndim - 1}-D per sample")
+    return [arrange(np.ascontiguousarray(np.flip(x, axis=axes)), feed) for axes in FLIP_AXES[mode]]
+
+
+def evaluate_arrays(
+    model,
+    x,
+    y,
+    names,
+    *,
+    top_k: int = 5,
+    batch_size: int = 256,
+    flipped: Sequence[np.ndarray] = (),
+    test_time_flip: str | None = None,
+) -> Evaluation:
+    """The evaluation itself, on a loaded model and test arrays already laid out for it.
+
+    `flipped`: the same images flipped by `test_time_flip` (flipped_views); the class probabilities are the mean
+    over all views, and single_view_accuracy keeps what the images alone scored.
+    """
     probs = predict_probabilities(model, x, batch_size)
+    single_view_accuracy = None
+    if len(flipped):
+        single_view_accuracy = float((_predicted_classes(probs) == y).mean())
+        probs = np.mean([probs] + [predict_probabilities(model, view, batch_size) for view in flipped], axis=0)
     classes = max(probs.shape[1], 2) if probs.ndim == 2 else 2
-    if probs.shape[-1] == 1:
-        y_pred = (probs[:, 0] > 0.5).astype(np.int64)
-        probs_full = np.stack([1 - probs[:, 0], probs[:, 0]], axis=1)
-    else:
-        y_pred = probs.argmax(axis=1)
-        probs_full = probs
+    y_pred = _predicted_classes(probs)
+    probs_full = np.stack([1 - probs[:, 0], probs[:, 0]], axis=1) if probs.shape[-1] == 1 else probs
     if int(y.max()) >= classes:
         raise DataError(f"the test labels go up to {int(y.max())} but the model predicts {classes} classes")
     class_names = list(names)[:classes] if names else [str(i) for i in range(classes)]
@@ -184,7 +238,16 @@ def evaluate_arrays(model, x, y, names, *, top_k: int = 5, batch_size: int = 256
         confusion_matrix=cm.tolist(),
         per_class=per_class_scores(cm, class_names),
         predictions=Predictions(x, y, y_pred, probs_full.max(axis=1)),
+        test_time_flip=test_time_flip if len(flipped) else None,
+        single_view_accuracy=single_view_accuracy,
     )
+
+
+def _predicted_classes(probs: np.ndarray) -> np.ndarray:
+    """Class ids from probabilities: argmax, or > 0.5 for a single sigmoid unit."""
+    if probs.shape[-1] == 1:
+        return (probs[:, 0] > 0.5).astype(np.int64)
+    return probs.argmax(axis=1)
 
 
 def predict_probabilities(model, x, batch_size: int = 256) -> np.ndarray:

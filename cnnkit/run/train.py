@@ -20,7 +20,7 @@ from cnnkit.errors import Interrupted, RunError, SpecError, TrainingDiverged
 from cnnkit.run import checkpoint, devices, precision, stopping
 from cnnkit.run.batching import inference_batch
 from cnnkit.run.class_weights import weighted_training
-from cnnkit.run.evaluate import evaluate_arrays
+from cnnkit.run.evaluate import evaluate_arrays, flipped_views
 from cnnkit.run.finetune import fine_tune_callbacks
 from cnnkit.run.folder import (
     atomic_write,
@@ -352,9 +352,13 @@ def _finish(request, spec, model, splits, feed, summary, run_dir, run_info, hist
             splits.class_names,
             top_k=spec.train["top_k"],
             batch_size=inference_batch(spec, spec.train["batch_size"]),
+            flipped=flipped_views(splits.x_test, spec.train["test_time_flip"], feed),
+            test_time_flip=spec.train["test_time_flip"],
         )
         evaluation = replace(evaluation, model=str(run_dir / "model.keras"), data=splits.source)
         metrics["test"] = evaluation.metrics
+        if evaluation.single_view_accuracy is not None:  # beside the flip-averaged accuracy, what one view scored
+            metrics["test"]["single_view_accuracy"] = evaluation.single_view_accuracy
         write_json(run_dir / "eval.json", evaluation.to_dict())
     write_json(run_dir / "metrics.json", metrics)
     draws = request.after_training is not None and (cluster is None or cluster.is_chief)

@@ -47,6 +47,10 @@ TRAIN_DEFAULTS = {
     # up to 512 whose widest layer output stays within 128 MiB (cnnkit/run/batching.py); results do not depend on it.
     "validation_batch_size": "auto",
     "top_k": 5,  # evaluate reports top-k accuracy when there are more than k classes
+    # Test-time augmentation for the test pass of `train` and `evaluate`: horizontal | vertical |
+    # horizontal_and_vertical (RandomFlip's modes) averages the class probabilities of the image and its flips.
+    # Only for data whose classes survive the flip (clothes, not digits); None: one view, the image as it is.
+    "test_time_flip": None,
     "distribution": {"strategy": "auto"},  # auto: MirroredStrategy when > 1 GPU, else none
     # balanced (n_samples / (n_classes * n_class), as scikit-learn) or {class id: weight}; unlisted classes weigh 1.
     # None: every sample weighs 1. Applied as a per-sample weight column of the tf.data pipeline.

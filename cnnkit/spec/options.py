@@ -123,4 +123,6 @@ CALLBACK_ARGS = {
 }
 
 STRATEGIES = ("auto", "none", "mirrored", "multi_worker")
+# train.test_time_flip: RandomFlip's `mode` names; each adds the flipped views of every test image.
+TEST_TIME_FLIPS = ("horizontal", "vertical", "horizontal_and_vertical")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")

@@ -180,6 +180,13 @@ def parse(doc: Document) -> Spec:
         raw=copy.deepcopy(data),
     )
     finetune.check_frozen(check, specs, spec.train.get("fine_tune"))
+    if spec.train["test_time_flip"] and len(input_shape) != 3:
+        check.fail(
+            ("train", "test_time_flip"),
+            f"flips images, so input_shape must be (height, width, channels). Received: input_shape="
+            f"{list(input_shape)}.",
+            "remove test_time_flip, or give the spec a 3-D image input",
+        )
     # Shapes are part of validity: a Conv2D after Flatten or a pool that eats the image is a spec error.
     spec.summary = summarize(spec)
     return spec
@@ -381,6 +388,10 @@ def _parse_train(check: _Checker, value) -> dict:
         if key in raw:
             out[key] = check.arg(("train", key), Int(), raw[key])
     out["top_k"] = check.arg(("train", "top_k"), Int(), raw.get("top_k", out["top_k"]))
+    if raw.get("test_time_flip") is not None:
+        out["test_time_flip"] = check.arg(
+            ("train", "test_time_flip"), Enum(options.TEST_TIME_FLIPS), raw["test_time_flip"]
+        )
     if "steps_per_execution" in raw:
         out["steps_per_execution"] = check.arg(("train", "steps_per_execution"), Int(), raw["steps_per_execution"])
     if raw.get("validation_batch_size", "auto") != "auto":

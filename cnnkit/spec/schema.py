@@ -73,6 +73,7 @@ def spec_schema() -> dict:
                     "metrics": {"type": "array", "items": named(options.METRICS)},
                     "epochs": {"type": "integer", "minimum": 1},
                     "batch_size": {"type": "integer", "minimum": 1},
+                    "test_time_flip": {"enum": [*options.TEST_TIME_FLIPS, None], "default": None},
                 },
             },
         },
