@@ -49,9 +49,10 @@ def _met(spread: dict | None, target: float) -> str:
         return "not measured"
     if spread["min"] >= target:
         return "met"
-    return (
-        f"missed by {target - spread['median']:.2f} (median)" if spread["median"] < target else "met by the median only"
-    )
+    if spread["median"] >= target:
+        return "met by the median only"
+    gap = target - spread["median"]
+    return f"missed by {gap:.3f} (median)" if gap < 0.01 else f"missed by {gap:.2f} (median)"
 
 
 def _percents(values: list[float]) -> str:
@@ -186,7 +187,7 @@ def rows(results: dict) -> list[tuple[str, str, str, str, str]]:
             out.append(
                 (
                     "train_throughput",
-                    f"peak RSS, all 60,000 MNIST images, {memory['epochs']} epochs with pictures, "
+                    f"peak RSS of the process tree (pictures included), all 60,000 MNIST images, {memory['epochs']} epochs with pictures, "
                     f"{memory['rounds']} rounds",
                     f"{memory['cnnkit_peak_mb']['median']:,.0f} MB"
                     f"{_range([memory['cnnkit_peak_mb']['min'], memory['cnnkit_peak_mb']['max']], '{:,.0f}')}",
