@@ -319,6 +319,7 @@ def test_metrics_from_one_pass_ignore_the_models_earlier_state(run):
 # ------------------------------------------------------------------------------------------------ test-time flips
 def test_flipped_views_flip_width_and_height_and_keep_the_models_layout():
     from cnnkit.data.feed import Feed
+    from cnnkit.errors import DataError
     from cnnkit.run.evaluate import FLIP_AXES, flipped_views
     from cnnkit.spec import options
 
@@ -334,6 +335,8 @@ def test_flipped_views_flip_width_and_height_and_keep_the_models_layout():
     np.testing.assert_array_equal(np.stack(both), np.stack([x[:, :, ::-1], x[:, ::-1], x[:, ::-1, ::-1]]))
     (h_first,) = flipped_views(x, "horizontal", Feed(False, True, options.SPARSE))  # a (C, H, W) model
     np.testing.assert_array_equal(h_first, x[:, :, ::-1, :].transpose(0, 3, 1, 2))
+    with pytest.raises(DataError, match="test-time flips need a model that takes images"):
+        flipped_views(x[..., :1], "horizontal", Feed(True, False, options.SPARSE))  # a Conv1D model reading rows
 
 
 def test_evaluate_with_test_time_flip_averages_the_views(run, evaluation):

@@ -191,8 +191,12 @@ def flipped_views(x: np.ndarray, mode: str | None, feed) -> list[np.ndarray]:
 
     if mode is None:
         return []
-    if x.ndim != 4:
-        raise DataError(f"test-time flips need images (N, H, W, C); the test data is {x.ndim - 1}-D per sample")
+    if feed.squeeze_channel:  # the spec's checks refuse this too; --test-time-flip reaches here without them
+        raise DataError(
+            "test-time flips need a model that takes images (height, width, channels); this one reads each image "
+            "as rows of a sequence",
+            hint="drop --test-time-flip for this model",
+        )
     return [arrange(np.ascontiguousarray(np.flip(x, axis=axes)), feed) for axes in FLIP_AXES[mode]]
 
 
