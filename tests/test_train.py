@@ -221,6 +221,35 @@ def test_train_test_time_flip_records_both_accuracies(tmp_path):
 
 
 @pytest.mark.slow  # trains
+def test_training_arrays_are_freed_before_the_test_pass_and_pictures(tmp_path, monkeypatch):
+    """Once fit() is done, nothing holds the training and validation images: the picture process then starts
+    beside a smaller training process (the peak memory of both together is what bench/train_throughput.py judges)."""
+    import weakref
+
+    import cnnkit.run.train as train_module
+
+    arrays, held = [], {}
+    check_fit = train_module.check_fit
+
+    def watched(spec, summary, splits):
+        arrays.extend(weakref.ref(a) for a in (splits.x_train, splits.x_val))
+        return check_fit(spec, summary, splits)
+
+    def after_training(run_dir, **kept):
+        held.update(kept, alive=[ref() is not None for ref in arrays])
+
+    monkeypatch.setattr(train_module, "check_fit", watched)
+    spec = write_spec(tmp_path, TINY.replace("{dataset: digits}", "{dataset: digits, validation_split: 0.2}"))
+    request = train_module.TrainRequest(
+        spec, epochs=1, out=tmp_path / "runs", device="cpu", after_training=after_training
+    )
+    train_module.train(request)
+    assert len(arrays) == 2 and held["alive"] == [False, False]
+    assert held["splits"].x_train is None and held["splits"].x_val is None
+    assert len(held["splits"].x_test) == len(held["evaluation"].predictions.y)
+
+
+@pytest.mark.slow  # trains
 def test_seed_and_deterministic_give_bit_identical_weights(tmp_path, deterministic_ops_restored):
     spec = write_spec(tmp_path, TINY)
     args = ["--set", "data.max_samples=300", "--epochs", "2", "--no-pictures", "--out", tmp_path / "runs"]

@@ -58,7 +58,8 @@ def batch_maker(tf, x: np.ndarray, y: np.ndarray, *, num_classes: int, one_hot: 
             batch_y = tf.one_hot(batch_y, num_classes, dtype=tf.float32)
         return batch_x, batch_y
 
-    return make_batch
+    # Nothing here branches on a tensor, so AutoGraph's rewrite of the source (~0.1 s per dataset) buys nothing.
+    return tf.autograph.experimental.do_not_convert(make_batch)
 
 
 def finish(tf, ds):

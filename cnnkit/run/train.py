@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import platform
 import shutil
@@ -260,6 +261,12 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack, stop)
         model, history = _fit(
             keras, spec, model, twin, train_ds, val_ds, run_dir, home, history, manifest, reporter, steps, stop, writer
         )
+        # The training and validation images are done with. Freed now, before the test pass and the pictures: the
+        # picture process then runs beside a smaller one (the peak memory of the two together: bench/README.md).
+        # tf.data holds them in reference cycles (its functions and their captures): only a collection frees them.
+        del train_ds, val_ds
+        splits = replace(splits, x_train=None, y_train=None, x_val=None, y_val=None)
+        gc.collect()
         # tf-keras or mixed precision: go on with the float32 Keras 3 twin (see _float32_twin), which needs no other
         # worker from here on and is the model the files hold.
         if twin is not None:
