@@ -44,3 +44,14 @@ def test_dataset_names_match_registry():
     from cnnkit.spec.datasets import DATASETS
 
     assert list(DATASETS) == list(LOADERS)
+
+
+def test_mnist_cosine_is_the_notes_recipe_with_only_its_learning_rate_changed():
+    """configs/mnist_cosine.yaml claims one change to the notes' recipe: a cosine decay from 0.002."""
+    notes, cosine = load_spec("configs/mnist.yaml"), load_spec("configs/mnist_cosine.yaml")
+    assert [(x.type, x.full) for x in cosine.layers] == [(x.type, x.full) for x in notes.layers]
+    assert cosine.data == notes.data
+    changed = {k for k in notes.train.keys() | cosine.train.keys() if notes.train.get(k) != cosine.train.get(k)}
+    assert changed == {"optimizer", "lr_schedule"}
+    assert cosine.train["optimizer"] == {**notes.train["optimizer"], "args": {"learning_rate": 0.002}}
+    assert cosine.train["lr_schedule"]["name"] == "cosine_decay" and notes.train["lr_schedule"] is None
