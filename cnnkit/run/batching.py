@@ -2,17 +2,21 @@
 
 Inference keeps no activations for a backward pass and updates no weights, so a bigger batch only amortises the
 per-step cost (dispatch, the callbacks' checks); results do not depend on it (BatchNormalization and Dropout act in
-inference mode). Measured on the notes' MNIST net (bench/train_throughput.py, 2026-12-01, 2-core AMD EPYC, oneDNN
-kernels): validation at batch 64 instead of `auto` (512 there) was slower in every round, x0.84 [0.81-0.99] over 5
-rounds. The batch is capped so the widest layer's activations stay within ACTIVATION_BUDGET, which keeps a 224x224
-net's validation as small in memory as its training step.
+inference mode). But memory taken by a pass is not given back: with the oneDNN kernels (cnnkit's default on x86-64,
+cnnkit/backend.py) TensorFlow's CPU allocator keeps its pools at their high-water mark for the life of the process.
+The cap below keeps the inference batch within what the training step already uses.
+
+Measured on the notes' MNIST net (2026-12-02, 2-core AMD EPYC, oneDNN kernels): at batch 512 (the cap was 128 MiB
+then) validation grew a 128 MiB pool, 86 MB resident until the process ended, on top of training's ~720 MB; at 128
+it grew none. 12,000 validation images took 1.00 s at 512, 1.27 s at 128, 1.54 s at 64 (median of 5), so on all of
+MNIST an epoch pays ~0.3 s (~1.3 %) for the 86 MB. bench/train_throughput.py measures a side at 512 in every run.
 """
 
 from __future__ import annotations
 
 from math import prod
 
-ACTIVATION_BUDGET = 128 * 2**20  # bytes of one layer's float32 output for the whole batch
+ACTIVATION_BUDGET = 16 * 2**20  # bytes of one layer's float32 output for the whole batch
 MAX_INFERENCE_BATCH = 512
 
 

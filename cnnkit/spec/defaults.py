@@ -44,7 +44,7 @@ TRAIN_DEFAULTS = {
     # for what larger values measured).
     "steps_per_execution": 1,
     # Batch of the validation and test passes (Keras' fit(validation_batch_size=)). auto: the largest power of two
-    # up to 512 whose widest layer output stays within 128 MiB (cnnkit/run/batching.py); results do not depend on it.
+    # up to 512 whose widest layer output stays within 16 MiB (cnnkit/run/batching.py); results do not depend on it.
     "validation_batch_size": "auto",
     "top_k": 5,  # evaluate reports top-k accuracy when there are more than k classes
     # Test-time augmentation for the test pass of `train` and `evaluate`: horizontal | vertical |

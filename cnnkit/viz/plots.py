@@ -47,7 +47,7 @@ def _save(fig, out_path) -> Path:
 
 def _release(fig) -> None:
     """Free a drawn figure's pixel buffer now. A figure and its axes and artists refer to each other in cycles, so
-    without this the buffer (4 bytes a pixel: ~23 MB for a 16-row Grad-CAM picture) waits for the cyclic garbage
+    without this the buffer (4 bytes a pixel: ~10 MB for the 8-row Grad-CAM picture) waits for the cyclic garbage
     collector, and the pictures of a run pile up in the memory of `cnnkit train`, beside its picture process."""
     fig.canvas.renderer = None  # Agg's renderer holds the buffer; get_renderer() makes a new one if ever drawn again
     fig.canvas._lastKey = None
