@@ -558,6 +558,18 @@ def test_confusion_keeps_every_text_inside_and_apart(k, drawn, tmp_path):
     assert title_bottom - panels_top < DPI / 3
 
 
+def test_resampling_keeps_blocks_and_blends_between_them():
+    a = np.array([[0.0, 1.0], [2.0, 3.0]])
+    np.testing.assert_array_equal(plots._resample(a, 4, 4, False), np.repeat(np.repeat(a, 2, 0), 2, 1))
+    smooth = plots._resample(a, 4, 4, True)
+    np.testing.assert_allclose(smooth[0], [0.0, 0.25, 0.75, 1.0])  # edges held, linear between the centres
+    np.testing.assert_allclose(smooth[:, 0], [0.0, 0.5, 1.5, 2.0])
+    np.testing.assert_allclose(plots._resample(np.full((3, 5), 0.4), 7, 9, True), 0.4)
+    rgb = np.zeros((2, 2, 3))
+    rgb[..., 0] = a
+    assert plots._resample(rgb, 6, 3, True).shape == (6, 3, 3)
+
+
 @pytest.mark.parametrize("k", COUNTS)
 def test_misclassified_title_fits_at_every_width(k, drawn, tmp_path):
     n = k * k  # a k-column grid
@@ -566,8 +578,17 @@ def test_misclassified_title_fits_at_every_width(k, drawn, tmp_path):
     y_true = np.arange(n + 5) % 10
     plots.plot_misclassified(images, y_true, (y_true + 1) % 10, rng.random(n + 5), DIGITS, tmp_path / "m.png", n=n)
     (fig,) = drawn
-    assert len([ax for ax in fig.axes if ax.get_visible() and ax.images]) == n
+    assert len(fig.images) == n and not fig.axes  # painted, not an Axes each (see plots._paint_panel)
     assert_no_text_clipped(fig)
+    renderer = _renderer(fig)
+    boxes = [text.get_window_extent(renderer) for text in _texts(fig)]
+    assert len(boxes) == n + 1  # every image's title, and the picture's
+    assert not any(_overlap(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    from matplotlib.transforms import Bbox
+
+    images = [Bbox.from_bounds(im.ox, im.oy, im.get_size()[1], im.get_size()[0]) for im in fig.images]
+    assert not any(_overlap(text, image) for text in boxes for image in images)
+    assert all(0 <= box.x0 and box.x1 <= fig.bbox.width and 0 <= box.y0 and box.y1 <= fig.bbox.height for box in images)
 
 
 @pytest.mark.parametrize("k", COUNTS)
