@@ -39,7 +39,7 @@ TIMEOUT_S = {
     "summary_speed": 300,
     "pictures_speed": 600,
     "eval_throughput": 300,
-    "train_throughput": 5400,  # 5 rounds of 4 sides, then 5 whole-process pairs, on two cores
+    "train_throughput": 5400,  # 5 rounds of 6 sides, then 5 whole-process pairs and 2 full-data rounds, on two cores
     "flops": 600,
     "scaling": 1200,
     "transfer_demo": 1800,

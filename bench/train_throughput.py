@@ -61,6 +61,9 @@ DEFAULT_LEVERS = [
     # off: cnnkit turns TensorFlow's oneDNN kernels on for x86-64 (cnnkit/backend.py); TF itself does so only on CPUs
     # with AVX-512 VNNI/BF16/AMX, so on others this side is TensorFlow's own default, the plain script's kernels.
     "oneDNN off=env:TF_ENABLE_ONEDNN_OPTS=0",
+    # on: TensorFlow runs as many graph ops at once as there are cores, each op's kernels on the same cores; one at a
+    # time might spare the two cores the contention (the conv's two backward ops run side by side).
+    "inter-op threads 1=env:TF_NUM_INTEROP_THREADS=1",
 ]
 # On a CPU where precision `auto` takes bfloat16, float32 is the lever's "off" side.
 FLOAT32_LEVER = "float32=train.precision=float32"
