@@ -23,6 +23,7 @@ import numpy as np
 
 from cnnkit.errors import CnnkitError, DataError
 from cnnkit.viz.plots import most_confident_mistakes
+from cnnkit.viz.plots import resize_linear as resize  # the heat maps to the input's size
 
 METHODS = ("gradcam", "saliency")
 MISCLASSIFIED_SHOWN = 8  # rows of plots/gradcam_misclassified.png: enough to see a pattern, small enough to read
@@ -191,17 +192,6 @@ def _per_sample_max_one(maps: np.ndarray) -> np.ndarray:
     peak = maps.reshape(len(maps), -1).max(axis=1) if maps.size else np.zeros(len(maps))
     peak = peak.reshape((-1,) + (1,) * (maps.ndim - 1))
     return np.divide(maps, peak, out=np.zeros_like(maps), where=peak > 0)
-
-
-def resize(heat: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
-    """Linear resize of a 1-D or 2-D map to `size`, pixel centres aligned (as tf.image.resize, bilinear)."""
-    heat = np.asarray(heat, np.float64)
-    for axis, (old, new) in enumerate(zip(heat.shape, size)):
-        if old == new:
-            continue
-        where = np.clip((np.arange(new) + 0.5) * old / new - 0.5, 0, old - 1)
-        heat = np.apply_along_axis(lambda line, w=where, n=old: np.interp(w, np.arange(n), line), axis, heat)
-    return heat
 
 
 def to_display(sample: np.ndarray, kind: str) -> np.ndarray:

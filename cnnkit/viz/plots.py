@@ -121,20 +121,26 @@ def _rgb(image: np.ndarray) -> np.ndarray:
 
 
 def _resample(a: np.ndarray, h: int, w: int, smooth: bool) -> np.ndarray:
-    """`a` (H, W[, C]) at h×w pixels: each pixel takes the value under its centre (nearest) or the bilinear blend
-    of the four values around it (edges held), as matplotlib's nearest and bilinear interpolation do."""
+    """`a` (H, W[, C]) at h×w pixels: each pixel takes the value under its centre (nearest) or the linear blend of
+    the values around it (resize_linear), as matplotlib's nearest and bilinear interpolation do."""
+    if smooth:
+        return resize_linear(a, (h, w))
     rows, cols = a.shape[:2]
-    ys = (np.arange(h) + 0.5) * rows / h
-    xs = (np.arange(w) + 0.5) * cols / w
-    if not smooth:
-        return a[np.minimum(ys.astype(int), rows - 1)][:, np.minimum(xs.astype(int), cols - 1)]
-    ys, xs = np.clip(ys - 0.5, 0, rows - 1), np.clip(xs - 0.5, 0, cols - 1)
-    y0, x0 = ys.astype(int), xs.astype(int)
-    y1, x1 = np.minimum(y0 + 1, rows - 1), np.minimum(x0 + 1, cols - 1)
-    fy = (ys - y0).reshape(-1, *[1] * (a.ndim - 1))
-    fx = (xs - x0).reshape(-1, *[1] * (a.ndim - 2))
-    top = a[y0] * (1 - fy) + a[y1] * fy
-    return top[:, x0] * (1 - fx) + top[:, x1] * fx
+    ys = ((np.arange(h) + 0.5) * rows / h).astype(int)
+    xs = ((np.arange(w) + 0.5) * cols / w).astype(int)
+    return a[np.minimum(ys, rows - 1)][:, np.minimum(xs, cols - 1)]
+
+
+def resize_linear(a: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
+    """Linear resize of the leading axes of `a` to `size`, pixel centres aligned and edges held (as tf.image.resize,
+    bilinear): Grad-CAM's maps to the input's size, and the heat painted over an image."""
+    a = np.asarray(a, np.float64)
+    for axis, (old, new) in enumerate(zip(a.shape, size)):
+        if old == new:
+            continue
+        where = np.clip((np.arange(new) + 0.5) * old / new - 0.5, 0, old - 1)
+        a = np.apply_along_axis(lambda line, w=where, n=old: np.interp(w, np.arange(n), line), axis, a)
+    return a
 
 
 def _grid(n: int, max_cols: int) -> tuple[int, int]:
