@@ -258,6 +258,7 @@ def rows(results: dict) -> list[tuple[str, str, str, str, str]]:
                 f"{flops['fraction_of_peak']:.0%} of peak",
             )
         )
+    out += step_rows(bench.get("step_profile"), flops)
     scaling = bench.get("scaling")
     if scaling and "error" not in scaling:
         sizes = [r["n_train"] for r in scaling["by_size"]]
@@ -286,6 +287,54 @@ def rows(results: dict) -> list[tuple[str, str, str, str, str]]:
             )
         )
     return out + gpu_rows(bench.get("gpu_check"))
+
+
+def step_rows(profile: dict | None, flops: dict | None) -> list[tuple[str, str, str, str, str]]:
+    """step_profile.py: one training step kernel by kernel, and what a faster weight gradient would be worth."""
+    if not profile or "error" in profile:
+        return []
+    step, grad = profile["step_ms"], profile["weight_gradient"]
+    in_step = grad["in_step"]
+    peak = flops["peak"]["peak_gflops"] if flops and "error" not in flops else None
+    convs = [k for k in profile.get("kernels") or [] if "gflops" in k][:3]
+    if convs:
+        parts, previous = [], None
+        for k in convs:
+            conv, _, propagation = k["what"].rpartition(": ")
+            shown = propagation if conv == previous else k["what"]  # the same conv is named once
+            parts.append(f"{shown} {k['ms_per_step']:.1f} ms at {k['gflops']:.0f} GFLOP/s")
+            previous = conv
+        kernels = f"; oneDNN kernels {profile['kernels_ms_per_step']:.1f} ms a step, largest: " + ", ".join(parts)
+    else:
+        kernels = f"; no kernel breakdown ({profile['cpu_kernels']} kernels)"
+    rows = [
+        (
+            "step_profile",
+            f"one training step of the notes' net, batch {profile['config']['batch']} "
+            f"({step['n']} fits of {profile['config']['steps']} steps)",
+            f"{step['median']:.1f} ms{_range([step['min'], step['max']], '{:.1f}')} "
+            f"({profile['samples_per_s_in_step']:,} samples/s in the step){kernels}",
+            f"fp32 peak {peak:.1f} GFLOP/s (flops row)" if peak else "—",
+            "where the step goes (kernels can overlap: TensorFlow runs independent ops side by side)",
+        ),
+        (
+            "step_profile",
+            "lever: the second conv's weight gradient as nine matrix products (a custom gradient) instead of "
+            f"TensorFlow's `Conv2DBackpropFilter`, same weights, {in_step['speedup_spread']['n']} interleaved rounds",
+            f"step {in_step['products_step_ms']['median']:.1f} ms"
+            f"{_range([in_step['products_step_ms']['min'], in_step['products_step_ms']['max']], '{:.1f}')}; "
+            f"that kernel alone {grad['nine_products_ms']['median']:.2f} ms"
+            f"{_range([grad['nine_products_ms']['min'], grad['nine_products_ms']['max']])}",
+            f"Keras' `Conv2D` ({profile['cpu_kernels']} kernels): step {step['median']:.1f} ms; that kernel alone "
+            f"{grad['tensorflow_ms']['median']:.2f} ms"
+            f"{_range([grad['tensorflow_ms']['min'], grad['tensorflow_ms']['max']])}",
+            f"step {_ratio_claim(in_step['speedup_spread'], in_step['verdict'])}; that kernel alone "
+            f"{_ratio_claim(grad['speedup_spread'], grad['verdict'])}, which bounds the step at "
+            f"×{grad['step_speedup_bound']:.2f}; gradients {'agree' if grad['results_agree'] else 'DIFFER'}; "
+            "not adopted",
+        ),
+    ]
+    return rows
 
 
 def gpu_rows(gpu: dict | None) -> list[tuple[str, str, str, str, str]]:

@@ -31,6 +31,7 @@ ORDER = (
     "eval_throughput",
     "train_throughput",
     "flops",
+    "step_profile",
     "scaling",
     "transfer_demo",
 )
@@ -41,6 +42,7 @@ TIMEOUT_S = {
     "eval_throughput": 300,
     "train_throughput": 5400,  # 5 rounds of 6 sides, then 5 whole-process pairs and 2 full-data rounds, on two cores
     "flops": 600,
+    "step_profile": 600,
     "scaling": 1200,
     "transfer_demo": 1800,
 }
@@ -168,6 +170,14 @@ def headline(results: dict) -> list[str]:
             lines.append(
                 f"{name:17s} {r['achieved_gflops']} GFLOP/s of {r['peak']['peak_gflops']} peak "
                 f"({r['fraction_of_peak']:.1%})"
+            )
+        elif name == "step_profile":
+            top, grad = r["kernels"][0] if r.get("kernels") else None, r["weight_gradient"]
+            lines.append(
+                f"{name:17s} step {r['step_ms']['median']:.1f} ms"
+                + (f", largest kernel {top['what']} {top['ms_per_step']:.1f} ms" if top else "")
+                + f"; weight gradient as 9 products x{grad['speedup_spread']['median']:.2f}, "
+                f"step at most x{grad['step_speedup_bound']:.2f}"
             )
         elif name == "transfer_demo":
             lines.append(
