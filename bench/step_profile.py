@@ -50,7 +50,7 @@ CONV2_KERNEL = (3, 3, 32, 64)
 
 def _model_and_data(steps: int):
     from cnnkit.backend import keras as load_keras
-    from cnnkit.run.train import compiled_model
+    from cnnkit.run.compiled import compiled_model
     from cnnkit.spec.parse import load_spec
 
     keras = load_keras()

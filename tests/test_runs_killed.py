@@ -146,7 +146,7 @@ def test_killed_between_history_and_checkpoint_rewrites_that_epoch(tmp_path, spe
     """Epoch 2's history row is being written; its checkpoint is not. Resume redoes epoch 2, and no row is missing."""
     import cnnkit.run.train  # noqa: F401
 
-    crash_on(monkeypatch, "cnnkit.run.train.write_history", nth_call(2))
+    crash_on(monkeypatch, "cnnkit.run.recording.write_history", nth_call(2))
     run = train_until_killed(spec, tmp_path / "runs")
     monkeypatch.undo()
     assert rows(run) == 1 and status(run) == "running"
@@ -160,7 +160,7 @@ def test_killed_after_the_last_epoch_does_not_train_again(moment, tmp_path, spec
     import cnnkit.run.train  # noqa: F401
 
     if moment == "saving model.keras":
-        crash_on(monkeypatch, "cnnkit.run.train._save_model", lambda model, path, *twin: path.name == "model.keras")
+        crash_on(monkeypatch, "cnnkit.run.recording.save_model", lambda model, path, *twin: path.name == "model.keras")
     else:
         crash_on(
             monkeypatch,
@@ -185,7 +185,7 @@ def killed_after_three_epochs(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("killed")
     (folder / "killme.yaml").write_text(SPEC)
     with pytest.MonkeyPatch.context() as monkeypatch:
-        crash_on(monkeypatch, "cnnkit.run.train.write_history", nth_call(3))
+        crash_on(monkeypatch, "cnnkit.run.recording.write_history", nth_call(3))
         run = train_until_killed(folder / "killme.yaml", folder / "runs")
     assert {p.name for p in (run / "checkpoint").iterdir()} == {"manifest.json", "state-2.npz"} and rows(run) == 2
     return run

@@ -79,7 +79,7 @@ def time_layers(spec, *, batch_size: int = 64, iterations: int = 20, device: str
 
 def _whole_step_ms(tf, spec, batch_size: int, iterations: int, policy: str = "float32") -> float:
     """Median ms of one real training step at `batch_size`: random images, random labels in the loss's format."""
-    from cnnkit.run.train import compiled_model
+    from cnnkit.run.compiled import compiled_model
 
     keras = tf.keras
     # steps_per_epoch only sizes a learning-rate schedule's decay, which one step's time does not depend on.

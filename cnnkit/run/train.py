@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import math
 import platform
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,23 +16,19 @@ from cnnkit import __version__
 from cnnkit.backend import cpu_kernels, is_tf_keras, keras_version
 from cnnkit.data.feed import arrange, check_fit, keep_classes
 from cnnkit.errors import Interrupted, RunError, SpecError, TrainingDiverged
-from cnnkit.run import checkpoint, devices, precision, stopping
+from cnnkit.run import checkpoint, devices, precision, recording, stopping, workers
 from cnnkit.run.batching import inference_batch
 from cnnkit.run.class_weights import weighted_training
+from cnnkit.run.compiled import compiled_model
 from cnnkit.run.evaluate import evaluate_arrays, flipped_views
-from cnnkit.run.finetune import fine_tune_callbacks
 from cnnkit.run.folder import (
     atomic_write,
-    new_run_dir,
     point_latest,
     read_json,
     resolve_run,
-    unwritable,
     write_history,
     write_json,
 )
-from cnnkit.run.tensorboard import tensorboard_callbacks
-from cnnkit.spec import options
 from cnnkit.spec.parse import Spec, load_spec
 
 # `--set` keys a resumed run may change: they act on the saved state from the next epoch on. Anything else (layers,
@@ -154,7 +148,7 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack, stop)
     cluster = devices.cluster_for(spec.train)
     shared_dir = None
     if cluster is not None:
-        shared_dir, resume_dir, previous = _cluster_run(cluster, request.out, spec, resume_dir)
+        shared_dir, resume_dir, previous = workers.shared_run(cluster, request.out, spec, resume_dir)
     # Every worker reads the same (the chief's) checkpoint, so all take the same decisions from the same state.
     manifest = checkpoint.read_manifest(shared_dir or resume_dir) if (shared_dir or resume_dir) else None
     summary = spec.summary
@@ -197,7 +191,7 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack, stop)
     strategy, distribution = devices.strategy_for(tf, spec.train, device_info, cluster, say=say)
     distribution, strategy_line = devices.report(distribution, spec.train["batch_size"])
     if cluster is not None:
-        _check_cluster(tf, strategy, cluster, spec, splits, shared_dir, previous, manifest)
+        workers.check_cluster(tf, strategy, cluster, spec, splits, shared_dir, previous, manifest)
     if distribution["strategy"] != "none" and hasattr(reporter, "note"):
         reporter.note(strategy_line)
     if policy != "float32" and hasattr(reporter, "note"):
@@ -210,7 +204,7 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack, stop)
     val_ds = _dataset(splits.x_val, splits.y_val, feed, splits, inference_batch(spec, batch_size), seed)
     train_ds, class_weight = weighted_training(spec.train, train_ds, splits, feed)
     steps = -(-len(splits.x_train) // batch_size)
-    with devices.scope(strategy), _tf_keras_limits(keras):
+    with devices.scope(strategy), workers.tf_keras_limits(keras):
         model = compiled_model(keras, spec, steps, policy)
         if manifest:
             model.optimizer.build(model.trainable_variables)
@@ -218,7 +212,7 @@ def _train(request: TrainRequest, reporter, cleanup: contextlib.ExitStack, stop)
             _apply_changes(keras, model, spec, prepared.changes)
     twin = _float32_twin(keras, spec, steps, policy)
 
-    run_dir = resume_dir or _new_run_dir(request.out, spec.name, cluster, shared_dir, cleanup)
+    run_dir = resume_dir or workers.run_dir_for(request.out, spec.name, cluster, shared_dir, cleanup)
     if resume_dir is None or prepared.changes:
         atomic_write(run_dir / "spec.yaml", spec.resolved_yaml())
     point_latest(run_dir)  # as soon as the folder can be resumed: `--resume runs/latest` finds it from here on
@@ -319,7 +313,7 @@ def _fit(keras, spec, model, twin, train_ds, val_ds, run_dir, home, history, man
     epochs = spec.train["epochs"]
     if manifest and manifest.get("finished"):
         return model, history  # killed after training: the saved state is the trained model
-    callbacks = _callbacks(
+    callbacks = recording.fit_callbacks(
         keras, spec, run_dir, history, val_ds is not None, reporter, steps, stop, manifest, home, writer, twin
     )
     recorder = callbacks[-2] if reporter is not None else callbacks[-1]
@@ -347,7 +341,7 @@ def _fit(keras, spec, model, twin, train_ds, val_ds, run_dir, home, history, man
 def _finish(request, spec, model, splits, feed, summary, run_dir, run_info, history, cluster, shared_dir):
     """After training: model.keras, test metrics, pictures, then `completed`. A kill anywhere here resumes here."""
     weights_sha256 = devices.weights_sha256(model)
-    _save_model(model, run_dir / "model.keras")
+    recording.save_model(model, run_dir / "model.keras")
     metrics = {"train": _last(history, train=True), "val": _last(history, train=False)}
     evaluation = None
     if splits.x_test is not None and len(splits.x_test):
@@ -503,239 +497,12 @@ def _dataset(x, y, feed, splits, batch_size, seed, shuffle=False):
     )
 
 
-def compiled_model(keras, spec, steps_per_epoch: int, policy: str = "float32"):
-    from cnnkit.run.build import build_model
-
-    model = build_model(spec, keras, policy)
-    model.compile(
-        optimizer=make_optimizer(keras, spec.train, steps_per_epoch),
-        loss=_loss(keras, spec.train["loss"]),
-        metrics=[_metric(keras, m) for m in spec.train["metrics"]],
-        steps_per_execution=spec.train["steps_per_execution"],
-    )
-    return model
-
-
-def make_optimizer(keras, train_cfg: dict, steps_per_epoch: int):
-    opt = train_cfg["optimizer"]
-    args = dict(opt["args"])
-    schedule = train_cfg.get("lr_schedule")
-    if schedule:
-        entry = options.SCHEDULES[schedule["name"]]
-        sched_args = dict(schedule["args"])
-        total = steps_per_epoch * train_cfg["epochs"]
-        if "decay_steps" in entry.args:
-            sched_args.setdefault("decay_steps", total)
-        if "first_decay_steps" in entry.args:
-            sched_args.setdefault("first_decay_steps", total)
-        if entry.keras_class != "PiecewiseConstantDecay":
-            sched_args["initial_learning_rate"] = args.pop("learning_rate", 0.001)
-        args["learning_rate"] = getattr(keras.optimizers.schedules, entry.keras_class)(**sched_args)
-    return getattr(keras.optimizers, options.OPTIMIZERS[opt["name"]].keras_class)(**args)
-
-
-def _loss(keras, loss: dict):
-    return getattr(keras.losses, options.LOSSES[loss["name"]].keras_class)(**loss["args"])
-
-
-def _metric(keras, metric: dict):
-    cls = options.METRICS[metric["name"]].keras_class
-    if cls == "accuracy":
-        return "accuracy"  # Keras picks binary/categorical/sparse accuracy to match the loss
-    return getattr(keras.metrics, cls)(**metric["args"])
-
-
-def _save_model(model, path: Path, twin=None) -> None:
-    """model.save to a temp name, then rename: a crash never leaves a half-written model.keras.
-    `twin`: a tf-keras model's Keras 3 twin (see _keras3_twin), which writes the file."""
-    if twin is not None:
-        twin.set_weights(model.get_weights())
-        model = twin
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    try:
-        model.save(tmp)
-        tmp.replace(path)
-    except OSError as err:  # a full disk or a read-only folder
-        tmp.unlink(missing_ok=True)
-        raise unwritable(path, err) from None
-
-
 def _last(history: dict, *, train: bool) -> dict:
     return {
         k.removeprefix("val_"): v[-1]
         for k, v in history.items()
         if v and k != "learning_rate" and k.startswith("val_") != train
     }
-
-
-def _callbacks(keras, spec, run_dir, history, has_val, reporter, steps, stop, manifest, home, writer, twin) -> list:
-    """Every callback of fit(), in the order Keras calls them (the order matters, see each line)."""
-    from cnnkit.run.replay import epoch_start
-
-    monitor = spec.train["monitor"] if has_val or not spec.train["monitor"].startswith("val_") else "loss"
-    learning_rates: dict = {}
-    # First: seeds the epoch, answers a signal after each batch, notes the epoch's learning rate before
-    # ReduceLROnPlateau changes it for the next one.
-    callbacks = [epoch_start(keras, spec.train["seed"], stop, learning_rates), _nan_guard(keras)]
-    if spec.train.get("early_stopping") is not None:
-        callbacks.append(keras.callbacks.EarlyStopping(**{"monitor": monitor, **spec.train["early_stopping"]}))
-    if spec.train.get("reduce_lr_on_plateau") is not None:
-        callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(**{"monitor": monitor, **spec.train["reduce_lr_on_plateau"]})
-        )
-    # After the callbacks whose state it saves (and restores, in on_train_begin, after they reset themselves).
-    stateful = callbacks[2:]
-    callbacks += tensorboard_callbacks(keras, spec, run_dir)
-    callbacks.append(
-        _recorder(keras, run_dir, home, writer, history, monitor, manifest, stateful, learning_rates, twin)
-    )
-    if reporter is not None:
-        callbacks.append(reporter.keras_callback(keras, spec.train["epochs"], steps))
-    # train.fine_tune first of all: it changes the optimizer, whose learning rate epoch_start then notes
-    return fine_tune_callbacks(keras, spec) + callbacks
-
-
-def _recorder(keras, run_dir, home, writer, history, monitor, manifest, stateful, learning_rates, twin):
-    """At every epoch end: history, best.keras, then the checkpoint whose manifest says all of it is complete.
-    `home`: where the checkpoint was read (the chief's folder); `writer`: False on a multi_worker non-chief, which
-    computes the same arrays (reading a variable may be a collective) but writes no checkpoint."""
-    saved = manifest or {}
-
-    class Recorder(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.best = saved.get("best")
-            self.epoch = int(saved.get("epoch", 0))
-
-        def on_train_begin(self, logs=None):
-            if manifest:  # the callbacks reset themselves in their own on_train_begin, just before this one
-                checkpoint.restore_callbacks(home, manifest, stateful)
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = dict(logs or {})
-            if epoch in learning_rates:
-                logs["learning_rate"] = learning_rates[epoch]
-            for key, value in logs.items():
-                history.setdefault(key, [])
-                del history[key][epoch:]
-                history[key].append(float(value))
-            write_history(run_dir, history)
-            current = logs.get(monitor)
-            better = current is not None and (
-                self.best is None or (current < self.best if "loss" in monitor else current > self.best)
-            )
-            if better:
-                self.best = current
-                _save_model(self.model, run_dir / "best.keras", twin)
-            self.epoch = epoch + 1
-            self.save()
-
-        def save(self, finished: bool = False):
-            arrays = checkpoint.state_arrays(self.model, stateful)
-            manifest_now = {
-                "epoch": self.epoch,
-                "history": history,
-                "best": self.best,
-                "monitor": monitor,
-                "callbacks": checkpoint.callback_counters(stateful),
-                "stopped": bool(self.model.stop_training),
-                "finished": finished,
-            }
-            checkpoint.save(run_dir, arrays, manifest_now, write=writer)
-
-    return Recorder()
-
-
-# --- multi_worker ---------------------------------------------------------------------------------------------
-# It trains on tf-keras (see cnnkit/run/devices.py for why). These helpers hold the few places where tf-keras' API
-# differs from Keras 3's, and the run-folder rules of a cluster: the chief writes the run folder, other workers
-# write nothing that outlives them.
-
-
-def _cluster_run(cluster, out: Path, spec, resume_dir: Path | None):
-    """(the run folder every worker names alike, the folder to continue, its run.json).
-
-    A restarted cluster finds its unfinished run under the same name and continues it from the chief's checkpoint,
-    which every worker reads. Only the chief continues a folder; a completed one is refused after all workers have met
-    (_check_cluster), so that no worker waits for a chief that has already left."""
-    shared = resume_dir or Path(out) / cluster.run_name(spec.name, spec.resolved_yaml())
-    if not cluster.is_chief:
-        return shared, None, {}
-    previous = read_json(shared / "run.json")
-    if previous is None or not (shared / "spec.yaml").exists():
-        return shared, None, {}
-    return shared, shared, previous
-
-
-def _new_run_dir(out: Path, name: str, cluster, shared_dir: Path | None, cleanup: contextlib.ExitStack) -> Path:
-    if cluster is None:
-        return new_run_dir(out, name)
-    if cluster.is_chief:
-        try:
-            shared_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise unwritable(shared_dir, err) from None
-        return shared_dir
-    # A non-chief worker runs the same code into a scratch folder that goes when train() returns; it writes no
-    # checkpoint. The empty folders naming the shared run (when --out is not shared with the chief) go too.
-    made = [d for d in (shared_dir, Path(out)) if not d.exists()]
-    cleanup.callback(_remove_empty, made)
-    # Named after the run and the task, so a restart removes what a killed predecessor (SIGKILL) left behind.
-    scratch = Path(tempfile.gettempdir()) / f"cnnkit-worker-{shared_dir.name}-{cluster.task_type}{cluster.task_index}"
-    shutil.rmtree(scratch, ignore_errors=True)
-    cleanup.callback(shutil.rmtree, scratch, ignore_errors=True)
-    try:
-        (scratch / "run").mkdir(parents=True)
-    except OSError as err:
-        raise unwritable(scratch, err) from None
-    return scratch / "run"
-
-
-def _remove_empty(folders: list[Path]) -> None:
-    for folder in folders:
-        with contextlib.suppress(OSError):  # not empty (the chief's, on a shared filesystem) or already gone
-            folder.rmdir()
-
-
-def _check_cluster(tf, strategy, cluster, spec, splits, shared_dir: Path, previous: dict, manifest) -> None:
-    import hashlib
-
-    saved = "the checkpoint (epoch, finished)"
-    facts = {
-        "the spec": int(hashlib.sha256(spec.resolved_yaml().encode()).hexdigest()[:12], 16),
-        "the number of training samples": len(splits.x_train),
-        # Every worker must have read the same manifest: the same epoch, history and best value.
-        saved: int(manifest["epoch"]) * 2 + bool(manifest.get("finished")) if manifest else -1,
-    }
-    hints = {
-        "the spec": "start every worker with the same spec file and --set values",
-        "the number of training samples": "give every worker the same dataset (data.* and --data-dir)",
-        saved: f"a restarted run continues from the chief's checkpoint in {shared_dir / checkpoint.FOLDER}: put "
-        f"--out on a filesystem all workers share",
-    }
-    chief = devices.check_workers_agree(
-        tf, strategy, cluster.size, facts, hints, chief_facts={"completed": int(previous.get("status") == "completed")}
-    )
-    if chief["completed"]:
-        raise RunError(
-            f"{shared_dir} already holds this spec's completed run on {cluster.size} workers",
-            hint="pass another --out (or --seed) to train again, or remove that folder",
-        )
-
-
-@contextlib.contextmanager
-def _tf_keras_limits(keras):
-    """Under tf-keras a Keras-3-only layer, argument, loss or optimizer fails with a bare TypeError/ValueError."""
-    try:
-        yield
-    except (TypeError, ValueError, AttributeError) as err:
-        if not is_tf_keras(keras):
-            raise
-        raise SpecError(
-            f"strategy multi_worker trains with tf-keras {keras_version(keras).split()[-1]}, which cannot "
-            f"build this spec: {err}",
-            hint="use layers and arguments tf-keras (Keras 2) has, or train with strategy none/mirrored",
-        ) from None
 
 
 def _float32_twin(keras, spec, steps: int, policy: str):
@@ -755,21 +522,3 @@ def _float32_twin(keras, spec, steps: int, policy: str):
     # Built, so the file holds a full (fresh) optimizer state: Keras warns when loading a file that has none.
     twin.optimizer.build(twin.trainable_variables)
     return twin
-
-
-def _nan_guard(keras):
-    if not is_tf_keras(keras):
-        guard = keras.callbacks.TerminateOnNaN(raise_error=True)
-        guard.async_safe = True  # reads only the logs it is given: keeps Keras' asynchronous batch dispatch on
-        return guard
-
-    class RaiseOnNaN(keras.callbacks.Callback):
-        """tf-keras' TerminateOnNaN has no raise_error: it would end fit() quietly, as if it had finished. Under
-        multi_worker the logged loss is the all-reduced one, so every worker raises at the same batch."""
-
-        def on_train_batch_end(self, batch, logs=None):
-            loss = (logs or {}).get("loss")
-            if loss is not None and not math.isfinite(float(loss)):
-                raise RuntimeError(f"NaN or Inf loss encountered at batch {batch}")
-
-    return RaiseOnNaN()
