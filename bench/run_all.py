@@ -176,8 +176,8 @@ def headline(results: dict) -> list[str]:
             lines.append(
                 f"{name:17s} step {r['step_ms']['median']:.1f} ms"
                 + (f", largest kernel {top['what']} {top['ms_per_step']:.1f} ms" if top else "")
-                + f"; weight gradient as 9 products x{grad['speedup_spread']['median']:.2f}, "
-                f"step at most x{grad['step_speedup_bound']:.2f}"
+                + f"; weight gradient as 9 products x{grad['speedup_spread']['median']:.2f} alone, "
+                f"x{grad['in_step']['speedup_spread']['median']:.2f} in the step ({grad['in_step']['verdict']})"
             )
         elif name == "transfer_demo":
             lines.append(

@@ -12,8 +12,8 @@ Why multi_worker trains on tf-keras: Keras 3's `fit()` fails under MultiWorkerMi
 to `convert_to_tensor`, and past that `reduce_per_replica` fails). tf-keras 2.21 (Keras 2) trains the same model
 in sync across workers. TensorFlow picks its Keras once, from TF_USE_LEGACY_KERAS, when `tf.keras` is first
 used; the spec is parsed without TensorFlow, so `cluster_for` can set it in time. Every module keeps reaching
-Keras through `tf.keras` (cnnkit.backend), so building and training stay one code path; train.py branches in
-a few small helpers where tf-keras' API differs, and writes model files in Keras 3's format.
+Keras through `tf.keras` (cnnkit.backend), so building and training stay one code path; a few small helpers branch
+where tf-keras' API differs (run/workers.py, recording.nan_guard), and model files are written in Keras 3's format.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Registries of the training vocabulary: optimizers, losses, metrics, schedules, callbacks.
 
 Each maps the spec name to the Keras class and the arguments it accepts, so a spec can be
-checked without TensorFlow and built with it (``train.py`` looks the class up by name).
+checked without TensorFlow and built with it (``run/compiled.py`` looks the class up by name).
 """
 
 from __future__ import annotations
