@@ -58,11 +58,11 @@ def test_saliency_takes_the_largest_channel_and_keeps_sequences_whole():
 
 
 def test_resize_keeps_constants_and_centres():
-    np.testing.assert_allclose(gradcam.resize(np.full((2, 3), 0.4), (8, 12)), 0.4)
+    np.testing.assert_allclose(plots.resize_linear(np.full((2, 3), 0.4), (8, 12)), 0.4)
     # one hot cell in the top-left quadrant of a 2×2 map stays in the top-left quadrant of 16×16
-    big = gradcam.resize(np.array([[1.0, 0.0], [0.0, 0.0]]), (16, 16))
+    big = plots.resize_linear(np.array([[1.0, 0.0], [0.0, 0.0]]), (16, 16))
     assert big[:8, :8].sum() / big.sum() > 0.7 and big[0, 0] == 1.0
-    assert gradcam.resize(np.array([0.0, 1.0]), (4,)).tolist() == [0.0, 0.25, 0.75, 1.0]
+    assert plots.resize_linear(np.array([0.0, 1.0]), (4,)).tolist() == [0.0, 0.25, 0.75, 1.0]
 
 
 def test_mistakes_most_confident_first_else_least_confident_correct():

@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnkit.errors import CnnkitError, DataError
-from cnnkit.viz.plots import most_confident_mistakes
-from cnnkit.viz.plots import resize_linear as resize  # the heat maps to the input's size
+from cnnkit.viz.plots import most_confident_mistakes, resize_linear
 
 METHODS = ("gradcam", "saliency")
 MISCLASSIFIED_SHOWN = 8  # rows of plots/gradcam_misclassified.png: enough to see a pattern, small enough to read
@@ -256,8 +255,8 @@ def explain(
                     probabilities=probs[j].astype(np.float64),
                     predicted=predicted,
                     true=known,
-                    heat=resize(maps_pred[j], spatial),
-                    heat_true=None if known in (None, predicted) else resize(maps_true[j], spatial),
+                    heat=resize_linear(maps_pred[j], spatial),
+                    heat_true=None if known in (None, predicted) else resize_linear(maps_true[j], spatial),
                 )
             )
     return found
